@@ -1,0 +1,139 @@
+"""Image files: PNG, JPEG and TIFF in, the same depth and layout out, written atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+log = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """Pixels of a file and how to read them.
+
+    Attributes
+    ----------
+    data : ndarray
+        Pixels, colour last when `channel_axis` is set.
+    channel_axis : int or None
+        -1 for colour (RGB or RGBA), None for grey images and stacks.
+    alpha : ndarray or None
+        The alpha channel, kept apart from the colour.
+    """
+
+    data: np.ndarray
+    channel_axis: int | None
+    alpha: np.ndarray | None = None
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in TIFF_SUFFIXES + PHOTO_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use PNG, JPEG or TIFF")
+    return suffix
+
+
+def read_image(path: str | os.PathLike) -> ImageFile:
+    """Read a PNG, JPEG or TIFF (2D, RGB(A) or a stack of planes).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    ImageFile
+        Pixels as stored (8/16-bit integers or floats), colour last.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if suffix in TIFF_SUFFIXES:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            colour = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+    else:
+        data = iio.imread(path)
+        colour = data.ndim == 3
+    if colour and data.shape[-1] not in (3, 4):
+        raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
+    if not colour:
+        return ImageFile(data, None)
+    if data.shape[-1] == 4:
+        return ImageFile(data[..., :3], -1, data[..., 3])
+    return ImageFile(data, -1)
+
+
+def to_dtype(image: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """Round and clip `image` into integer `dtype` (floats pass); also the count clipped."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return image.astype(dtype, copy=False), 0
+    info = np.iinfo(dtype)
+    rounded = np.round(image)
+    clipped = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+    return np.clip(rounded, info.min, info.max).astype(dtype), clipped
+
+
+def _default_mode() -> int:
+    """Permissions a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = False) -> None:
+    """Write `image` to `path` through a temporary file in the same folder.
+
+    The file appears complete or not at all. An existing file is replaced
+    only with `overwrite`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; its suffix picks the format.
+    image : ImageFile
+        Pixels (alpha is put back as the last channel).
+    overwrite : bool
+        Replace an existing file.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    data = image.data
+    if image.alpha is not None:
+        data = np.concatenate([data, image.alpha[..., None].astype(data.dtype)], axis=-1)
+    allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
+    if suffix in allowed and data.dtype not in allowed[suffix]:
+        raise ValueError(f"{path}: {suffix} cannot hold {data.dtype} pixels; write a TIFF instead")
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    try:
+        if suffix in TIFF_SUFFIXES:
+            photometric = "rgb" if image.channel_axis is not None else "minisblack"
+            tifffile.imwrite(temporary, data, photometric=photometric)
+        elif suffix == ".png":
+            iio.imwrite(temporary, data, extension=".png")
+        else:
+            iio.imwrite(temporary, data, extension=".jpeg", quality=95)
+        os.chmod(temporary, path.stat().st_mode if path.exists() else _default_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)

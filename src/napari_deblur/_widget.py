@@ -1,0 +1,223 @@
+"""The Deblur dock widget: layers in, :func:`deblur_steps` in a thread, layers out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ._api import METHODS, Progress, deblur_steps, prepare_psf
+from .engine.operators import BOUNDARIES
+
+
+def _psf_region(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> tuple[slice, ...]:
+    """Bounding box, in the PSF layer's data, of the Shapes layer's selected (or first) shape."""
+    if len(shapes.data) == 0:
+        raise ValueError(
+            f"the Shapes layer '{shapes.name}' has no rectangle; draw one round the light"
+        )
+    index = min(shapes.selected_data) if shapes.selected_data else 0
+    world = np.array([shapes.data_to_world(v) for v in shapes.data[index]])
+    corners = np.array([psf_layer.world_to_data(w) for w in world])
+    spatial = psf_layer.data.shape[: corners.shape[1]]
+    box = []
+    for axis, n in enumerate(spatial):
+        lo, hi = corners[:, axis].min(), corners[:, axis].max()
+        if hi - lo < 1:
+            # A rectangle drawn on one plane of a stack crops rows and columns only.
+            box.append(slice(0, n))
+            continue
+        box.append(slice(max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)))
+    if any(b.stop - b.start < 3 for b in box):
+        raise ValueError(f"the rectangle in '{shapes.name}' does not cover the PSF layer")
+    return tuple(box)
+
+
+class DeblurWidget(Container):
+    """Deblur an Image layer with a PSF layer (or a photo of a point light).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers are read and written.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker: GeneratorWorker | None = None
+        self._result: napari.layers.Image | None = None
+        self._iterates: list[np.ndarray] = []
+
+        self.image = create_widget(annotation=napari.layers.Image, label="blurred image")
+        self.psf = create_widget(annotation=napari.layers.Image, label="PSF or point light")
+        self.psf_region = create_widget(
+            annotation=napari.layers.Shapes | None,
+            label="PSF region",
+            options={"tooltip": "Optional: a rectangle round the light in the PSF layer"},
+        )
+        self.method = ComboBox(choices=METHODS, value="auto", label="method")
+        self.boundary = ComboBox(
+            choices=("auto", *BOUNDARIES),
+            value="auto",
+            label="boundary",
+            tooltip="What lies beyond the frame; 'auto' estimates the unseen surroundings",
+        )
+        self.max_iter = SpinBox(value=100, min=1, max=1000, label="max iterations")
+        self.keep_iterations = CheckBox(value=False, text="keep iterations as a layer")
+        self.side_by_side = CheckBox(value=False, text="side by side")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(min=0, max=100, value=0, label="progress")
+        self.report = Label(value="")
+        self.extend(
+            [
+                self.image,
+                self.psf,
+                self.psf_region,
+                self.method,
+                self.boundary,
+                self.max_iter,
+                self.keep_iterations,
+                self.side_by_side,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.report,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.side_by_side.changed.connect(self._show_side_by_side)
+
+    @property
+    def worker(self) -> GeneratorWorker | None:
+        """The running (or last) worker, for callers that wait on it."""
+        return self._worker
+
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None]:
+        image_layer, psf_layer = self.image.value, self.psf.value
+        if image_layer is None or psf_layer is None:
+            raise ValueError("choose both a blurred image layer and a PSF layer")
+        if image_layer is psf_layer:
+            raise ValueError("the PSF layer must differ from the image layer")
+        image = np.asarray(image_layer.data)
+        psf = np.asarray(psf_layer.data)
+        if self.psf_region.value is not None:
+            psf = psf[_psf_region(psf_layer, self.psf_region.value)]
+        if psf_layer.rgb and not image_layer.rgb:
+            # A colour photo of the light for a grey image: its channels' light adds up.
+            psf = prepare_psf(psf, channel_axis=-1).sum(axis=0)
+        return image, psf, -1 if image_layer.rgb else None
+
+    def run(self) -> None:
+        """Start deblurring in a thread; the result layer updates at each step."""
+        if self._worker is not None and self._worker.is_running:
+            show_info("Deblurring is already running; press Cancel to stop it.")
+            return
+        try:
+            image, psf, channel_axis = self._inputs()
+            steps = deblur_steps(
+                image,
+                psf,
+                method=self.method.value,
+                boundary=self.boundary.value,
+                channel_axis=channel_axis,
+                max_iter=self.max_iter.value,
+            )
+        except (ValueError, TypeError) as error:
+            show_error(f"Deblur: {error}")
+            return
+        self._source = self.image.value
+        self._result = None
+        self._iterates = []
+        self.progress.value = 0
+        self._worker = create_worker(_images, steps, _start_thread=False)
+        self._worker.yielded.connect(self._on_step)
+        self._worker.errored.connect(lambda e: show_error(f"Deblur failed: {e}"))
+        self._worker.aborted.connect(self._on_cancelled)
+        self._worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self._worker.start()
+
+    def cancel(self) -> None:
+        """Stop after the current iteration, keeping the estimate so far."""
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _as_layer_data(self, image: np.ndarray) -> np.ndarray:
+        source = self._source
+        if source.rgb and np.issubdtype(source.dtype, np.integer):
+            info = np.iinfo(source.dtype)
+            return np.clip(np.round(image), info.min, info.max).astype(source.dtype)
+        return image.astype(np.float32, copy=False)
+
+    def _on_step(self, item: tuple[Progress, np.ndarray]) -> None:
+        progress, image = item
+        data = self._as_layer_data(image)
+        if self._result is None or self._result not in self._viewer.layers:
+            source = self._source
+            self._result = self._viewer.add_image(
+                data,
+                name=f"{source.name} deblurred ({progress.settings['method']})",
+                rgb=source.rgb,
+                scale=source.scale,
+                translate=source.translate,
+                units=source.units,
+                metadata={**source.metadata, "deblur": dict(progress.settings)},
+            )
+        else:
+            self._result.data = data
+        if self.keep_iterations.value:
+            self._iterates.append(data)
+        self.progress.value = int(round(100 * progress.fraction))
+        settings = progress.settings
+        values = ", ".join(f"{k} {v:.3g}" for k, v in progress.metrics.items())
+        self.report.value = (
+            f"{settings['method']}, boundary {settings['boundary']}, "
+            f"{settings['encoding']} light, noise {settings['noise']:.3g}\n"
+            f"iteration {progress.iteration}: {values}"
+        )
+
+    def _on_cancelled(self) -> None:
+        if self._result is not None:
+            self._result.name = f"{self._result.name} cancelled"
+
+    def _on_finished(self) -> None:
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        if self._result is not None and self._iterates:
+            source = self._source
+            self._viewer.add_image(
+                np.stack(self._iterates),
+                name=f"{self._result.name} iterations",
+                rgb=source.rgb,
+                scale=(1, *source.scale),
+                translate=(0, *source.translate),
+                visible=False,
+            )
+            self._iterates = []
+        self._show_side_by_side()
+
+    def _show_side_by_side(self) -> None:
+        self._viewer.grid.enabled = self.side_by_side.value
+
+
+def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
+    """Each step with its image, converted in the worker thread."""
+    for progress in steps:
+        yield progress, progress.image

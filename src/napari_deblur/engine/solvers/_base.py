@@ -1,0 +1,160 @@
+"""The iteration protocol shared by all solvers, and stopping rules.
+
+A solver's ``iterate(observed)`` is a generator of :class:`Step`: the API
+runs it to the end, the widget's thread worker shows each step and can stop
+between two of them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Step:
+    """State of a solver after one iteration.
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done (1 after the first).
+    estimate : ndarray
+        Current estimate of the sharp scene (``operator.shape_in``).
+    fraction : float
+        Fraction of the work done, in [0, 1]; 1 on the last step.
+    metrics : mapping of str to float
+        Whatever the solver measured, e.g. ``'residual'`` (mean squared
+        data misfit) and ``'change'`` (relative change of the estimate).
+    """
+
+    iteration: int
+    estimate: np.ndarray
+    fraction: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+class StoppingRule(ABC):
+    """When to stop iterating; rules combine with ``|`` (either) and ``&`` (both)."""
+
+    #: The most iterations this rule allows, if it bounds them.
+    max_iter: int | None = None
+
+    @abstractmethod
+    def done(self, iteration: int, metrics: Mapping[str, float]) -> bool:
+        """Whether to stop after `iteration` with these `metrics`."""
+
+    def __or__(self, other: StoppingRule) -> StoppingRule:
+        return AnyOf(self, other)
+
+    def __and__(self, other: StoppingRule) -> StoppingRule:
+        return AllOf(self, other)
+
+
+class MaxIterations(StoppingRule):
+    """Stop after `count` iterations."""
+
+    def __init__(self, count: int):
+        if int(count) < 1:
+            raise ValueError(f"max_iter must be at least 1, got {count}")
+        self.max_iter = int(count)
+
+    def done(self, iteration, metrics):  # noqa: D102
+        return iteration >= self.max_iter
+
+    def __repr__(self) -> str:
+        return f"MaxIterations({self.max_iter})"
+
+
+class RelativeChange(StoppingRule):
+    """Stop when ``||x_k - x_{k-1}|| / ||x_k||`` falls below `tol`."""
+
+    def __init__(self, tol: float):
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        self.tol = float(tol)
+
+    def done(self, iteration, metrics):  # noqa: D102
+        return metrics.get("change", np.inf) < self.tol
+
+    def __repr__(self) -> str:
+        return f"RelativeChange({self.tol:g})"
+
+
+class Discrepancy(StoppingRule):
+    """Morozov's discrepancy principle: stop once the data are fitted to the noise.
+
+    Stops when the mean squared residual ``||A x - y||^2 / n`` reaches
+    ``tau`` times the noise variance: fitting further only fits the noise.
+
+    Parameters
+    ----------
+    variance : float or array_like
+        Noise variance averaged over the pixels (per batch image; the mean
+        over the batch is used).
+    tau : float
+        Safety factor, about 1.
+    """
+
+    def __init__(self, variance, tau: float = 1.0):
+        self.level = float(tau * np.mean(variance))
+
+    def done(self, iteration, metrics):  # noqa: D102
+        return metrics.get("residual", np.inf) <= self.level
+
+    def __repr__(self) -> str:
+        return f"Discrepancy(level={self.level:g})"
+
+
+class AnyOf(StoppingRule):
+    """Stop when any of the rules says so."""
+
+    def __init__(self, *rules: StoppingRule):
+        self.rules = rules
+        bounds = [r.max_iter for r in rules if r.max_iter is not None]
+        self.max_iter = min(bounds) if bounds else None
+
+    def done(self, iteration, metrics):  # noqa: D102
+        return any(r.done(iteration, metrics) for r in self.rules)
+
+    def __repr__(self) -> str:
+        return " | ".join(map(repr, self.rules))
+
+
+class AllOf(StoppingRule):
+    """Stop when all of the rules say so."""
+
+    def __init__(self, *rules: StoppingRule):
+        self.rules = rules
+        bounds = [r.max_iter for r in rules if r.max_iter is not None]
+        self.max_iter = max(bounds) if len(bounds) == len(rules) else None
+
+    def done(self, iteration, metrics):  # noqa: D102
+        return all(r.done(iteration, metrics) for r in self.rules)
+
+    def __repr__(self) -> str:
+        return " & ".join(map(repr, self.rules))
+
+
+class Solver(ABC):
+    """A deconvolution method: ``iterate(observed)`` yields :class:`Step` objects."""
+
+    @abstractmethod
+    def iterate(self, observed: np.ndarray) -> Iterator[Step]:
+        """Yield the estimate after each iteration; the last has ``fraction == 1``."""
+
+    def run(self, observed: np.ndarray) -> np.ndarray:
+        """Iterate to the end and return the final estimate."""
+        (last,) = deque(self.iterate(observed), maxlen=1)
+        return last.estimate
+
+
+def fraction_done(iteration: int, stop: StoppingRule) -> float:
+    """Progress after `iteration` as a fraction of the rule's iteration bound."""
+    if stop.max_iter is None:
+        return 0.0
+    return min(1.0, iteration / stop.max_iter)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from napari_deblur.engine.noise import (
+    estimate_noise,
+    estimate_noise_curve,
+    gcv_weight,
+    rfft_weights,
+)
+from napari_deblur.engine.operators import Convolution, gradient_spectrum
+from napari_deblur.engine.psf import defocus_psf, psf_to_otf
+from napari_deblur.engine.solvers import Wiener
+
+
+def smooth_scene(rng, shape=(256, 256)):
+    from skimage import data
+
+    return data.camera()[: shape[0], : shape[1]] / 255.0
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.02, 0.05])
+def test_noise_of_blurred_image(sigma, rng):
+    blurred = Convolution(defocus_psf(4.0), (256, 256), boundary="symmetric").apply(
+        smooth_scene(rng)
+    )
+    noisy = blurred + rng.normal(0, sigma, blurred.shape)
+    assert estimate_noise(noisy) == pytest.approx(sigma, rel=0.1)
+
+
+def test_noise_per_channel(rng):
+    image = rng.normal(0, 1, (3, 64, 64)) * np.array([0.1, 0.2, 0.4])[:, None, None]
+    np.testing.assert_allclose(estimate_noise(image, batch_ndim=1), [0.1, 0.2, 0.4], rtol=0.1)
+
+
+def test_poisson_gaussian_curve(rng):
+    # Counts with a gain: var = gain * mean + read^2.
+    light = np.repeat(np.linspace(0, 1, 256)[None], 256, axis=0)
+    gain, read = 0.01, 0.02
+    noisy = rng.poisson(light / gain) * gain + rng.normal(0, read, light.shape)
+    fitted_gain, floor = estimate_noise_curve(noisy)
+    assert fitted_gain == pytest.approx(gain, rel=0.15)
+    assert floor == pytest.approx(read**2, rel=0.3)
+
+
+def test_gcv_is_near_the_best_weight(rng):
+    scene = smooth_scene(rng)
+    psf = defocus_psf(5.0)
+    op = Convolution(psf, scene.shape, boundary="periodic")
+    noisy = op.apply(scene) + rng.normal(0, 0.01, scene.shape)
+    spectrum = np.abs(np.fft.rfft2(noisy)) ** 2
+    otf = np.abs(psf_to_otf(psf, scene.shape)) ** 2
+    chosen = gcv_weight(
+        spectrum, otf, gradient_spectrum(scene.shape, float), rfft_weights(scene.shape)
+    )
+
+    def error(nsr):
+        return np.mean((Wiener(op, nsr=nsr).run(noisy) - scene) ** 2)
+
+    best = min(error(n) for n in np.geomspace(1e-5, 1, 21))
+    assert error(chosen) <= best * 1.05

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_deblur.engine.operators import BOUNDARIES, Convolution, Gradient
+from tests.conftest import adjointness_error
+
+CASES = [
+    ((20, 17), (5, 4), 0),
+    ((9, 10, 11), (3, 4, 5), 0),
+    ((3, 16, 15), (1, 3, 2), 1),
+    ((3, 16, 15), (3, 5, 5), 1),
+    ((12, 13), (12, 13), 0),
+]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("method", ["fft", "direct"])
+@pytest.mark.parametrize(("shape", "kernel", "batch_ndim"), CASES)
+def test_convolution_dot_test(shape, kernel, batch_ndim, boundary, method, rng):
+    op = Convolution(
+        rng.random(kernel), shape, boundary=boundary, batch_ndim=batch_ndim, method=method
+    )
+    assert adjointness_error(op, rng) < 1e-10
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_fft_and_direct_agree(boundary, rng):
+    psf = rng.random((3, 4))
+    fft = Convolution(psf, (20, 17), boundary=boundary, method="fft")
+    direct = Convolution(psf, (20, 17), boundary=boundary, method="direct")
+    x = rng.random(fft.shape_in)
+    np.testing.assert_allclose(fft.apply(x), direct.apply(x), atol=1e-12)
+    y = rng.random(fft.shape_out)
+    np.testing.assert_allclose(fft.adjoint(y), direct.adjoint(y), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("boundary", "ndimage_mode"),
+    [
+        ("periodic", "wrap"),
+        ("symmetric", "reflect"),
+        ("reflect", "mirror"),
+        ("edge", "nearest"),
+        ("zero", "constant"),
+    ],
+)
+@pytest.mark.parametrize("size", [5, 6])
+def test_boundary_models_match_scipy(boundary, ndimage_mode, size, rng):
+    psf = rng.random((size, size))
+    x = rng.random((20, 17))
+    op = Convolution(psf, x.shape, boundary=boundary, method="fft")
+    # ndimage centres a kernel of size k at k // 2, our convention too.
+    np.testing.assert_allclose(
+        op.apply(x), ndimage.convolve(x, psf, mode=ndimage_mode), atol=1e-12
+    )
+
+
+def test_valid_is_the_centre_of_the_larger_scene(rng):
+    psf = rng.random((5, 6))
+    op = Convolution(psf, (20, 17), boundary="valid")
+    assert op.shape_in == (24, 22)
+    scene = rng.random(op.shape_in)
+    full = ndimage.convolve(scene, psf, mode="constant")
+    # y[j] = full[j + k - 1 - k // 2]: an offset of 2 for both sizes.
+    np.testing.assert_allclose(op.apply(scene), full[2:22, 2:19], atol=1e-12)
+
+
+def test_centred_delta_is_identity(rng):
+    for size in (4, 5):
+        psf = np.zeros((size, size))
+        psf[size // 2, size // 2] = 1
+        x = rng.random((16, 16))
+        for boundary in ("periodic", "symmetric"):
+            np.testing.assert_allclose(
+                Convolution(psf, x.shape, boundary=boundary).apply(x), x, atol=1e-12
+            )
+
+
+def test_float32_stays_float32(rng):
+    op = Convolution(rng.random((5, 5)).astype(np.float32), (32, 32), boundary="valid")
+    x = rng.random(op.shape_in).astype(np.float32)
+    assert op.apply(x).dtype == np.float32
+    assert op.adjoint(op.apply(x)).dtype == np.float32
+    assert op.otf.dtype == np.complex64
+    assert adjointness_error(op, rng, np.float32) < 1e-5
+
+
+def test_fft_grid_is_fast_and_large_enough():
+    op = Convolution(np.ones((15, 15)), (2048, 2048), boundary="valid")
+    assert all(2048 + 14 <= f <= 2100 for f in op.fft_shape)
+
+
+def test_tiny_psf_goes_direct():
+    assert Convolution(np.ones((1, 3)), (64, 64)).direct
+    assert not Convolution(np.ones((5, 5)), (64, 64)).direct
+
+
+def test_rejects_psf_larger_than_image():
+    with pytest.raises(ValueError, match="larger than the image"):
+        Convolution(np.ones((9, 9)), (8, 20))
+
+
+def test_rejects_dimensionality_mismatch():
+    with pytest.raises(ValueError, match="one axis per image axis"):
+        Convolution(np.ones((3, 3)), (8, 8, 8))
+
+
+def test_rejects_unknown_boundary():
+    with pytest.raises(ValueError, match="boundary"):
+        Convolution(np.ones((3, 3)), (8, 8), boundary="mirror")
+
+
+def test_rejects_wrong_input_shape():
+    op = Convolution(np.ones((3, 3)), (8, 8), boundary="valid")
+    with pytest.raises(ValueError, match="shape"):
+        op.apply(np.zeros((8, 8)))
+
+
+@pytest.mark.parametrize(("shape", "batch_ndim"), [((7, 8), 0), ((3, 5, 6, 4), 1)])
+def test_gradient_dot_test(shape, batch_ndim, rng):
+    assert adjointness_error(Gradient(shape, batch_ndim=batch_ndim), rng) < 1e-12
+
+
+def test_gradient_of_ramp():
+    x = np.add.outer(np.arange(4.0), 2 * np.arange(5.0))
+    g = Gradient(x.shape).apply(x)
+    np.testing.assert_array_equal(g[0, :-1], 1)
+    np.testing.assert_array_equal(g[1, :, :-1], 2)
+    np.testing.assert_array_equal(g[0, -1], 0)

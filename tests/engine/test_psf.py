@@ -1,0 +1,200 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_deblur.engine.psf import (
+    airy_psf,
+    center_psf,
+    centroid,
+    defocus_psf,
+    gaussian_psf,
+    motion_psf,
+    normalize_psf,
+    psf_from_point_source,
+    psf_to_otf,
+    resize_psf,
+    widefield_psf,
+)
+
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def test_normalize_to_unit_sum():
+    assert normalize_psf(np.arange(9.0).reshape(3, 3)).sum() == pytest.approx(1)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((3, 3)), -np.ones((3, 3)), np.array([[np.nan, 1.0]]), np.zeros((0, 3))]
+)
+def test_normalize_rejects_bad_psf(bad):
+    with pytest.raises(ValueError, match="psf"):
+        normalize_psf(bad)
+
+
+@pytest.mark.parametrize("size", [4, 5, 8, 9])
+def test_delta_at_centre_has_flat_real_otf(size):
+    psf = np.zeros((size, size + 1))
+    psf[size // 2, (size + 1) // 2] = 1
+    otf = psf_to_otf(psf, (16, 20))
+    np.testing.assert_allclose(otf, 1, atol=1e-12)
+
+
+def test_symmetric_psf_has_real_otf():
+    otf = psf_to_otf(gaussian_psf(1.7, shape=(9, 9)), (32, 30))
+    assert np.abs(otf.imag).max() < 1e-12
+
+
+def test_otf_keeps_leading_channels():
+    psf = np.stack([gaussian_psf(1.0, shape=(7, 7)), gaussian_psf(2.0, shape=(7, 7))])
+    assert psf_to_otf(psf, (16, 16)).shape == (2, 16, 9)
+
+
+@pytest.mark.parametrize("shape", [(15, 15), (16, 14)])
+def test_center_moves_centroid_to_centre_sample(shape):
+    psf = np.zeros(shape)
+    psf[:7, :7] = gaussian_psf(1.2, shape=(7, 7))
+    psf = ndimage.shift(psf, (2.3, 3.6), order=3)
+    centred = center_psf(np.clip(psf, 0, None))
+    np.testing.assert_allclose(centroid(centred), [n // 2 for n in shape], atol=0.02)
+    assert centred.sum() == pytest.approx(1)
+    assert centred.min() >= 0
+
+
+def test_resize_psf_keeps_centre():
+    psf = gaussian_psf(1.0, shape=(7, 7))
+    bigger = resize_psf(psf, (10, 11))
+    assert bigger.shape == (10, 11)
+    np.testing.assert_allclose(centroid(bigger), [5, 5], atol=1e-9)
+    np.testing.assert_allclose(resize_psf(bigger, (7, 7)), psf)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.0, (1.0, 3.0)])
+def test_gaussian_psf_second_moment(sigma):
+    psf = gaussian_psf(sigma, shape=(41, 41))
+    sigma = np.broadcast_to(sigma, 2)
+    for axis in range(2):
+        coords = np.arange(41) - 20
+        profile = psf.sum(axis=1 - axis)
+        # Pixel integration adds the variance of a unit box, 1/12.
+        assert np.sum(profile * coords**2) == pytest.approx(sigma[axis] ** 2 + 1 / 12, rel=1e-3)
+
+
+def test_gaussian_psf_3d():
+    assert gaussian_psf(1.0, ndim=3).shape == (9, 9, 9)
+
+
+@pytest.mark.parametrize("radius", [3.0, 6.5, 10.0])
+def test_defocus_disc_area(radius):
+    psf = defocus_psf(radius)
+    # Uniform inside: the number of lit pixels times the level is the area.
+    assert (psf > 0).sum() == pytest.approx(np.pi * (radius + 0.5) ** 2, rel=0.08)
+    assert np.ptp(psf[psf >= psf.max() * 0.999]) == 0
+    np.testing.assert_allclose(centroid(psf), [n // 2 for n in psf.shape], atol=1e-9)
+
+
+def test_defocus_ball_3d():
+    assert defocus_psf(3.0, ndim=3).ndim == 3
+
+
+@pytest.mark.parametrize(("length", "angle"), [(10, 0), (15, 90), (12, 30), (20, 135)])
+def test_motion_psf_extent_and_direction(length, angle):
+    psf = motion_psf(length, angle)
+    rows, cols = np.nonzero(psf > psf.max() * 0.05)
+    centre = np.array(psf.shape) // 2
+    extent = np.hypot(rows - centre[0], cols - centre[1]).max() * 2
+    assert extent == pytest.approx(length, abs=2)
+    # Principal direction of the path (rows point down, angles go counter-clockwise).
+    r, c = np.indices(psf.shape)
+    cov = np.cov(
+        np.stack([(-(r - centre[0])).ravel(), (c - centre[1]).ravel()]), aweights=psf.ravel()
+    )
+    direction = np.linalg.eigh(cov)[1][:, -1]
+    measured = np.rad2deg(np.arctan2(direction[0], direction[1])) % 180
+    assert min(abs(measured - angle % 180), 180 - abs(measured - angle % 180)) < 3
+
+
+def test_airy_first_dark_ring():
+    psf = airy_psf(0.5, 0.5, 0.05, supersample=1)
+    centre = psf.shape[0] // 2
+    profile = psf[centre, centre:]
+    first_min = np.argmax(np.diff(profile) > 0)
+    # First zero at 0.61 wavelength / NA = 0.61 um = 12.2 pixels.
+    assert first_min == pytest.approx(12.2, abs=1)
+
+
+def test_widefield_psf_is_symmetric_and_elongated():
+    psf = widefield_psf(
+        (21, 31, 31), wavelength=0.5, na=1.0, voxel_size=(0.2, 0.05, 0.05), refractive_index=1.33
+    )
+    assert psf.sum() == pytest.approx(1)
+    np.testing.assert_allclose(psf, psf[::-1], rtol=1e-6, atol=1e-12)
+    peak = np.unravel_index(psf.argmax(), psf.shape)
+    assert peak == (10, 15, 15)
+    axial = psf[:, 15, 15] / psf.max()
+    lateral = psf[10, 15, :] / psf.max()
+    axial_fwhm = 0.2 * (axial > 0.5).sum()
+    lateral_fwhm = 0.05 * (lateral > 0.5).sum()
+    assert axial_fwhm > 2.5 * lateral_fwhm
+
+
+def _camera_photo(psf, rng, *, size=80, offset=(35.3, 41.7), peak_snr=100.0, background=0.03):
+    """A point light photographed: unit point at a sub-pixel offset, background, noise."""
+    frame = np.zeros((size, size))
+    k = psf.shape
+    frame[: k[0], : k[1]] = psf
+    frame = np.clip(ndimage.shift(frame, np.array(offset) - np.array(k) // 2, order=3), 0, None)
+    frame /= frame.max()
+    rows, cols = np.mgrid[:size, :size] / size
+    light = frame + background * (1 + rows + 0.5 * cols)
+    return light + rng.normal(0, 1 / peak_snr, light.shape)
+
+
+@pytest.mark.parametrize(
+    ("psf", "offset", "tolerance"),
+    [
+        (defocus_psf(6.0), (35.3, 41.7), 0.06),
+        (gaussian_psf(2.5), (35.3, 41.7), 0.06),
+        # A one-pixel-wide path cannot be moved by a fraction of a pixel twice
+        # (to make the photo, then to centre it) without blurring it.
+        (motion_psf(15, 30), (35, 41), 0.05),
+    ],
+)
+def test_point_source_photo_gives_the_psf(psf, offset, tolerance, rng):
+    photo = _camera_photo(psf, rng, offset=offset)
+    measured = psf_from_point_source(photo)
+    assert measured.shape[0] % 2 == 1 and measured.shape[1] % 2 == 1
+    assert measured.sum() == pytest.approx(1)
+    assert measured.min() >= 0
+    common = tuple(max(a, b) for a, b in zip(measured.shape, psf.shape))
+    assert relative_error(resize_psf(measured, common), resize_psf(psf, common)) < tolerance
+
+
+def test_point_source_in_roi(rng):
+    psf = gaussian_psf(2.0)
+    photo = _camera_photo(psf, rng)
+    photo[5:10, 5:10] += 3  # a brighter hot spot outside the region
+    measured = psf_from_point_source(photo, roi=[(20, 60), (25, 60)])
+    common = tuple(max(a, b) for a, b in zip(measured.shape, psf.shape))
+    assert relative_error(resize_psf(measured, common), resize_psf(psf, common)) < 0.06
+
+
+def test_clean_psf_changes_little():
+    psf = defocus_psf(5.0, shape=(15, 15))
+    cleaned = psf_from_point_source(psf)
+    common = tuple(max(a, b) for a, b in zip(cleaned.shape, psf.shape))
+    assert relative_error(resize_psf(cleaned, common), resize_psf(psf, common)) < 0.02
+
+
+def test_point_source_channels_share_position(rng):
+    psf = gaussian_psf(2.0)
+    photo = np.stack([_camera_photo(psf, rng) * gain for gain in (1.0, 0.5, 0.25)], axis=-1)
+    measured = psf_from_point_source(photo, channel_axis=-1)
+    assert measured.shape[0] == 3
+    np.testing.assert_allclose(measured.sum(axis=(1, 2)), 1)
+
+
+def test_point_source_without_light_is_an_error(rng):
+    with pytest.raises(ValueError, match="no light"):
+        psf_from_point_source(np.zeros((30, 30)))
