@@ -214,7 +214,7 @@ class DeblurWidget(Container):
         self._show_side_by_side()
 
     def _show_side_by_side(self) -> None:
-        self._viewer.grid.enabled = self.side_by_side.value
+        self._viewer.canvas.grid.enabled = self.side_by_side.value
 
 
 def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:

@@ -460,7 +460,8 @@ def psf_from_point_source(
         signal = signal * _source_weight(total, noise)
     signal = np.clip(signal, 0, None)
     total = signal.sum(axis=0)
-    if not total.sum() > 0:
+    # Light at the level of rounding errors is no light.
+    if not total.max() > 1e-6 * float(np.abs(image).max()):
         raise ValueError("the point-source image holds no light above its background")
     centre = centroid(total)
     anchor = np.round(centre).astype(int)
@@ -537,7 +538,9 @@ def _energy_half_widths(signal: np.ndarray, anchor: np.ndarray, energy: float) -
             axis=tuple(i for i in range(signal.ndim) if i != axis), dtype=np.float64
         )
         n = profile.size
-        for h in range(n):
+        # An odd box no larger than the frame: a PSF as large as the frame
+        # (a lensless camera, a bead stack of the image's size) keeps its size.
+        for h in range((n - 1) // 2 + 1):
             lo, hi = max(0, a - h), min(n, a + h + 1)
             if profile[lo:hi].sum() >= per_axis * total:
                 break

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+from skimage import data
+
+from napari_deblur import deblur, deblur_steps, prepare_psf
+from napari_deblur._sample_data import make_defocused_photo
+from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import defocus_psf, gaussian_psf
+from tests.conftest import psnr
+
+PSF = gaussian_psf(1.5)
+
+
+def blurred_gray(dtype, rng, shape=(64, 64)):
+    scene = data.camera()[200 : 200 + shape[0] + 12, 200 : 200 + shape[1] + 12] / 255.0
+    image = Convolution(gaussian_psf(1.5, shape=(13, 13)), shape, boundary="valid").apply(scene)
+    image = image + rng.normal(0, 0.005, shape)
+    if np.issubdtype(dtype, np.integer):
+        return np.clip(image * np.iinfo(dtype).max, 0, np.iinfo(dtype).max).astype(dtype)
+    return image.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("method", ["wiener", "richardson_lucy"])
+def test_output_dtype_and_shape_2d(dtype, method, rng):
+    image = blurred_gray(dtype, rng)
+    out = deblur(image, PSF, method=method)
+    assert out.shape == image.shape
+    expected = np.float64 if dtype == np.float64 else np.float32
+    assert out.dtype == expected
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("method", ["wiener", "richardson_lucy"])
+def test_output_3d_and_colour(method, rng):
+    stack = rng.random((12, 20, 22)).astype(np.float32)
+    assert deblur(stack, gaussian_psf(1.0, ndim=3), method=method).shape == stack.shape
+    rgb = (rng.random((30, 32, 3)) * 255).astype(np.uint8)
+    assert deblur(rgb, PSF, method=method, channel_axis=-1).shape == rgb.shape
+    planar = rng.random((3, 30, 32)).astype(np.float32)
+    per_channel = np.stack([PSF, PSF, PSF])
+    assert deblur(planar, per_channel, method=method, channel_axis=0).shape == planar.shape
+
+
+def test_uint8_scale_is_kept_and_values_not_clipped(rng):
+    image = blurred_gray(np.uint8, rng)
+    # Same scale as the input (0..255), not rescaled to 0..1; light is preserved.
+    linear = deblur(image, PSF, method="wiener", encoding="linear")
+    assert image.mean() > 20
+    assert abs(linear.mean() - image.mean()) < 0.05 * image.mean()
+    encoded = deblur(image, PSF, method="wiener", encoding="srgb")
+    assert encoded.max() > 100 and (encoded < 0).any()
+
+
+def test_sample_photo_gets_sharper():
+    blurred, light, sharp = make_defocused_photo()
+    out = deblur(blurred, light, channel_axis=-1)
+    assert psnr(sharp, out, 255) > psnr(sharp, blurred, 255) + 3
+
+
+def test_deblurring_happens_in_linear_light(rng):
+    """An sRGB photo deblurred as if linear is worse than deblurred in linear light."""
+    blurred, light, sharp = make_defocused_photo()
+    right = deblur(blurred, light, channel_axis=-1, encoding="srgb", method="wiener")
+    wrong = deblur(blurred, light, channel_axis=-1, encoding="linear", method="wiener")
+    assert psnr(sharp, right, 255) > psnr(sharp, wrong, 255) + 0.5
+
+
+def test_steps_stream_and_match_deblur(rng):
+    image = blurred_gray(np.float32, rng)
+    steps = list(deblur_steps(image, PSF, method="richardson_lucy", max_iter=5))
+    assert [s.iteration for s in steps] == [1, 2, 3, 4, 5]
+    assert steps[-1].fraction == 1
+    assert steps[-1].settings["method"] == "richardson_lucy"
+    assert steps[-1].settings["boundary"] == "valid"
+    np.testing.assert_array_equal(
+        steps[-1].image, deblur(image, PSF, method="richardson_lucy", max_iter=5)
+    )
+
+
+def test_auto_uses_wiener_for_signed_data(rng):
+    image = blurred_gray(np.float32, rng) - 0.5
+    (step,) = list(deblur_steps(image, PSF, boundary="periodic"))
+    assert step.settings["method"] == "wiener"
+
+
+def test_raw_point_light_photo_as_psf(rng):
+    blurred, light, sharp = make_defocused_photo()
+    clean = prepare_psf(light, channel_axis=-1)
+    assert clean.shape[0] == 3 and clean.shape[1] % 2 == 1
+    np.testing.assert_allclose(clean.sum(axis=(1, 2)), 1, rtol=1e-5)
+    truth = defocus_psf(5.0)
+    k = min(truth.shape[0], clean.shape[1])
+    error = np.linalg.norm(clean[0, :k, :k] - truth[:k, :k]) / np.linalg.norm(truth)
+    assert error < 0.25
+
+
+def test_srgb_round_trip():
+    values = np.linspace(-0.2, 1.2, 101)
+    np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(values)), values, atol=1e-12)
+    assert srgb_to_linear(np.array([0.5]))[0] == pytest.approx(0.214, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"psf": np.ones((80, 80))}, ValueError, "no light"),
+        ({"psf": gaussian_psf(30.0)}, ValueError, "larger than the image"),
+        ({"psf": np.zeros((5, 5))}, ValueError, "no light"),
+        ({"psf": -np.ones((5, 5))}, ValueError, "no light"),
+        ({"psf": np.full((5, 5), np.nan)}, ValueError, "NaN"),
+        ({"psf": np.ones((3, 5, 5))}, ValueError, "axes"),
+        ({"psf": np.ones((5, 5), complex)}, TypeError, "psf"),
+        ({"method": "magic"}, ValueError, "method"),
+        ({"boundary": "mirror"}, ValueError, "boundary"),
+        ({"encoding": "gamma"}, ValueError, "encoding"),
+        ({"channel_axis": 3}, ValueError, "channel_axis"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"noise": -1.0}, ValueError, "noise"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message, rng):
+    arguments = {"image": rng.random((64, 64)), "psf": PSF, **kwargs}
+    with pytest.raises(error, match=message):
+        deblur(**arguments)
+
+
+def test_bad_images(rng):
+    image = rng.random((32, 32))
+    image[1, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        deblur(image, PSF)
+    with pytest.raises(TypeError, match="image"):
+        deblur(np.array([["a"]]), PSF)
+    with pytest.raises(ValueError, match="image"):
+        deblur(np.zeros((0, 5)), PSF)
+
+
+def test_inputs_are_not_modified(rng):
+    image = blurred_gray(np.float32, rng)
+    psf = PSF.copy()
+    before = image.copy(), psf.copy()
+    deblur(image, psf)
+    np.testing.assert_array_equal(image, before[0])
+    np.testing.assert_array_equal(psf, before[1])
+
+
+def test_real_bars_get_closer_to_truth(shared_data):
+    tifffile = pytest.importorskip("tifffile")
+    folder = shared_data / "microscopy-bars"
+    observed = tifffile.imread(folder / "data.tif")
+    truth = tifffile.imread(folder / "actual.tif")
+    kernel = tifffile.imread(folder / "kernel.tif")
+    out = deblur(observed, kernel)
+    scale = np.vdot(out.ravel(), truth.ravel()) / np.vdot(out.ravel(), out.ravel())
+    scale_in = np.vdot(observed.ravel(), truth.ravel()) / np.vdot(
+        observed.ravel(), observed.ravel()
+    )
+    error_out = np.linalg.norm(scale * out - truth)
+    error_in = np.linalg.norm(scale_in * observed - truth)
+    assert error_out < 0.9 * error_in

@@ -1,0 +1,168 @@
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deblur._cli import main
+from napari_deblur._sample_data import make_defocused_photo
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import gaussian_psf
+from tests.conftest import psnr
+
+
+@pytest.fixture
+def photo_files(tmp_path):
+    blurred, light, sharp = make_defocused_photo()
+    iio.imwrite(tmp_path / "blurred.png", blurred)
+    iio.imwrite(tmp_path / "light.jpg", light, quality=98)
+    return tmp_path, blurred, sharp
+
+
+def test_run_rgb_png_with_raw_light_photo(photo_files):
+    folder, blurred, sharp = photo_files
+    out = folder / "sharp.png"
+    assert (
+        main(
+            [
+                "run",
+                str(folder / "blurred.png"),
+                "--psf",
+                str(folder / "light.jpg"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = iio.imread(out)
+    assert result.shape == blurred.shape and result.dtype == np.uint8
+    assert psnr(sharp, result, 255) > psnr(sharp, blurred, 255) + 2
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "dtype", "shape"),
+    [
+        (".png", np.uint8, (48, 40)),
+        (".png", np.uint16, (48, 40)),
+        (".tif", np.uint16, (48, 40)),
+        (".tif", np.float32, (48, 40)),
+        (".tif", np.uint16, (12, 32, 30)),
+        (".tif", np.uint8, (40, 36, 3)),
+    ],
+)
+def test_run_keeps_shape_and_dtype(tmp_path, suffix, dtype, shape, rng):
+    psf = gaussian_psf(1.2, ndim=len(shape) if shape[-1] != 3 else 2)
+    scene = rng.random(shape)
+    spatial = shape if shape[-1] != 3 else shape[:2]
+    if shape[-1] == 3:
+        blurred = np.stack(
+            [
+                Convolution(psf, spatial, boundary="symmetric").apply(scene[..., c])
+                for c in range(3)
+            ],
+            -1,
+        )
+    else:
+        blurred = Convolution(psf, spatial, boundary="symmetric").apply(scene)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1
+    image = (blurred * top * 0.9).astype(dtype)
+    path = tmp_path / f"in{suffix}"
+    if suffix == ".tif":
+        tifffile.imwrite(path, image, photometric="rgb" if shape[-1] == 3 else "minisblack")
+    else:
+        iio.imwrite(path, image)
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    out = tmp_path / f"out{suffix}"
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--psf",
+                str(tmp_path / "psf.tif"),
+                "-o",
+                str(out),
+                "--max-iter",
+                "5",
+            ]
+        )
+        == 0
+    )
+    result = tifffile.imread(out) if suffix == ".tif" else iio.imread(out)
+    assert result.shape == image.shape and result.dtype == image.dtype
+
+
+def test_refuses_to_overwrite(photo_files, capsys):
+    folder, _, _ = photo_files
+    out = folder / "exists.png"
+    out.write_bytes(b"keep me")
+    args = ["run", str(folder / "blurred.png"), "--psf", str(folder / "light.jpg"), "-o", str(out)]
+    assert main(args) == 1
+    assert out.read_bytes() == b"keep me"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert main([*args, "--overwrite", "--max-iter", "2"]) == 0
+    assert iio.imread(out).shape == iio.imread(folder / "blurred.png").shape
+
+
+def test_never_overwrites_an_input(photo_files, capsys):
+    folder, _, _ = photo_files
+    before = (folder / "blurred.png").read_bytes()
+    args = ["run", str(folder / "blurred.png"), "--psf", str(folder / "light.jpg")]
+    assert main([*args, "-o", str(folder / "blurred.png"), "--overwrite"]) == 1
+    assert (folder / "blurred.png").read_bytes() == before
+    assert "input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.png", "--psf", "light.jpg", "-o", "o.png"], "no such file"),
+        (["run", "blurred.png", "--psf", "light.jpg", "-o", "o.bmp"], "unsupported"),
+        (
+            ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--max-iter", "0"],
+            "max_iter",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):
+    folder, _, _ = photo_files
+    monkeypatch.chdir(folder)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("napari-deblur: error:")
+
+
+def test_demo_writes_result_and_side_by_side(tmp_path):
+    assert main(["-q", "demo", str(tmp_path)]) == 0
+    side = iio.imread(tmp_path / "side-by-side.png")
+    result = iio.imread(tmp_path / "deblurred.png")
+    blurred, _, sharp = make_defocused_photo()
+    assert side.shape[1] > 3 * blurred.shape[1]
+    assert psnr(sharp, result, 255) > psnr(sharp, blurred, 255) + 2
+
+
+def test_module_entry_point_runs(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_deblur",
+            "run",
+            "nothing.png",
+            "--psf",
+            "x.png",
+            "-o",
+            "y.png",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "no such file" in done.stderr

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+from npe2 import PluginManager
+from npe2.manifest.utils import import_python_name
+
+from napari_deblur._sample_data import (
+    VOXEL_SIZE,
+    defocused_photo,
+    make_widefield_stack,
+    widefield_stack,
+)
+
+
+def test_manifest_is_valid_and_lists_contributions():
+    pm = PluginManager()
+    pm.discover()
+    manifest = pm.get_manifest("napari-deblur")
+    assert [w.display_name for w in manifest.contributions.widgets] == ["Deblur"]
+    assert {s.key for s in manifest.contributions.sample_data} == {
+        "defocused_photo",
+        "widefield_stack",
+    }
+    for command in manifest.contributions.commands:
+        assert callable(import_python_name(command.python_name))
+
+
+def test_npe2_validate_passes():
+    from npe2.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["validate", "napari-deblur"])
+    assert result.exit_code == 0, result.output
+
+
+def test_photo_sample_layers():
+    layers = defocused_photo()
+    names = [meta["name"] for _, meta, _ in layers]
+    assert names == ["sharp photo (truth)", "point light", "defocused photo"]
+    blurred, light = layers[2][0], layers[1][0]
+    assert blurred.dtype == np.uint8 and blurred.shape[-1] == 3
+    assert light.shape[:2] == (72, 72)
+
+
+def test_widefield_sample_is_blurred_noisy_and_scaled():
+    layers = widefield_stack()
+    for _, meta, kind in layers:
+        assert kind == "image" and tuple(meta["scale"]) == VOXEL_SIZE
+    blurred, bead, sharp = make_widefield_stack()
+    assert blurred.shape == sharp.shape == (32, 128, 128)
+    assert blurred.dtype == bead.dtype == np.uint16
+    assert np.unravel_index(bead.argmax(), bead.shape) == pytest.approx((21, 30, 33), abs=1)
+    # Blur spreads the light of the sharp puncta.
+    assert blurred.max() < 0.2 * sharp.max()
+    assert blurred.min() >= 0 and np.median(blurred) >= 5

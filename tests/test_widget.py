@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+
+from napari_deblur import _widget
+from napari_deblur._sample_data import make_defocused_photo
+from napari_deblur._widget import DeblurWidget
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import gaussian_psf
+from tests.conftest import psnr
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widget shows as napari error notifications."""
+    shown = []
+    monkeypatch.setattr(_widget, "show_error", shown.append)
+    return shown
+
+
+def dock(viewer):
+    widget = DeblurWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.reset_choices()
+    return widget
+
+
+def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-deblur", "defocused_photo")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["defocused photo"]
+    widget.psf.value = viewer.layers["point light"]
+    widget.keep_iterations.value = True
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+
+    result = viewer.layers["defocused photo deblurred (richardson_lucy)"]
+    blurred, _, sharp = make_defocused_photo()
+    assert result.data.shape == blurred.shape and result.data.dtype == np.uint8
+    assert result.rgb
+    gain = psnr(sharp, result.data, 255) - psnr(sharp, blurred, 255)
+    assert gain > 2.0
+    iterations = viewer.layers[f"{result.name} iterations"]
+    assert iterations.data.shape[1:] == blurred.shape and iterations.data.shape[0] > 1
+    np.testing.assert_array_equal(iterations.data[-1], result.data)
+    assert widget.progress.value == 100
+    assert "richardson_lucy" in widget.report.value
+
+    widget.side_by_side.value = True
+    assert viewer.canvas.grid.enabled
+    screenshot = viewer.screenshot(canvas_only=True)
+    np.save(tmp_path / "screenshot.npy", screenshot)
+    assert screenshot.ndim == 3 and screenshot.std() > 0
+
+
+def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors, rng):
+    viewer = make_napari_viewer()
+    scene = np.zeros((24, 48, 48))
+    for _ in range(20):
+        z, y, x = rng.integers(4, 20), rng.integers(6, 42), rng.integers(6, 42)
+        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 100
+    psf = gaussian_psf((2.0, 1.2, 1.2), ndim=3)
+    blurred = rng.poisson(Convolution(psf, scene.shape, boundary="zero").apply(scene).clip(0) + 1)
+    image = viewer.add_image(
+        blurred.astype(np.float32), name="stack", scale=(0.3, 0.1, 0.1), translate=(5, 1, 2)
+    )
+    viewer.add_image(psf.astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = image
+    widget.psf.value = viewer.layers["psf"]
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+    result = viewer.layers["stack deblurred (richardson_lucy)"]
+    np.testing.assert_allclose(result.scale, image.scale)
+    np.testing.assert_allclose(result.translate, image.translate)
+    truth = scene + 1
+    assert psnr(truth, result.data, 100) > psnr(truth, image.data, 100) + 2
+
+
+def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    blurred, light, sharp = make_defocused_photo()
+    viewer.add_image(blurred, name="photo", rgb=True)
+    # The point light in a larger photo that also holds a bright lamp.
+    frame = np.pad(light, [(20, 108), (100, 28), (0, 0)], mode="reflect")
+    frame[150:190, 10:50] = 255
+    viewer.add_image(frame, name="frame", rgb=True)
+    shapes = viewer.add_shapes([[15, 95], [97, 177]], shape_type="rectangle", name="box")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["photo"]
+    widget.psf.value = viewer.layers["frame"]
+    widget.psf_region.value = shapes
+    widget.max_iter.value = 10
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+    result = viewer.layers["photo deblurred (richardson_lucy)"]
+    assert psnr(sharp, result.data, 255) > psnr(sharp, blurred, 255) + 1
+
+
+def test_cancel_stops_within_an_iteration(make_napari_viewer, qtbot, errors, monkeypatch):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-deblur", "defocused_photo")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["defocused photo"]
+    widget.psf.value = viewer.layers["point light"]
+    computed = []
+
+    def recording(steps):
+        for item in original(steps):
+            computed.append(item[0].iteration)
+            yield item
+
+    original = _widget._images
+    monkeypatch.setattr(_widget, "_images", recording)
+    at_cancel = []
+
+    def cancel_on_first(item):
+        if not at_cancel:
+            at_cancel.append(len(computed))
+            widget.cancel()
+
+    widget.run_button.native.click()
+    widget.worker.yielded.connect(cancel_on_first)
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+    # At most the iteration under way when Cancel was pressed completes.
+    assert len(computed) <= at_cancel[0] + 1
+    assert computed[-1] < 100
+    cancelled = [layer for layer in viewer.layers if layer.name.endswith("cancelled")]
+    assert len(cancelled) == 1
+
+
+@pytest.mark.parametrize(
+    ("psf", "message"),
+    [
+        (gaussian_psf(30.0).astype(np.float32), "larger than the image"),
+        (np.zeros((9, 9), np.float32), "no light"),
+        (np.full((9, 9), np.nan, np.float32), "NaN"),
+        (np.ones((5, 9, 9), np.float32), "axes"),
+    ],
+)
+def test_bad_psf_is_a_notification(make_napari_viewer, errors, psf, message):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="img")
+    viewer.add_image(psf, name="psf")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["img"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.run_button.native.click()
+    assert len(errors) == 1 and message in errors[0]
+    assert widget.run_button.enabled
+    assert len(viewer.layers) == 2
+
+
+def test_image_with_nan_is_a_notification(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    image = np.ones((32, 32), np.float32)
+    image[3, 4] = np.nan
+    viewer.add_image(image, name="img")
+    viewer.add_image(gaussian_psf(1.0).astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["img"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.run_button.native.click()
+    assert len(errors) == 1 and "NaN" in errors[0]
