@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, arg
 
 
 def test_demo_writes_result_and_side_by_side(tmp_path):
-    assert main(["-q", "demo", str(tmp_path)]) == 0
+    assert main(["demo", str(tmp_path), "-q"]) == 0
     side = iio.imread(tmp_path / "side-by-side.png")
     result = iio.imread(tmp_path / "deblurred.png")
     blurred, _, sharp = make_defocused_photo()

@@ -93,11 +93,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Deblur images with a measured PSF. With no command, opens napari "
         "with the sample data and the Deblur widget.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="say more")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    # -v/-q work before or after the command; SUPPRESS keeps a command's
+    # parser from resetting what was given before it.
+    logging_flags = argparse.ArgumentParser(add_help=False)
+    for target, default in ((parser, False), (logging_flags, argparse.SUPPRESS)):
+        target.add_argument(
+            "-v", "--verbose", action="store_true", default=default, help="say more"
+        )
+        target.add_argument(
+            "-q", "--quiet", action="store_true", default=default, help="only warnings and errors"
+        )
     commands = parser.add_subparsers(dest="command")
 
-    p = commands.add_parser("run", help="deblur an image file with a PSF file")
+    p = commands.add_parser(
+        "run", parents=[logging_flags], help="deblur an image file with a PSF file"
+    )
     p.add_argument("blurred", help="blurred image (PNG, JPEG, TIFF; gray, RGB or a stack)")
     p.add_argument("--psf", required=True, help="PSF or photo of a point light")
     p.add_argument("-o", "--output", required=True, help="result file (PNG, JPEG, TIFF)")
@@ -110,12 +120,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 
-    p = commands.add_parser("demo", help="deblur the sample photo without a display")
+    p = commands.add_parser(
+        "demo", parents=[logging_flags], help="deblur the sample photo without a display"
+    )
     p.add_argument("folder", help="folder for the PNG files")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(func=demo)
 
-    p = commands.add_parser("gui", help="open napari with a sample and the widget (the default)")
+    p = commands.add_parser(
+        "gui",
+        parents=[logging_flags],
+        help="open napari with a sample and the widget (the default)",
+    )
     p.add_argument(
         "--sample", choices=("defocused_photo", "widefield_stack"), default="defocused_photo"
     )

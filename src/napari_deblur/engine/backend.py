@@ -65,9 +65,10 @@ def fast_shape(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(scipy.fft.next_fast_len(int(n), real=False) for n in shape)
 
 
-def rfftn(x: Array, axes: Sequence[int]) -> Array:
-    """Real FFT over `axes`, on all cores."""
-    return scipy.fft.rfftn(x, axes=tuple(axes), workers=-1)
+def rfftn(x: Array, axes: Sequence[int], shape: Sequence[int] | None = None) -> Array:
+    """Real FFT over `axes`, on all cores; `shape` zero-fills each axis at its end."""
+    s = None if shape is None else tuple(shape)
+    return scipy.fft.rfftn(x, s=s, axes=tuple(axes), workers=-1)
 
 
 def irfftn(X: Array, shape: Sequence[int], axes: Sequence[int]) -> Array:
@@ -163,12 +164,11 @@ def pad(x: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array:
     Returns
     -------
     array
-        The padded array (always a new array).
+        The padded array (`x` itself when nothing is added).
     """
     if mode not in PAD_MODES:
         raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
     first = x.ndim - len(widths)
-    x_in = x
     for offset, (before, after) in enumerate(widths):
         if before == 0 and after == 0:
             continue
@@ -187,15 +187,17 @@ def pad(x: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array:
             sel[axis] = slice(src, src + 1) if step == 0 else _source_slice(src, length, step)
             out[tuple(dst)] = x[tuple(sel)]
         x = out
-    return x.copy() if x is x_in else x
+    return x
 
 
 def pad_adjoint(z: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array:
-    """Adjoint of :func:`pad`: fold the padded samples back onto their sources."""
+    """Adjoint of :func:`pad`: fold the padded samples back onto their sources.
+
+    Returns `z` itself when nothing was padded.
+    """
     if mode not in PAD_MODES:
         raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
     first = z.ndim - len(widths)
-    z_in = z
     for offset, (before, after) in reversed(list(enumerate(widths))):
         if before == 0 and after == 0:
             continue
@@ -218,4 +220,4 @@ def pad_adjoint(z: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array
                 dst[axis] = _source_slice(src, length, step)
                 out[tuple(dst)] += part
         z = out
-    return z.copy() if z is z_in else z
+    return z

@@ -18,9 +18,9 @@ from .psf import psf_to_otf
 #: Boundary models of :class:`Convolution`.
 BOUNDARIES = ("periodic", "reflect", "symmetric", "edge", "zero", "valid")
 
-# One real FFT pair costs about as much as correlating with 9 taps directly
-# (measured on 2 cores for 256^2 to 2048^2 float32 images; see
-# benchmarks/bench_convolution.py), so kernels with fewer taps go direct.
+# Direct summation beats the FFT up to about 5 taps and ties near 9 (2 cores,
+# 256^2 to 2048^2 float32 images; benchmarks/bench_convolution.py), so
+# kernels of up to 8 taps go direct.
 DIRECT_MAX_TAPS = 8
 
 
@@ -110,34 +110,24 @@ class Convolution:
         taps = int(np.prod(kernel))
         self.direct = method == "direct" or (method == "auto" and taps <= DIRECT_MAX_TAPS)
 
+        # Non-periodic models extend the unknown just enough for every
+        # observed sample (by the rule, or not at all for 'valid').
+        self.pad_mode = {"periodic": "wrap", "valid": "zero"}.get(boundary, boundary)
+        self.pad_widths = [(0, 0)] * ndim if boundary == "valid" else reach
         if self.direct:
-            # Extend just enough for a 'valid' correlation.
-            self.pad_mode = {"periodic": "wrap", "valid": "zero"}.get(boundary, boundary)
-            self.pad_widths = [(0, 0)] * ndim if boundary == "valid" else reach
             self._flipped = psf[(Ellipsis,) + (slice(None, None, -1),) * ndim]
             return
         if boundary == "periodic":
+            # The plain FFT model: the grid is the image itself.
+            self.pad_widths = [(0, 0)] * ndim
             self.fft_shape = image
-            self.pad_mode, self.pad_widths, self.offset = "zero", [(0, 0)] * ndim, (0,) * ndim
+            self.otf = psf_to_otf(psf, image)
         else:
-            needed = (
-                [d + b + a for d, (b, a) in zip(domain, reach)] if boundary != "valid" else domain
-            )
-            self.fft_shape = backend.fast_shape(needed)
-            if boundary == "valid":
-                self.pad_mode = "zero"
-                self.pad_widths = [(0, f - d) for f, d in zip(self.fft_shape, domain)]
-                self.offset = tuple(b for b, _ in reach)
-            else:
-                self.pad_mode = boundary
-                before = [
-                    b + (f - need) // 2 for (b, _), f, need in zip(reach, self.fft_shape, needed)
-                ]
-                self.pad_widths = [
-                    (b, f - d - b) for b, f, d in zip(before, self.fft_shape, domain)
-                ]
-                self.offset = tuple(before)
-        self.otf = psf_to_otf(psf, self.fft_shape)
+            # The extended unknown (n + k - 1 samples) is zero-filled to a fast
+            # size, where nothing wraps round; rolling the PSF by k - 1 rather
+            # than k // 2 puts the observed part at the start of the grid.
+            self.fft_shape = backend.fast_shape([n + k - 1 for n, k in zip(image, kernel)])
+            self.otf = psf_to_otf(psf, self.fft_shape, origin=[k - 1 for k in kernel])
         if dtype == np.float32:
             self.otf = self.otf.astype(np.complex64)
 
@@ -148,31 +138,33 @@ class Convolution:
         )
 
     def _circular(self, x: np.ndarray, otf: np.ndarray) -> np.ndarray:
-        spectrum = backend.rfftn(x, self.axes)
+        """Circular convolution on the FFT grid of `x`, zero-filled at the end."""
+        spectrum = backend.rfftn(x, self.axes, shape=self.fft_shape)
         spectrum *= otf
-        return backend.irfftn(spectrum, x.shape[self.batch_ndim :], self.axes).astype(
-            self.dtype, copy=False
-        )
+        z = backend.irfftn(spectrum, self.fft_shape, self.axes)
+        return z.astype(self.dtype, copy=False)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Blur: ``A x``, from `shape_in` to `shape_out`."""
         x = self._check(x, self.shape_in, "x")
+        extended = backend.pad(x, self.pad_widths, self.pad_mode)
         if self.direct:
-            return self._correlate_valid(
-                backend.pad(x, self.pad_widths, self.pad_mode), self._flipped
-            )
-        z = self._circular(backend.pad(x, self.pad_widths, self.pad_mode), self.otf)
-        return backend.crop(z, self.offset, self.shape_out[self.batch_ndim :])
+            return self._correlate_valid(extended, self._flipped)
+        z = self._circular(extended, self.otf)
+        return backend.crop(z, (0,) * len(self.fft_shape), self.shape_out[self.batch_ndim :])
 
     def adjoint(self, y: np.ndarray) -> np.ndarray:
         """Adjoint: ``A^T y``, from `shape_out` to `shape_in` (correlation)."""
         y = self._check(y, self.shape_out, "y")
         if self.direct:
-            return backend.pad_adjoint(self._correlate_full(y), self.pad_widths, self.pad_mode)
-        image = self.shape_out[self.batch_ndim :]
-        z = y if self.fft_shape == image else backend.embed(y, self.offset, self.fft_shape)
-        z = self._circular(z, self.otf.conj())
-        return backend.pad_adjoint(z, self.pad_widths, self.pad_mode)
+            extended = self._correlate_full(y)
+        else:
+            z = self._circular(y, self.otf.conj())
+            size = [
+                n + b + a for n, (b, a) in zip(self.shape_in[self.batch_ndim :], self.pad_widths)
+            ]
+            extended = backend.crop(z, (0,) * len(size), size)
+        return backend.pad_adjoint(extended, self.pad_widths, self.pad_mode)
 
     def _check(self, x, shape, name) -> np.ndarray:
         x = backend.asarray(x, self.dtype)

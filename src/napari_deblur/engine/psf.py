@@ -121,7 +121,7 @@ def resize_psf(psf, shape: Sequence[int]) -> np.ndarray:
     return out
 
 
-def psf_to_otf(psf, shape: Sequence[int]) -> np.ndarray:
+def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None) -> np.ndarray:
     """Transfer function (real FFT) of `psf` on a periodic grid of `shape`.
 
     The PSF is zero-padded to `shape` and rolled so that its centre sample
@@ -135,6 +135,9 @@ def psf_to_otf(psf, shape: Sequence[int]) -> np.ndarray:
         (channels) are kept.
     shape : sequence of int
         Grid size per spatial axis, at least the PSF's size.
+    origin : sequence of int, optional
+        The PSF sample that goes to the grid's origin, per spatial axis,
+        instead of the centre (a shift of the output by ``origin - k // 2``).
 
     Returns
     -------
@@ -150,7 +153,8 @@ def psf_to_otf(psf, shape: Sequence[int]) -> np.ndarray:
         raise ValueError(f"psf of size {kernel} does not fit a grid of {tuple(shape)}")
     padded = backend.embed(psf, (0,) * ndim, shape)
     axes = tuple(range(psf.ndim - ndim, psf.ndim))
-    padded = np.roll(padded, [-(k // 2) for k in kernel], axis=axes)
+    origin = [k // 2 for k in kernel] if origin is None else origin
+    padded = np.roll(padded, [-int(o) for o in origin], axis=axes)
     return backend.rfftn(padded, axes)
 
 

@@ -124,7 +124,7 @@ class Wiener(Solver):
             return op.adjoint(op.apply(x)) + nsr * grad.adjoint(grad.apply(x))
 
         def precondition(r):
-            spectrum = backend.rfftn(backend.embed(r, (0,) * len(domain), fft_op.fft_shape), axes)
+            spectrum = backend.rfftn(r, axes, shape=fft_op.fft_shape)
             spectrum /= denominator
             z = backend.irfftn(spectrum, fft_op.fft_shape, axes).astype(op.dtype, copy=False)
             return backend.crop(z, (0,) * len(domain), domain)
