@@ -1,3 +1,4 @@
+import imageio.v3 as iio
 import numpy as np
 import pytest
 
@@ -50,7 +51,7 @@ def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, 
     widget.side_by_side.value = True
     assert viewer.canvas.grid.enabled
     screenshot = viewer.screenshot(canvas_only=True)
-    np.save(tmp_path / "screenshot.npy", screenshot)
+    iio.imwrite(tmp_path / "screenshot.png", screenshot)
     assert screenshot.ndim == 3 and screenshot.std() > 0
 
 
