@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from napari_deblur import deblur, deblur_steps, prepare_psf
+from napari_deblur import deblur, deblur_steps, psf_from_point_source
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
 from napari_deblur.engine.operators import Convolution
@@ -87,7 +87,7 @@ def test_auto_uses_wiener_for_signed_data(rng):
 
 def test_raw_point_light_photo_as_psf(rng):
     blurred, light, sharp = make_defocused_photo()
-    clean = prepare_psf(light, channel_axis=-1)
+    clean = psf_from_point_source(light, channel_axis=-1).psf
     assert clean.shape[0] == 3 and clean.shape[1] % 2 == 1
     np.testing.assert_allclose(clean.sum(axis=(1, 2)), 1, rtol=1e-5)
     truth = defocus_psf(5.0)
@@ -105,7 +105,7 @@ def test_srgb_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"psf": np.ones((80, 80))}, ValueError, "no light"),
+        ({"psf": np.full((80, 80), 0.5)}, ValueError, "larger than the image"),
         ({"psf": gaussian_psf(30.0)}, ValueError, "larger than the image"),
         ({"psf": np.zeros((5, 5))}, ValueError, "no light"),
         ({"psf": -np.ones((5, 5))}, ValueError, "no light"),

@@ -166,3 +166,30 @@ def test_module_entry_point_runs(tmp_path):
     )
     assert done.returncode == 1
     assert "no such file" in done.stderr
+
+
+def test_psf_command_writes_a_clean_psf_and_reports(photo_files, capsys):
+    folder, _, _ = photo_files
+    out = folder / "psf.tif"
+    assert main(["psf", str(folder / "light.jpg"), "-o", str(out), "--roi", "5:65,10:70"]) == 0
+    psf = tifffile.imread(out)
+    assert psf.dtype == np.float32 and psf.shape[-1] == 3 and psf.shape[0] % 2 == 1
+    np.testing.assert_allclose(psf.sum(axis=(0, 1)), 1, rtol=1e-4)
+    report = capsys.readouterr().out
+    assert "FWHM" in report and "1 source(s)" in report and "srgb" in report
+
+
+def test_psf_command_bad_roi_is_one_line(photo_files, capsys):
+    folder, _, _ = photo_files
+    with pytest.raises(SystemExit):
+        main(["psf", str(folder / "light.jpg"), "-o", str(folder / "p.tif"), "--roi", "a:b"])
+    assert "START:STOP" in capsys.readouterr().err
+
+
+def test_clipped_light_is_warned_by_run(tmp_path, caplog):
+    blurred, light, _ = make_defocused_photo()
+    iio.imwrite(tmp_path / "blurred.png", blurred)
+    iio.imwrite(tmp_path / "light.png", np.clip(light.astype(int) * 3, 0, 255).astype(np.uint8))
+    args = ["run", str(tmp_path / "blurred.png"), "--psf", str(tmp_path / "light.png")]
+    assert main([*args, "-o", str(tmp_path / "out.png"), "--max-iter", "2"]) == 0
+    assert "clipped" in caplog.text

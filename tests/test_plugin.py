@@ -15,7 +15,10 @@ def test_manifest_is_valid_and_lists_contributions():
     pm = PluginManager()
     pm.discover()
     manifest = pm.get_manifest("napari-deblur")
-    assert [w.display_name for w in manifest.contributions.widgets] == ["Deblur"]
+    assert [w.display_name for w in manifest.contributions.widgets] == [
+        "Deblur",
+        "PSF from point source",
+    ]
     assert {s.key for s in manifest.contributions.sample_data} == {
         "defocused_photo",
         "widefield_stack",

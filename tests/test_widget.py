@@ -4,7 +4,7 @@ import pytest
 
 from napari_deblur import _widget
 from napari_deblur._sample_data import make_defocused_photo
-from napari_deblur._widget import DeblurWidget
+from napari_deblur._widget import DeblurWidget, PointSourceWidget
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import gaussian_psf
 from tests.conftest import psnr
@@ -12,14 +12,22 @@ from tests.conftest import psnr
 
 @pytest.fixture
 def errors(monkeypatch):
-    """Messages the widget shows as napari error notifications."""
+    """Messages the widgets show as napari error notifications."""
     shown = []
     monkeypatch.setattr(_widget, "show_error", shown.append)
     return shown
 
 
-def dock(viewer):
-    widget = DeblurWidget(viewer)
+@pytest.fixture
+def notices(monkeypatch):
+    """Messages the widgets show as napari warnings."""
+    shown = []
+    monkeypatch.setattr(_widget, "show_warning", shown.append)
+    return shown
+
+
+def dock(viewer, kind=DeblurWidget):
+    widget = kind(viewer)
     viewer.window.add_dock_widget(widget)
     widget.reset_choices()
     return widget
@@ -167,3 +175,51 @@ def test_image_with_nan_is_a_notification(make_napari_viewer, errors):
     widget.psf.value = viewer.layers["psf"]
     widget.run_button.native.click()
     assert len(errors) == 1 and "NaN" in errors[0]
+
+
+def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
+    viewer = make_napari_viewer()
+    _, light, _ = make_defocused_photo()
+    # Two photos of the light side by side, as two LEDs in one frame.
+    frame = np.concatenate([light, light[:, ::-1]], axis=1)
+    viewer.add_image(frame, name="leds", rgb=True, scale=(2.0, 2.0))
+    # Both layers scaled alike: the rectangles' data coordinates are the photo's.
+    shapes = viewer.add_shapes(
+        [[[5, 15], [65, 65]], [[5, 80], [65, 130]]],
+        shape_type="rectangle",
+        name="boxes",
+        scale=(2.0, 2.0),
+    )
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["leds"]
+    widget.regions.value = shapes
+    widget.measure_button.native.click()
+    assert errors == [] and notices == []
+    layer = viewer.layers["leds PSF"]
+    assert layer.rgb and layer.data.shape[0] % 2 == 1
+    np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+    assert "2 source(s)" in widget.report.value
+    assert "FWHM" in layer.metadata["psf_report"]
+
+
+def test_clipped_point_light_warns(make_napari_viewer, errors, notices):
+    viewer = make_napari_viewer()
+    _, light, _ = make_defocused_photo()
+    clipped = np.clip(light.astype(np.int32) * 3, 0, 255).astype(np.uint8)
+    viewer.add_image(clipped, name="led", rgb=True)
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["led"]
+    widget.measure_button.native.click()
+    assert errors == []
+    assert len(notices) == 1 and "clipped" in notices[0]
+    assert "led PSF" in viewer.layers
+
+
+def test_psf_widget_without_light_is_a_notification(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((40, 40), np.float32), name="dark")
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["dark"]
+    widget.measure_button.native.click()
+    assert len(errors) == 1 and "no light" in errors[0]
+    assert len(viewer.layers) == 1

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from .engine import backend
-from .engine.color import full_scale, linear_to_srgb, resolve_encoding, srgb_to_linear
+from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.noise import mean_noise_variance
 from .engine.operators import BOUNDARIES, Convolution
-from .engine.psf import psf_from_point_source
+from .engine.point_source import psf_from_point_source
 from .engine.solvers import (
     Discrepancy,
     MaxIterations,
@@ -65,50 +65,6 @@ def _as_image(image, name: str) -> np.ndarray:
     if image.ndim < 1 or image.size == 0:
         raise ValueError(f"{name} must be a non-empty array, got shape {image.shape}")
     return image
-
-
-def _to_linear(data: np.ndarray, encoding: str) -> np.ndarray:
-    """Data as linear light in the engine's float type (no rescale unless sRGB)."""
-    dtype = backend.float_dtype(data.dtype)
-    values = data.astype(dtype, copy=False)
-    if encoding == "srgb":
-        return srgb_to_linear(values / dtype.type(full_scale(data.dtype)))
-    return values
-
-
-def prepare_psf(
-    psf,
-    *,
-    encoding: str = "auto",
-    channel_axis: int | None = None,
-    roi: Sequence[tuple[int, int]] | None = None,
-) -> np.ndarray:
-    """PSF ready for deconvolution from a clean PSF or a raw photo of a point light.
-
-    The data are converted to linear light, then background, noise, offset
-    and the empty frame round the light are removed by
-    :func:`~napari_deblur.engine.psf.psf_from_point_source`; a PSF that is
-    already clean comes out nearly unchanged.
-
-    Parameters
-    ----------
-    psf : array_like
-        PSF or point-light photo (2D or 3D, optionally with channels).
-    encoding : {'auto', 'srgb', 'linear'}
-        Whether values are gamma-encoded; ``'auto'`` means sRGB for uint8.
-    channel_axis : int, optional
-        Axis of the colour channels, if any.
-    roi : sequence of (start, stop), optional
-        Region per spatial axis that holds the light.
-
-    Returns
-    -------
-    ndarray
-        Non-negative PSF with unit sum (per channel, channels first), odd sizes.
-    """
-    psf = _as_image(psf, "psf")
-    linear = _to_linear(psf, resolve_encoding(encoding, psf.dtype))
-    return psf_from_point_source(linear, roi=roi, channel_axis=channel_axis)
 
 
 def deblur_steps(
@@ -165,12 +121,11 @@ def deblur_steps(
         )
 
     encoding_image = resolve_encoding(encoding, image.dtype)
-    linear = _to_linear(image, encoding_image)
+    linear = to_linear(image, encoding_image)
     linear = linear[None] if channel_axis is None else np.moveaxis(linear, channel_axis, 0)
-    kernel = prepare_psf(psf, encoding=encoding, channel_axis=psf_channel_axis)
-    kernel = backend.asarray(
-        kernel if psf_channel_axis is not None else kernel[None], linear.dtype
-    )
+    measured = psf_from_point_source(psf, encoding=encoding, channel_axis=psf_channel_axis)
+    kernel = measured.psf if psf_channel_axis is not None else measured.psf[None]
+    kernel = backend.asarray(kernel, linear.dtype)
     if any(k > n for k, n in zip(kernel.shape[1:], linear.shape[1:])):
         raise ValueError(
             f"psf spot of size {kernel.shape[1:]} is larger than the image {linear.shape[1:]}; "
@@ -192,6 +147,7 @@ def deblur_steps(
         "encoding": encoding_image,
         "noise": float(np.sqrt(np.mean(variance))),
         "psf_shape": tuple(kernel.shape[1:]),
+        "psf_snr": measured.snr,
     }
     frame = (
         [(k - 1 - k // 2) for k in kernel.shape[1:]] if boundary == "valid" else [0] * spatial_ndim
@@ -238,9 +194,10 @@ def deblur(
         Blurred image: 2D, 3D (planes, rows, columns), optionally with a
         colour axis. Integers are taken as they are (no rescaling).
     psf : array_like
-        The PSF, or a photo of a point light through the same optics
-        (cleaned by :func:`prepare_psf`), with the image's spatial axes and,
-        for a colour image, optionally one PSF per channel.
+        The PSF, or a photo of a point light through the same optics, with
+        the image's spatial axes and, for a colour image, optionally one PSF
+        per channel. Either is cleaned by :func:`psf_from_point_source`
+        (which changes a clean PSF very little).
     method : {'auto', 'wiener', 'richardson_lucy'}
         Deconvolution method. ``'auto'`` uses Richardson-Lucy for
         non-negative data, else Wiener.

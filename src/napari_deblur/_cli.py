@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
@@ -29,27 +30,30 @@ def run(args: argparse.Namespace) -> None:
     """Deblur one file with a PSF file and write the result."""
     from ._api import deblur
     from ._io import ImageFile, read_image, to_dtype, write_image
+    from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     inputs = {Path(args.blurred).resolve(), Path(args.psf).resolve()}
     if Path(args.output).resolve() in inputs:
         raise ValueError(f"{args.output} is an input; choose another output file")
     image = read_image(args.blurred)
     psf = read_image(args.psf)
-    psf_data = (
-        psf.data
-        if psf.channel_axis is None or image.channel_axis is not None
-        else psf.data.mean(-1)
-    )
+    psf_data = psf.data
+    if psf.channel_axis is not None and image.channel_axis is None:
+        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=args.encoding).grey
     start = time.perf_counter()
-    result = deblur(
-        image.data,
-        psf_data,
-        method=args.method,
-        boundary=args.boundary,
-        channel_axis=image.channel_axis,
-        encoding=args.encoding,
-        max_iter=args.max_iter,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PSFQualityWarning)
+        result = deblur(
+            image.data,
+            psf_data,
+            method=args.method,
+            boundary=args.boundary,
+            channel_axis=image.channel_axis,
+            encoding=args.encoding,
+            max_iter=args.max_iter,
+        )
+    for warning in caught:
+        log.warning("warning: %s", warning.message)
     out, clipped = to_dtype(result, image.data.dtype)
     if clipped:
         log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
@@ -57,6 +61,49 @@ def run(args: argparse.Namespace) -> None:
         args.output, ImageFile(out, image.channel_axis, image.alpha), overwrite=args.overwrite
     )
     log.info("deblurred %s in %.2f s", args.blurred, time.perf_counter() - start)
+
+
+def psf(args: argparse.Namespace) -> None:
+    """Measure a PSF from a photo of point lights; write it and print the report."""
+    import numpy as np
+
+    from ._io import ImageFile, read_image, write_image
+    from .engine.point_source import PSFQualityWarning, psf_from_point_source
+
+    photo = read_image(args.photo)
+    with warnings.catch_warnings():
+        # The report below says the same.
+        warnings.simplefilter("ignore", PSFQualityWarning)
+        measured = psf_from_point_source(
+            photo.data,
+            rois=args.roi or None,
+            sources=args.sources,
+            encoding=args.encoding,
+            channel_axis=photo.channel_axis,
+            energy=args.energy,
+            symmetric=args.symmetric,
+        )
+    data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
+    image = ImageFile(data.astype(np.float32), photo.channel_axis)
+    write_image(args.output, image, overwrite=args.overwrite)
+    print(measured.report())
+
+
+def _roi(text: str) -> tuple[tuple[int, int], ...]:
+    """``'10:50,20:70'`` -> ``((10, 50), (20, 70))``: start:stop per axis, numpy style."""
+    try:
+        return tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP") from None
+
+
+def _sources(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -119,6 +166,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=int, default=None, help="upper bound on iterations")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
+
+    p = commands.add_parser(
+        "psf", parents=[logging_flags], help="measure a PSF from a photo of point lights"
+    )
+    p.add_argument("photo", help="photo of one or more point lights (PNG, JPEG, TIFF)")
+    p.add_argument("-o", "--output", required=True, help="PSF file to write (float32 TIFF)")
+    p.add_argument(
+        "--roi",
+        type=_roi,
+        action="append",
+        help="START:STOP,START:STOP region holding one light (repeat for several)",
+    )
+    p.add_argument(
+        "--sources",
+        type=_sources,
+        default=1,
+        help="without --roi: how many of the brightest isolated lights, or 'auto' (default 1)",
+    )
+    p.add_argument(
+        "--encoding", choices=ENCODINGS, default="auto", help="sRGB or linear pixel values"
+    )
+    p.add_argument("--energy", type=float, default=0.995, help="fraction of the light kept")
+    p.add_argument("--symmetric", action="store_true", help="average over rotations")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=psf)
 
     p = commands.add_parser(
         "demo", parents=[logging_flags], help="deblur the sample photo without a display"

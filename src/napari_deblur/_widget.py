@@ -1,7 +1,12 @@
-"""The Deblur dock widget: layers in, :func:`deblur_steps` in a thread, layers out."""
+"""Dock widgets: layers in, the API in between, layers out.
+
+"Deblur" runs :func:`deblur_steps` in a thread worker; "PSF from point
+source" turns a photo of point lights into a PSF layer.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import napari
@@ -17,33 +22,64 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._api import METHODS, Progress, deblur_steps, prepare_psf
+from ._api import METHODS, Progress, deblur_steps
+from .engine.color import ENCODINGS
 from .engine.operators import BOUNDARIES
+from .engine.point_source import PointSourcePSF, PSFQualityWarning, psf_from_point_source
 
 
-def _psf_region(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> tuple[slice, ...]:
-    """Bounding box, in the PSF layer's data, of the Shapes layer's selected (or first) shape."""
+def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> list:
+    """Each shape's bounding box as ``(start, stop)`` per axis of the PSF layer's data."""
     if len(shapes.data) == 0:
         raise ValueError(
             f"the Shapes layer '{shapes.name}' has no rectangle; draw one round the light"
         )
-    index = min(shapes.selected_data) if shapes.selected_data else 0
-    world = np.array([shapes.data_to_world(v) for v in shapes.data[index]])
-    corners = np.array([psf_layer.world_to_data(w) for w in world])
-    spatial = psf_layer.data.shape[: corners.shape[1]]
-    box = []
-    for axis, n in enumerate(spatial):
-        lo, hi = corners[:, axis].min(), corners[:, axis].max()
-        if hi - lo < 1:
-            # A rectangle drawn on one plane of a stack crops rows and columns only.
-            box.append(slice(0, n))
-            continue
-        box.append(slice(max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)))
-    if any(b.stop - b.start < 3 for b in box):
-        raise ValueError(f"the rectangle in '{shapes.name}' does not cover the PSF layer")
-    return tuple(box)
+    spatial = psf_layer.data.shape[: psf_layer.ndim]
+    regions = []
+    for vertices in shapes.data:
+        world = np.array([shapes.data_to_world(v) for v in vertices])
+        corners = np.array([psf_layer.world_to_data(w) for w in world])
+        region = []
+        for axis, n in enumerate(spatial):
+            lo, hi = corners[:, axis].min(), corners[:, axis].max()
+            if hi - lo < 1:
+                # A rectangle drawn on one plane of a stack crops rows and columns only.
+                region.append((0, n))
+            else:
+                region.append((max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)))
+        regions.append(tuple(region))
+    return regions
+
+
+def measure_psf(
+    psf_layer: napari.layers.Image,
+    shapes: napari.layers.Shapes | None,
+    *,
+    for_rgb: bool,
+    **options,
+) -> tuple[np.ndarray, PointSourcePSF]:
+    """The PSF in a layer (clean or a raw point-light photo), ready for an image.
+
+    Returns the PSF in layer layout (colour last for an RGB image, the
+    colours summed for a grey one) and the measurement, whose problems are
+    shown as napari warnings.
+    """
+    rois = None if shapes is None else _regions(psf_layer, shapes)
+    channel_axis = -1 if psf_layer.rgb else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PSFQualityWarning)
+        measured = psf_from_point_source(
+            np.asarray(psf_layer.data), rois=rois, channel_axis=channel_axis, **options
+        )
+    for problem in measured.problems():
+        show_warning(f"PSF '{psf_layer.name}': {problem}")
+    psf = measured.psf
+    if psf_layer.rgb:
+        # Colour PSFs for a colour image, one for all colours for a grey one.
+        psf = np.moveaxis(psf, 0, -1) if for_rgb else measured.grey
+    return psf.astype(np.float32), measured
 
 
 class DeblurWidget(Container):
@@ -114,14 +150,8 @@ class DeblurWidget(Container):
             raise ValueError("choose both a blurred image layer and a PSF layer")
         if image_layer is psf_layer:
             raise ValueError("the PSF layer must differ from the image layer")
-        image = np.asarray(image_layer.data)
-        psf = np.asarray(psf_layer.data)
-        if self.psf_region.value is not None:
-            psf = psf[_psf_region(psf_layer, self.psf_region.value)]
-        if psf_layer.rgb and not image_layer.rgb:
-            # A colour photo of the light for a grey image: its channels' light adds up.
-            psf = prepare_psf(psf, channel_axis=-1).sum(axis=0)
-        return image, psf, -1 if image_layer.rgb else None
+        psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
+        return np.asarray(image_layer.data), psf, -1 if image_layer.rgb else None
 
     def run(self) -> None:
         """Start deblurring in a thread; the result layer updates at each step."""
@@ -221,3 +251,76 @@ def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
     """Each step with its image, converted in the worker thread."""
     for progress in steps:
         yield progress, progress.image
+
+
+class PointSourceWidget(Container):
+    """Measure a PSF from a photo of point lights and add it as a layer.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers are read and written.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.photo = create_widget(annotation=napari.layers.Image, label="point-light photo")
+        self.regions = create_widget(
+            annotation=napari.layers.Shapes | None,
+            label="regions",
+            options={"tooltip": "Optional: one rectangle round each light to use"},
+        )
+        self.sources = SpinBox(
+            value=1,
+            min=0,
+            max=100,
+            label="sources",
+            tooltip="Without regions: how many of the brightest isolated lights; 0 for all",
+        )
+        self.symmetric = CheckBox(value=False, text="radially symmetric (defocus, beads)")
+        self.encoding = ComboBox(choices=ENCODINGS, value="auto", label="encoding")
+        self.measure_button = PushButton(text="Measure PSF")
+        self.report = Label(value="")
+        self.extend(
+            [
+                self.photo,
+                self.regions,
+                self.sources,
+                self.symmetric,
+                self.encoding,
+                self.measure_button,
+                self.report,
+            ]
+        )
+        self.measure_button.changed.connect(self.measure)
+
+    def measure(self) -> napari.layers.Image | None:
+        """Measure the PSF, add it as a layer and show the report."""
+        photo = self.photo.value
+        if photo is None:
+            show_error("PSF from point source: choose the layer with the point-light photo")
+            return None
+        try:
+            psf, measured = measure_psf(
+                photo,
+                self.regions.value,
+                for_rgb=photo.rgb,
+                sources=self.sources.value or "auto",
+                symmetric=self.symmetric.value,
+                encoding=self.encoding.value,
+            )
+        except (ValueError, TypeError) as error:
+            show_error(f"PSF from point source: {error}")
+            return None
+        self.report.value = measured.report()
+        layer = self._viewer.add_image(
+            # RGB layers hold values in [0, 1]; the scale of a PSF is irrelevant.
+            psf / psf.max() if photo.rgb else psf,
+            name=f"{photo.name} PSF",
+            rgb=photo.rgb,
+            scale=photo.scale,
+            colormap=None if photo.rgb else "magma",
+            metadata={"psf_report": measured.report()},
+        )
+        return layer

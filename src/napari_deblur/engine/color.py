@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import float_dtype
+
 ENCODINGS = ("auto", "srgb", "linear")
 
 
@@ -66,3 +68,26 @@ def full_scale(dtype: np.dtype) -> float:
     """Value that stands for full light in data of `dtype` (255 for uint8, 1 for floats)."""
     dtype = np.dtype(dtype)
     return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
+
+
+def to_linear(data: np.ndarray, encoding: str) -> np.ndarray:
+    """Pixel values as linear light, in the engine's floating type.
+
+    Parameters
+    ----------
+    data : ndarray
+        Pixel values as stored.
+    encoding : {'auto', 'srgb', 'linear'}
+        How they are encoded (see :func:`resolve_encoding`).
+
+    Returns
+    -------
+    ndarray
+        sRGB data decoded to linear light on 0..1; linear data converted to
+        float without rescaling.
+    """
+    dtype = float_dtype(data.dtype)
+    values = data.astype(dtype, copy=False)
+    if resolve_encoding(encoding, data.dtype) == "srgb":
+        return srgb_to_linear(values / dtype.type(full_scale(data.dtype)))
+    return values

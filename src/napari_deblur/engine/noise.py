@@ -28,7 +28,7 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
     return detail, mean
 
 
-def estimate_noise(image, *, batch_ndim: int = 0) -> np.ndarray:
+def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
     """Standard deviation of white additive noise, per image of a batch.
 
     The robust median estimator of Donoho and Johnstone on the finest-scale
@@ -41,6 +41,9 @@ def estimate_noise(image, *, batch_ndim: int = 0) -> np.ndarray:
         of at least 2 samples).
     batch_ndim : int
         Number of leading batch axes (channels).
+    mask : array_like of bool, optional
+        Spatial mask: only blocks whose first sample lies in it count (to
+        measure the noise of the background alone, say).
 
     Returns
     -------
@@ -53,6 +56,12 @@ def estimate_noise(image, *, batch_ndim: int = 0) -> np.ndarray:
        wavelet shrinkage", Biometrika 81(3), 425-455, 1994.
     """
     detail, _ = _finest_detail(np.asarray(image), batch_ndim)
+    if mask is not None:
+        blocks = np.asarray(mask, dtype=bool)[
+            tuple(slice(0, n * 2, 2) for n in detail.shape[batch_ndim:])
+        ]
+        detail = detail[(Ellipsis, blocks)]
+        return _MAD_TO_SIGMA * np.median(np.abs(detail), axis=-1)
     axes = tuple(range(batch_ndim, detail.ndim))
     return _MAD_TO_SIGMA * np.median(np.abs(detail), axis=axes)
 

@@ -180,7 +180,23 @@ def _bin(fine: np.ndarray, supersample: int) -> np.ndarray:
     return fine
 
 
-def gaussian_psf(sigma, *, shape: Sequence[int] | None = None, ndim: int = 2) -> np.ndarray:
+def _offsets(offset: Sequence[float] | None, ndim: int) -> np.ndarray:
+    """Sub-pixel position of a model's centre relative to the centre sample."""
+    if offset is None:
+        return np.zeros(ndim)
+    offset = np.asarray(offset, dtype=float)
+    if offset.shape != (ndim,):
+        raise ValueError(f"offset must give one shift per axis ({ndim}), got {offset.tolist()}")
+    return offset
+
+
+def gaussian_psf(
+    sigma,
+    *,
+    shape: Sequence[int] | None = None,
+    ndim: int = 2,
+    offset: Sequence[float] | None = None,
+) -> np.ndarray:
     """Gaussian PSF integrated over each pixel.
 
     Parameters
@@ -191,6 +207,9 @@ def gaussian_psf(sigma, *, shape: Sequence[int] | None = None, ndim: int = 2) ->
         Array size; by default odd and wide enough for +-4 sigma.
     ndim : int
         Dimensionality when `sigma` is a single value.
+    offset : sequence of float, optional
+        Position of the centre relative to the centre sample, in pixels
+        (how a camera sees a point between pixels).
 
     Returns
     -------
@@ -209,10 +228,11 @@ def gaussian_psf(sigma, *, shape: Sequence[int] | None = None, ndim: int = 2) ->
     if np.any(sigma <= 0):
         raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
     shape = _default_shape(4 * sigma) if shape is None else tuple(shape)
+    shifts = _offsets(offset, len(sigma))
     # The integral of a Gaussian over a pixel is a difference of error functions.
     profiles = []
-    for s, k in zip(sigma, shape):
-        edges = np.arange(k + 1) - 0.5 - k // 2
+    for s, k, shift in zip(sigma, shape, shifts):
+        edges = np.arange(k + 1) - 0.5 - k // 2 - shift
         cdf = special.ndtr(edges / s)
         profiles.append(np.diff(cdf))
     psf = profiles[0]
@@ -226,9 +246,11 @@ def defocus_psf(
     *,
     shape: Sequence[int] | None = None,
     ndim: int = 2,
-    edge: float = 1.0,
+    edge: float = 0.5,
+    offset: Sequence[float] | None = None,
+    supersample: int = 5,
 ) -> np.ndarray:
-    """Defocus (circle of confusion) PSF: a uniform disc, or ball, with a soft edge.
+    """Defocus (circle of confusion) PSF: a uniform disc, or ball, integrated over pixels.
 
     Parameters
     ----------
@@ -239,8 +261,12 @@ def defocus_psf(
     ndim : int
         2 for a disc, 3 for a ball.
     edge : float
-        Width in pixels of the linear fall-off at the rim (1 is the
-        anti-aliased edge of a sharp disc; larger values model aberrations).
+        Width in pixels of the linear fall-off at the rim (aberrations and
+        diffraction soften it; larger values soften more).
+    offset : sequence of float, optional
+        Position of the centre relative to the centre sample, in pixels.
+    supersample : int
+        Samples per pixel and axis for the pixel integral.
 
     Returns
     -------
@@ -251,20 +277,21 @@ def defocus_psf(
         raise ValueError(f"radius must be positive, got {radius}")
     if not edge > 0:
         raise ValueError(f"edge must be positive, got {edge}")
-    shape = _default_shape([radius + edge / 2] * ndim) if shape is None else tuple(shape)
-    dist = np.sqrt(
-        sum(
-            c**2
-            for c in np.meshgrid(
-                *[np.arange(k) - k // 2 for k in shape], indexing="ij", sparse=True
-            )
-        )
-    )
-    psf = np.clip((radius - dist) / edge + 0.5, 0, 1)
-    return normalize_psf(psf)
+    shifts = _offsets(offset, ndim)
+    reach = radius + edge / 2 + np.abs(shifts)
+    shape = _default_shape(reach) if shape is None else tuple(shape)
+    grid = _grid(shape, supersample)
+    dist = np.sqrt(sum((c - shift) ** 2 for c, shift in zip(grid, shifts)))
+    return normalize_psf(_bin(np.clip((radius - dist) / edge + 0.5, 0, 1), supersample))
 
 
-def motion_psf(length: float, angle: float, *, shape: Sequence[int] | None = None) -> np.ndarray:
+def motion_psf(
+    length: float,
+    angle: float,
+    *,
+    shape: Sequence[int] | None = None,
+    offset: Sequence[float] | None = None,
+) -> np.ndarray:
     """Linear motion blur: a straight segment of `length` pixels.
 
     Parameters
@@ -276,6 +303,8 @@ def motion_psf(length: float, angle: float, *, shape: Sequence[int] | None = Non
         seen on screen (row 0 at the top).
     shape : sequence of int, optional
         Array size (2D); by default odd and just large enough.
+    offset : sequence of float, optional
+        Position of the segment's midpoint relative to the centre sample.
 
     Returns
     -------
@@ -287,12 +316,14 @@ def motion_psf(length: float, angle: float, *, shape: Sequence[int] | None = Non
     theta = np.deg2rad(angle)
     direction = np.array([-np.sin(theta), np.cos(theta)])
     half = length / 2
-    shape = _default_shape(np.abs(direction) * half + 1) if shape is None else tuple(shape)
+    shifts = _offsets(offset, 2)
+    reach = np.abs(direction) * half + 1 + np.abs(shifts)
+    shape = _default_shape(reach) if shape is None else tuple(shape)
     # Sample the segment finely and splat each sample bilinearly: the exposure
     # spends equal time at every point of the path.
     count = max(2, int(np.ceil(length * 20)) + 1)
     t = np.linspace(-half, half, count)
-    points = np.outer(t, direction) + np.array([k // 2 for k in shape])
+    points = np.outer(t, direction) + np.array([k // 2 for k in shape]) + shifts
     psf = np.zeros(shape)
     base = np.floor(points).astype(int)
     frac = points - base
@@ -311,6 +342,7 @@ def airy_psf(
     pixel_size: float,
     *,
     shape: Sequence[int] | None = None,
+    offset: Sequence[float] | None = None,
     supersample: int = 5,
 ) -> np.ndarray:
     """In-focus PSF of a circular aperture (Airy pattern), integrated over pixels.
@@ -325,6 +357,8 @@ def airy_psf(
         Pixel pitch in the object (or image) plane, same unit.
     shape : sequence of int, optional
         Array size; by default odd and covering four dark rings.
+    offset : sequence of float, optional
+        Position of the centre relative to the centre sample, in pixels.
     supersample : int
         Samples per pixel and axis for the pixel integral.
 
@@ -340,7 +374,8 @@ def airy_psf(
     first_zero = 0.61 * wavelength / na / pixel_size
     shape = _default_shape([4 * first_zero] * 2) if shape is None else tuple(shape)
     rows, cols = _grid(shape, supersample)
-    v = 2 * np.pi * na * pixel_size / wavelength * np.hypot(rows, cols)
+    shift_rows, shift_cols = _offsets(offset, 2)
+    v = 2 * np.pi * na * pixel_size / wavelength * np.hypot(rows - shift_rows, cols - shift_cols)
     with np.errstate(invalid="ignore", divide="ignore"):
         amplitude = np.where(v > 0, 2 * special.j1(v) / v, 1.0)
     return normalize_psf(_bin(amplitude**2, supersample))
@@ -407,146 +442,3 @@ def widefield_psf(
         profile = np.abs(bessel @ phase) ** 2
         planes.append(_bin(np.interp(r, radii, profile), supersample))
     return normalize_psf(np.stack(planes))
-
-
-def psf_from_point_source(
-    image,
-    *,
-    roi: Sequence[tuple[int, int]] | None = None,
-    energy: float = 0.995,
-    channel_axis: int | None = None,
-) -> np.ndarray:
-    """A clean, centred, unit-sum PSF from a photo of one point light, in linear light.
-
-    Steps: the background (a plane, for uneven light) and its noise are
-    estimated from the outer band of the frame (sigma-clipped least squares
-    and MAD) and subtracted; what
-    stays within the noise outside the source is tapered to zero smoothly;
-    the source is the connected blob round the brightest smoothed sample
-    (inside `roi` when given); its centroid is moved to the centre sample of
-    the smallest odd-sized box that holds `energy` of its light.
-
-    Parameters
-    ----------
-    image : array_like
-        Photo in linear light (2D, or 3D for a bead stack).
-    roi : sequence of (start, stop), optional
-        Region, one pair per spatial axis, that contains the source.
-    energy : float
-        Fraction of the PSF's light the cropped box must keep.
-    channel_axis : int, optional
-        Axis of colour channels: each channel gets its own background and
-        unit sum, all share the source's position and box, so that the
-        channels' relative offsets (lateral chromatic aberration) survive.
-
-    Returns
-    -------
-    ndarray
-        PSF with odd sizes and unit sum (per channel, channel axis first).
-    """
-    image = _as_psf(image, "image")
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy}")
-    image = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
-    spatial = image.shape[1:]
-    if roi is not None:
-        if len(roi) != len(spatial):
-            raise ValueError(f"roi must give one (start, stop) per spatial axis, got {roi}")
-        box = tuple(slice(max(0, int(a)), min(n, int(b))) for (a, b), n in zip(roi, spatial))
-        if any(s.stop - s.start < 1 for s in box):
-            raise ValueError(f"roi {roi} does not overlap the image of shape {spatial}")
-        image = image[(slice(None),) + box]
-    fits = [_background(channel) for channel in image]
-    signal = image - np.stack([plane for plane, _ in fits])
-    total = signal.sum(axis=0)
-    noise = float(np.sqrt(sum(n**2 for _, n in fits)))
-    if noise > 0:
-        signal = signal * _source_weight(total, noise)
-    signal = np.clip(signal, 0, None)
-    total = signal.sum(axis=0)
-    # Light at the level of rounding errors is no light.
-    if not total.max() > 1e-6 * float(np.abs(image).max()):
-        raise ValueError("the point-source image holds no light above its background")
-    centre = centroid(total)
-    anchor = np.round(centre).astype(int)
-    half = _energy_half_widths(total, anchor, energy)
-    window = tuple(slice(a - h - 2, a + h + 3) for a, h in zip(anchor, half))
-    pad = [(0, 0)] + [(max(0, -w.start), max(0, w.stop - n)) for w, n in zip(window, spatial)]
-    padded = np.pad(signal, pad)
-    window = (slice(None),) + tuple(
-        slice(w.start + p[0], w.stop + p[0]) for w, p in zip(window, pad[1:])
-    )
-    inner = tuple(slice(2, -2) for _ in half)
-    psfs = []
-    for channel in padded[window]:
-        moved = np.clip(shift_subpixel(channel, anchor - centre)[inner], 0, None)
-        if not moved.sum() > 0:
-            raise ValueError(
-                "a channel of the point-source image holds no light above its background"
-            )
-        psfs.append(normalize_psf(moved))
-    return psfs[0] if channel_axis is None else np.stack(psfs)
-
-
-def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """Background plane and noise level, fitted to the outer band of the frame.
-
-    A plane (constant plus one slope per axis) absorbs uneven illumination
-    and stray light; the fit is least squares, repeated without the samples
-    more than 3 robust standard deviations away (the tail of the source).
-    """
-    band = np.zeros(image.shape, dtype=bool)
-    for axis, n in enumerate(image.shape):
-        w = max(1, n // 16)
-        sel = [slice(None)] * image.ndim
-        sel[axis] = np.r_[0:w, n - w : n]
-        band[tuple(sel)] = True
-    coords = np.indices(image.shape, dtype=np.float64)
-    design = np.stack([np.ones(int(band.sum()))] + [c[band] for c in coords], axis=1)
-    values = image[band].astype(np.float64)
-    keep = np.ones(values.size, dtype=bool)
-    for _ in range(5):
-        params = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
-        residual = values - design @ params
-        spread = 1.4826 * np.median(np.abs(residual[keep]))
-        new_keep = np.abs(residual) <= 3 * spread if spread > 0 else residual == 0
-        if new_keep.sum() < design.shape[1] * 4 or np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    plane = params[0] + sum(p * c for p, c in zip(params[1:], coords))
-    return plane.astype(image.dtype), float(spread)
-
-
-def _source_weight(signal: np.ndarray, noise: float) -> np.ndarray:
-    """Weight in [0, 1]: 1 on the source, 0 on background noise, a smooth ramp between."""
-    smooth = ndimage.gaussian_filter(signal.astype(np.float64), 1.0)
-    # Noise of the smoothed image: sigma times the L2 norm of the Gaussian kernel.
-    impulse = np.zeros((9,) * signal.ndim)
-    impulse[(4,) * signal.ndim] = 1
-    level = noise * float(np.sqrt((ndimage.gaussian_filter(impulse, 1.0) ** 2).sum()))
-    weight = np.clip((smooth / level - 2) / 2, 0, 1)
-    labels, _ = ndimage.label(weight > 0)
-    peak = labels[np.unravel_index(np.argmax(smooth), smooth.shape)]
-    weight[labels != peak] = 0
-    return ndimage.gaussian_filter(weight, 1.0).astype(signal.dtype)
-
-
-def _energy_half_widths(signal: np.ndarray, anchor: np.ndarray, energy: float) -> list[int]:
-    """Per-axis half-widths round `anchor` whose box keeps at least `energy` of the light."""
-    total = signal.sum(dtype=np.float64)
-    # A box keeps at least 1 - sum(1 - e_axis) of the light (union bound).
-    per_axis = 1 - (1 - energy) / signal.ndim
-    half = []
-    for axis, a in enumerate(anchor):
-        profile = signal.sum(
-            axis=tuple(i for i in range(signal.ndim) if i != axis), dtype=np.float64
-        )
-        n = profile.size
-        # An odd box no larger than the frame: a PSF as large as the frame
-        # (a lensless camera, a bead stack of the image's size) keeps its size.
-        for h in range((n - 1) // 2 + 1):
-            lo, hi = max(0, a - h), min(n, a + h + 1)
-            if profile[lo:hi].sum() >= per_axis * total:
-                break
-        half.append(h)
-    return half

@@ -1,0 +1,495 @@
+"""A trustworthy PSF from a photo of point lights: an LED, a bead, a star.
+
+A raw photo of a point light is not yet a PSF: it has a background (often
+uneven), noise everywhere, the light somewhere between pixels, an empty frame
+round it, and sometimes a clipped peak. :func:`psf_from_point_source` removes
+each of these and reports what it found.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .color import resolve_encoding, to_linear
+from .noise import estimate_noise
+from .psf import centroid, normalize_psf, shift_subpixel
+
+#: A source must hold this fraction of the brightest one's light to count.
+MIN_RELATIVE_FLUX = 0.1
+#: Peak signal-to-noise ratio below which a PSF is too noisy to trust.
+MIN_SNR = 20.0
+#: Peak signal-to-noise ratio above which an image is a model, not a photo
+#: (a sensor's full well of 10^5 electrons gives about 300).
+MAX_PHOTO_SNR = 1e3
+
+
+class PSFQualityWarning(UserWarning):
+    """The point-light photo gives a doubtful PSF (clipped, or too weak)."""
+
+
+@dataclass(frozen=True)
+class PointSourcePSF:
+    """A PSF measured from point lights, with what was found on the way.
+
+    Attributes
+    ----------
+    psf : ndarray
+        Non-negative, unit sum (per channel, channels first), odd sizes,
+        centroid on the centre sample.
+    centres : ndarray
+        Sub-pixel centroid of each source used, in the photo's pixel
+        coordinates, shape (sources, spatial axes).
+    fwhm : tuple of float
+        Full width at half maximum along each spatial axis, in pixels.
+    energy_radius : float
+        Radius in pixels of the ball round the centre holding half the light.
+    snr : float
+        Peak signal over the background noise of the brightest source.
+    background : float
+        Mean background level subtracted, in linear light.
+    noise : float
+        Standard deviation of the background noise, in linear light.
+    clipped : int
+        Samples at the sensor's saturation level inside the sources.
+    encoding : str
+        How the photo's values were read: ``'srgb'`` or ``'linear'``.
+    """
+
+    psf: np.ndarray
+    centres: np.ndarray
+    fwhm: tuple[float, ...]
+    energy_radius: float
+    snr: float
+    background: float
+    noise: float
+    clipped: int
+    encoding: str
+
+    @property
+    def grey(self) -> np.ndarray:
+        """One PSF for all channels: the mean of the channels' PSFs (unit sum)."""
+        return self.psf if self.psf.ndim == len(self.fwhm) else self.psf.mean(axis=0)
+
+    @property
+    def sources(self) -> int:
+        """Number of sources averaged."""
+        return len(self.centres)
+
+    def problems(self) -> list[str]:
+        """What makes this PSF doubtful, in words (empty when nothing does)."""
+        found = []
+        if self.clipped:
+            found.append(
+                f"{self.clipped} samples of the point light are clipped at the sensor's "
+                "maximum: the PSF's peak is cut off; take a shorter exposure"
+            )
+        if self.snr < MIN_SNR:
+            found.append(
+                f"the point light is weak (peak SNR {self.snr:.0f} < {MIN_SNR:.0f}): "
+                "the PSF is noisy; use a longer exposure or several sources"
+            )
+        return found
+
+    def report(self) -> str:
+        """A few lines on what was measured."""
+        centre = ", ".join(f"{c:.2f}" for c in self.centres[0])
+        fwhm = " x ".join(f"{w:.2f}" for w in self.fwhm)
+        lines = [
+            f"PSF {' x '.join(map(str, self.psf.shape))} from {self.sources} source(s), "
+            f"{self.encoding} light",
+            f"centre ({centre}) px, FWHM {fwhm} px, half the light within "
+            f"{self.energy_radius:.2f} px",
+            f"peak SNR {self.snr:.0f}, background {self.background:.4g} +- {self.noise:.2g}, "
+            f"clipped samples {self.clipped}",
+        ]
+        return "\n".join(lines + [f"warning: {p}" for p in self.problems()])
+
+
+def psf_from_point_source(
+    image,
+    *,
+    rois: Sequence[Sequence[tuple[int, int]]] | None = None,
+    sources: int | str = 1,
+    encoding: str = "auto",
+    channel_axis: int | None = None,
+    energy: float = 0.995,
+    symmetric: bool = False,
+    saturation: float | None = None,
+) -> PointSourcePSF:
+    """Measure a PSF from a photo of one or more point lights.
+
+    Steps, in linear light: the background (a plane, for uneven light) and
+    its noise are fitted to the outer band of the frame (sigma-clipped least
+    squares, MAD) and subtracted; what stays within the noise is tapered to
+    zero smoothly, so no hard edge is left; each source is a connected blob
+    of the tapered light; its sub-pixel centroid is moved to the centre
+    sample of the smallest odd box holding `energy` of its light; several
+    sources are registered that way and averaged, weighted by their light.
+
+    Parameters
+    ----------
+    image : array_like
+        The photo: 2D (optionally with colour channels) or a 3D bead stack.
+    rois : sequence of regions, optional
+        Regions that each hold one source, a region being one
+        ``(start, stop)`` pair per spatial axis. By default the whole frame.
+    sources : int or 'auto'
+        Without `rois`: how many of the brightest isolated sources to
+        average, or ``'auto'`` for all that hold at least a tenth of the
+        brightest one's light.
+    encoding : {'auto', 'srgb', 'linear'}
+        Whether values are gamma-encoded (``'auto'``: sRGB for uint8).
+    channel_axis : int, optional
+        Axis of colour channels: each gets its own PSF, all share the
+        sources' positions, so relative offsets between the channels
+        (lateral chromatic aberration) are kept.
+    energy : float
+        Fraction of the light the cropped PSF keeps.
+    symmetric : bool
+        Average over rotations about the centre (about the optical axis for
+        a 3D stack): less noise, for defocus discs and beads.
+    saturation : float, optional
+        The sensor's saturation level in the photo's values; by default the
+        largest value of its integer type, or 1.0 for floats up to 1.
+
+    Returns
+    -------
+    PointSourcePSF
+        The PSF and the report. Clipping and weak sources also raise a
+        :class:`PSFQualityWarning`.
+
+    Raises
+    ------
+    ValueError
+        If no light stands out of the background, or an argument is invalid.
+    """
+    raw = np.asarray(image)
+    if raw.dtype.kind not in "iubf" or raw.ndim < 2 - (channel_axis is not None) or raw.size == 0:
+        raise ValueError(f"image must be a non-empty real array, got {raw.dtype} {raw.shape}")
+    if not np.all(np.isfinite(raw)):
+        raise ValueError("image contains NaN or infinite values")
+    if not 0 < energy <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if not (sources == "auto" or (isinstance(sources, (int, np.integer)) and sources >= 1)):
+        raise ValueError(f"sources must be a positive integer or 'auto', got {sources!r}")
+    encoding = resolve_encoding(encoding, raw.dtype)
+    raw = raw[None] if channel_axis is None else np.moveaxis(raw, channel_axis, 0)
+    linear = to_linear(raw, encoding)
+    spatial = linear.shape[1:]
+    regions = _regions(rois, spatial)
+
+    found = [_find_sources(linear, box, sources if rois is None else 1) for box in regions]
+    blobs = [blob for f in found for blob in f.blobs]
+    background = float(np.mean([f.background for f in found]))
+    noise = float(np.sqrt(np.mean([f.noise**2 for f in found])))
+
+    half = np.max([_energy_half_widths(b.total, b.anchor, energy) for b in blobs], axis=0)
+    # An odd box no larger than the frame: a PSF as large as the frame (a
+    # lensless camera, a bead stack of the image's size) keeps its size.
+    half = np.minimum(half, [(n - 1) // 2 for n in spatial])
+    stack, fluxes = [], []
+    for blob in blobs:
+        stack.append(_centred_window(blob, half))
+        fluxes.append(blob.signal.sum(axis=tuple(range(1, blob.signal.ndim))))
+    fluxes = np.array(fluxes)
+    weights = fluxes / fluxes.sum(axis=0)
+    psf = sum(w.reshape((-1,) + (1,) * len(spatial)) * p for w, p in zip(weights, stack))
+    if symmetric:
+        psf = np.stack([_rotational_average(channel) for channel in psf])
+    psf = np.stack([normalize_psf(np.clip(channel, 0, None)) for channel in psf])
+
+    total = psf.sum(axis=0) / psf.shape[0]
+    brightest = int(np.argmax(fluxes.sum(axis=1)))
+    snr = float(fluxes[brightest].sum() * total.max() / noise) if noise > 0 else np.inf
+    level = _saturation_level(raw, saturation)
+    clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
+    result = PointSourcePSF(
+        psf=psf[0] if channel_axis is None else psf,
+        centres=np.array([b.centre for b in blobs]),
+        fwhm=_fwhm(total),
+        energy_radius=_energy_radius(total, 0.5),
+        snr=snr,
+        background=background,
+        noise=noise,
+        clipped=clipped,
+        encoding=encoding,
+    )
+    for problem in result.problems():
+        warnings.warn(problem, PSFQualityWarning, stacklevel=2)
+    return result
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """One source: its light (channels first, background-free) near where it is."""
+
+    signal: np.ndarray
+    window: tuple[slice, ...]
+    centre: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.signal.sum(axis=0)
+
+    @property
+    def anchor(self) -> np.ndarray:
+        start = np.array([s.start for s in self.window[1:]])
+        return np.round(self.centre).astype(int) - start
+
+
+@dataclass(frozen=True)
+class _Found:
+    blobs: list[_Blob]
+    background: float
+    noise: float
+
+
+def _regions(rois, spatial: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    if rois is None:
+        return [tuple(slice(0, n) for n in spatial)]
+    regions = []
+    for roi in rois:
+        if len(roi) != len(spatial):
+            raise ValueError(f"each roi needs one (start, stop) per spatial axis, got {roi}")
+        box = tuple(slice(max(0, int(a)), min(n, int(b))) for (a, b), n in zip(roi, spatial))
+        if any(s.stop - s.start < 3 for s in box):
+            raise ValueError(f"roi {roi} does not overlap the image of shape {spatial}")
+        regions.append(box)
+    if not regions:
+        raise ValueError("rois is empty; give at least one region or None")
+    return regions
+
+
+def _find_sources(linear: np.ndarray, box: tuple[slice, ...], count: int | str) -> _Found:
+    """Background-free blobs of the brightest isolated sources inside `box`."""
+    region = linear[(slice(None),) + box]
+    fits = [_background(channel) for channel in region]
+    if all(
+        noise <= MAX_PHOTO_SNR**-1 * np.abs(channel).max()
+        for (_, noise), channel in zip(fits, region)
+    ):
+        # No camera photographs a point light this cleanly: this is a model
+        # PSF, whose every value is light, with nothing to subtract.
+        fits = [(np.zeros_like(channel), 0.0) for channel in region]
+    signal = region - np.stack([plane for plane, _ in fits])
+    noise = float(np.sqrt(sum(n**2 for _, n in fits)))
+    total = signal.sum(axis=0)
+    weight, core = _light_maps(total, noise)
+    labels, count_found = ndimage.label(core)
+    if count_found == 0:
+        raise ValueError("the point-source image holds no light above its background")
+    index = np.arange(1, count_found + 1)
+    light = np.clip(total, 0, None) * weight
+    # Light at the level of rounding errors is no light.
+    if not light.max() > 1e-6 * float(np.abs(region).max()):
+        raise ValueError("the point-source image holds no light above its background")
+    fluxes = ndimage.sum_labels(light, labels, index)
+    if not fluxes.max() > 0:
+        raise ValueError("the point-source image holds no light above its background")
+    order = index[np.argsort(fluxes)[::-1]]
+    candidates = [
+        label for label in order if fluxes[label - 1] >= MIN_RELATIVE_FLUX * fluxes.max()
+    ]
+    boxes = ndimage.find_objects(labels)
+    windows = {label: _dilate(boxes[label - 1], total.shape) for label in candidates}
+    if count == 1:
+        chosen = candidates[:1]
+    else:
+        # Several sources: only those whose surroundings hold no other source
+        # and lie wholly inside the frame, else the brightest alone.
+        chosen = [
+            label
+            for label in candidates
+            if all(w.start > 0 and w.stop < n for w, n in zip(windows[label], total.shape))
+            and not any(_overlap(windows[label], boxes[o - 1]) for o in candidates if o != label)
+        ]
+        chosen = (chosen if count == "auto" else chosen[:count]) or candidates[:1]
+    blobs = []
+    for label in chosen:
+        window = windows[label]
+        # Keep the source's own light and its faint surroundings (rings, the
+        # tail of the taper), not the other sources'.
+        mask = ~np.isin(labels[window], [c for c in candidates if c != label])
+        light = np.clip(signal[(slice(None),) + window] * (weight[window] * mask), 0, None)
+        start = np.array([b.start + w.start for b, w in zip(box, window)])
+        centre = centroid(light.sum(axis=0)) + start
+        global_window = (slice(None),) + tuple(
+            slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window)
+        )
+        blobs.append(_Blob(light, global_window, centre))
+    levels = [float(plane.mean()) for plane, _ in fits]
+    return _Found(blobs, float(np.mean(levels)), noise)
+
+
+def _dilate(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Widen a blob's bounding box by half its size (at least 3 samples) each way."""
+    out = []
+    for s, n in zip(box, shape):
+        margin = max(3, (s.stop - s.start) // 2)
+        out.append(slice(max(0, s.start - margin), min(n, s.stop + margin)))
+    return tuple(out)
+
+
+def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> bool:
+    return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
+
+
+def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Background plane and noise level, fitted to the outer band of the frame.
+
+    A plane (constant plus one slope per axis) absorbs uneven illumination
+    and stray light; the fit is least squares, repeated without the samples
+    more than 3 robust standard deviations away (the tail of the source).
+    The noise is the white noise of the band (finest wavelet details), which
+    smooth structure such as a PSF's tail does not inflate.
+    """
+    band = np.zeros(image.shape, dtype=bool)
+    for axis, n in enumerate(image.shape):
+        w = max(1, n // 16)
+        sel = [slice(None)] * image.ndim
+        sel[axis] = np.r_[0:w, n - w : n]
+        band[tuple(sel)] = True
+    coords = np.indices(image.shape, dtype=np.float64)
+    design = np.stack([np.ones(int(band.sum()))] + [c[band] for c in coords], axis=1)
+    values = image[band].astype(np.float64)
+    keep = np.ones(values.size, dtype=bool)
+    for _ in range(5):
+        params = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ params
+        spread = 1.4826 * np.median(np.abs(residual[keep]))
+        new_keep = np.abs(residual) <= 3 * spread if spread > 0 else residual == 0
+        if new_keep.sum() < design.shape[1] * 4 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    plane = params[0] + sum(p * c for p, c in zip(params[1:], coords))
+    noise = float(estimate_noise(image, mask=band))
+    return plane.astype(image.dtype), noise
+
+
+def _light_maps(total: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the light is: a weight in [0, 1] for the light kept, and the sources' cores.
+
+    The light is judged on a copy smoothed by a Gaussian of 1 px, against the
+    noise of that copy: the weight ramps from 0 at 2 to 1 at 4 of its
+    standard deviations and is smoothed too, so the PSF fades out instead of
+    stopping at an edge; the cores, which tell the sources apart, are where
+    it exceeds 5 standard deviations.
+    """
+    if noise == 0:
+        light = total > 0
+        return light.astype(total.dtype), light
+    smooth = ndimage.gaussian_filter(total.astype(np.float64), 1.0)
+    impulse = np.zeros((9,) * total.ndim)
+    impulse[(4,) * total.ndim] = 1
+    # Noise of the smoothed image: sigma times the L2 norm of the Gaussian kernel.
+    level = noise * float(np.sqrt((ndimage.gaussian_filter(impulse, 1.0) ** 2).sum()))
+    ramp = np.clip((smooth / level - 2) / 2, 0, 1)
+    weight = ndimage.gaussian_filter(ramp, 1.0).astype(total.dtype)
+    return weight, smooth > 5 * level
+
+
+def _energy_half_widths(total: np.ndarray, anchor: np.ndarray, energy: float) -> np.ndarray:
+    """Per-axis half-widths round `anchor` whose box keeps at least `energy` of the light."""
+    light = total.sum(dtype=np.float64)
+    # A box keeps at least 1 - sum(1 - e_axis) of the light (union bound).
+    per_axis = 1 - (1 - energy) / total.ndim
+    half = []
+    for axis, a in enumerate(anchor):
+        profile = total.sum(
+            axis=tuple(i for i in range(total.ndim) if i != axis), dtype=np.float64
+        )
+        n = profile.size
+        for h in range(max(a, n - 1 - a) + 1):
+            if profile[max(0, a - h) : a + h + 1].sum() >= per_axis * light:
+                break
+        half.append(h)
+    return np.array(half)
+
+
+def _centred_window(blob: _Blob, half: np.ndarray) -> np.ndarray:
+    """The blob in a box of ``2 half + 1`` samples, its centroid moved to the centre sample."""
+    anchor = blob.anchor
+    window = tuple(slice(a - h - 2, a + h + 3) for a, h in zip(anchor, half))
+    pad = [(0, 0)] + [
+        (max(0, -w.start), max(0, w.stop - n)) for w, n in zip(window, blob.total.shape)
+    ]
+    padded = np.pad(blob.signal, pad)
+    window = (slice(None),) + tuple(
+        slice(w.start + p[0], w.stop + p[0]) for w, p in zip(window, pad[1:])
+    )
+    start = np.array([s.start for s in blob.window[1:]])
+    shift = anchor + start - blob.centre
+    inner = tuple(slice(2, -2) for _ in half)
+    return np.stack([shift_subpixel(channel, shift)[inner] for channel in padded[window]])
+
+
+def _rotational_average(psf: np.ndarray, angles: int = 36) -> np.ndarray:
+    """Average of `psf` rotated about its centre (the last two axes)."""
+    rotated = [
+        ndimage.rotate(psf, angle, axes=(-2, -1), reshape=False, order=1, mode="constant")
+        for angle in np.linspace(0, 360, angles, endpoint=False)
+    ]
+    return np.mean(rotated, axis=0)
+
+
+def _fwhm(psf: np.ndarray) -> tuple[float, ...]:
+    """Width at half maximum of the profile through the peak along each axis."""
+    peak = np.unravel_index(np.argmax(psf), psf.shape)
+    half = psf[peak] / 2
+    widths = []
+    for axis in range(psf.ndim):
+        index = list(peak)
+        index[axis] = slice(None)
+        profile = psf[tuple(index)]
+        p = peak[axis]
+        left = p
+        while left > 0 and profile[left - 1] > half:
+            left -= 1
+        right = p
+        while right < profile.size - 1 and profile[right + 1] > half:
+            right += 1
+        # Linear interpolation of the half-maximum crossings.
+        lo = (
+            left - (profile[left] - half) / (profile[left] - profile[left - 1])
+            if left > 0
+            else left - 0.5
+        )
+        hi = (
+            right + (profile[right] - half) / (profile[right] - profile[right + 1])
+            if right < profile.size - 1
+            else right + 0.5
+        )
+        widths.append(float(hi - lo))
+    return tuple(widths)
+
+
+def _energy_radius(psf: np.ndarray, fraction: float) -> float:
+    """Radius round the centre sample of the ball holding `fraction` of the light."""
+    centre = np.array([n // 2 for n in psf.shape])
+    coords = np.indices(psf.shape).reshape(psf.ndim, -1).T - centre
+    radius = np.linalg.norm(coords, axis=1)
+    order = np.argsort(radius)
+    cumulative = np.cumsum(psf.ravel()[order]) / psf.sum()
+    return float(radius[order][np.searchsorted(cumulative, fraction)])
+
+
+def _clipped_samples(window: np.ndarray, level: float) -> int:
+    """Samples at the saturation level; one alone is a sharp peak, not a flat top."""
+    count = int(np.count_nonzero(window >= level))
+    return count if count >= 2 else 0
+
+
+def _saturation_level(raw: np.ndarray, saturation: float | None) -> float | None:
+    """Value at or above which a sample is clipped, if it can be known."""
+    if saturation is not None:
+        return float(saturation)
+    if raw.dtype.kind in "iu":
+        return float(np.iinfo(raw.dtype).max)
+    if raw.dtype.kind == "b":
+        return None
+    return 1.0 if float(raw.max()) <= 1.0 else None

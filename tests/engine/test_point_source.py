@@ -1,0 +1,192 @@
+import warnings
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_deblur.engine.color import linear_to_srgb
+from napari_deblur.engine.point_source import PSFQualityWarning, psf_from_point_source
+from napari_deblur.engine.psf import (
+    centroid,
+    defocus_psf,
+    gaussian_psf,
+    motion_psf,
+    resize_psf,
+    widefield_psf,
+)
+
+
+def relative_error(measured, truth):
+    common = tuple(max(a, b) for a, b in zip(measured.shape, truth.shape))
+    a, b = resize_psf(measured, common), resize_psf(truth, common)
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def camera_photo(
+    model, rng, *, size=80, positions=((35.3, 41.7),), peak_snr=100.0, background=0.03
+):
+    """Point lights photographed: each rendered at its sub-pixel position, plus
+    an uneven background and noise of standard deviation peak / peak_snr."""
+    frame = np.zeros((size, size))
+    for position in positions:
+        anchor = np.round(position).astype(int)
+        spot = model(tuple(np.array(position) - anchor))
+        k = np.array(spot.shape)
+        start = anchor - k // 2
+        frame[start[0] : start[0] + k[0], start[1] : start[1] + k[1]] += spot
+    frame /= frame.max()
+    rows, cols = np.mgrid[:size, :size] / size
+    light = frame + background * (1 + rows + 0.5 * cols)
+    return light + rng.normal(0, 1 / peak_snr, light.shape)
+
+
+def lens(psf):
+    """What a lens adds to any blur: a little diffraction and aberration."""
+    return ndimage.gaussian_filter(psf, 0.7)
+
+
+# A PSF as a camera records it is never sharper than its lens allows; a
+# razor-sharp model cannot be moved by a fraction of a pixel without error.
+MODELS = {
+    "defocus": (lambda offset: lens(defocus_psf(6.0, offset=offset, shape=(17, 17))), 0.05),
+    "gaussian": (lambda offset: gaussian_psf(2.5, offset=offset, shape=(21, 21)), 0.05),
+    "motion": (lambda offset: lens(motion_psf(15, 30, offset=offset, shape=(15, 21))), 0.05),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_photo_gives_the_psf(name, rng):
+    model, tolerance = MODELS[name]
+    photo = camera_photo(model, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PSFQualityWarning)
+        measured = psf_from_point_source(photo)
+    psf = measured.psf
+    assert psf.shape[0] % 2 == 1 and psf.shape[1] % 2 == 1
+    assert psf.sum() == pytest.approx(1) and psf.min() >= 0
+    np.testing.assert_allclose(centroid(psf), [n // 2 for n in psf.shape], atol=0.05)
+    assert relative_error(psf, model(None)) < tolerance
+    truth_centre = (
+        np.array([35.3, 41.7]) + centroid(model(None)) - [n // 2 for n in model(None).shape]
+    )
+    np.testing.assert_allclose(measured.centres[0], truth_centre, atol=0.1)
+    assert measured.sources == 1 and measured.clipped == 0
+    assert measured.snr == pytest.approx(100 * model(None).max() / model(None).max(), rel=0.3)
+
+
+def test_averaging_sources_lowers_the_error(rng):
+    model = MODELS["defocus"][0]
+    positions = ((20.3, 20.6), (20.8, 60.1), (60.4, 19.9), (59.7, 60.4))
+    one = psf_from_point_source(camera_photo(model, rng, positions=positions[:1], peak_snr=30))
+    four = psf_from_point_source(
+        camera_photo(model, rng, positions=positions, peak_snr=30), sources="auto"
+    )
+    assert four.sources == 4
+    assert relative_error(four.psf, model(None)) < 0.75 * relative_error(one.psf, model(None))
+    found = sorted(map(tuple, np.round(four.centres - 0.0, 0)))
+    assert found == sorted(map(tuple, np.round(np.array(positions), 0)))
+
+
+def test_rois_pick_the_sources(rng):
+    model = MODELS["gaussian"][0]
+    photo = camera_photo(model, rng, positions=((25.2, 25.4), (55.6, 54.9)))
+    photo[70:78, 5:13] += 5  # a bright lamp outside the regions
+    measured = psf_from_point_source(photo, rois=[((10, 40), (10, 40)), ((40, 70), (40, 70))])
+    assert measured.sources == 2
+    assert relative_error(measured.psf, model(None)) < 0.05
+
+
+def test_clean_psf_changes_little():
+    for psf in (defocus_psf(5.0, shape=(15, 15)), gaussian_psf(1.5), motion_psf(9, 45)):
+        cleaned = psf_from_point_source(psf).psf
+        assert relative_error(cleaned, psf) < 0.02
+
+
+def test_clean_3d_psf_changes_little():
+    psf = widefield_psf(
+        (21, 25, 25), wavelength=0.5, na=1.0, voxel_size=(0.2, 0.08, 0.08), refractive_index=1.33
+    )
+    assert relative_error(psf_from_point_source(psf).psf, psf) < 0.05
+
+
+def test_bead_stack(rng):
+    psf = gaussian_psf((2.5, 1.2, 1.2), ndim=3)
+    stack = np.zeros((40, 48, 48))
+    stack[10:31, 18:29, 20:31] = gaussian_psf((2.5, 1.2, 1.2), ndim=3, offset=(0.3, -0.2, 0.4))
+    stack = stack / stack.max() * 1000 + 20
+    stack = rng.poisson(stack).astype(np.uint16)
+    measured = psf_from_point_source(stack)
+    assert measured.psf.ndim == 3
+    assert measured.fwhm[0] == pytest.approx(2.355 * 2.5, rel=0.1)
+    assert measured.fwhm[1] == pytest.approx(2.355 * 1.2, rel=0.15)
+    assert relative_error(measured.psf, psf) < 0.1
+
+
+def test_srgb_photo_is_linearised(rng):
+    model = MODELS["gaussian"][0]
+    linear = np.clip(camera_photo(model, rng, peak_snr=200) * 0.8, 0, 1)
+    encoded = np.round(linear_to_srgb(linear) * 255).astype(np.uint8)
+    right = psf_from_point_source(encoded)
+    wrong = psf_from_point_source(encoded, encoding="linear")
+    assert right.encoding == "srgb"
+    assert relative_error(right.psf, model(None)) < 0.06
+    assert relative_error(wrong.psf, model(None)) > 2 * relative_error(right.psf, model(None))
+
+
+def test_clipping_is_detected_and_warned(rng):
+    model = MODELS["gaussian"][0]
+    linear = np.clip(camera_photo(model, rng, peak_snr=200) * 3, 0, 1)
+    photo = np.round(linear * 65535).astype(np.uint16)
+    with pytest.warns(PSFQualityWarning, match="clipped"):
+        measured = psf_from_point_source(photo)
+    assert measured.clipped > 10
+    assert "clipped" in measured.report()
+
+
+def test_weak_source_is_warned(rng):
+    with pytest.warns(PSFQualityWarning, match="weak"):
+        measured = psf_from_point_source(camera_photo(MODELS["gaussian"][0], rng, peak_snr=8))
+    assert measured.snr < 20
+
+
+def test_colour_channels_keep_their_offsets(rng):
+    model = MODELS["gaussian"][0]
+    channels = [
+        camera_photo(model, rng, positions=((35.0, 41.0 + dx),), peak_snr=300)
+        for dx in (-0.5, 0, 0.5)
+    ]
+    measured = psf_from_point_source(np.stack(channels, axis=-1), channel_axis=-1)
+    assert measured.psf.shape[0] == 3
+    shifts = [centroid(p)[1] for p in measured.psf]
+    np.testing.assert_allclose(np.diff(shifts), [0.5, 0.5], atol=0.05)
+
+
+def test_symmetric_averages_rotations(rng):
+    model = MODELS["defocus"][0]
+    photo = camera_photo(model, rng, peak_snr=25)
+    plain = psf_from_point_source(photo, sources=1)
+    symmetric = psf_from_point_source(photo, symmetric=True)
+    assert relative_error(symmetric.psf, model(None)) < relative_error(plain.psf, model(None))
+
+
+def test_report_lines(rng):
+    measured = psf_from_point_source(camera_photo(MODELS["gaussian"][0], rng))
+    report = measured.report()
+    assert "FWHM" in report and "SNR" in report and "1 source" in report
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image": np.zeros((30, 30))}, "no light"),
+        ({"image": np.full((30, 30), np.nan)}, "NaN"),
+        ({"energy": 0}, "energy"),
+        ({"sources": 0}, "sources"),
+        ({"rois": [((100, 120), (0, 10))]}, "roi"),
+        ({"rois": [((0, 10),)]}, "roi"),
+    ],
+)
+def test_bad_arguments(kwargs, message, rng):
+    arguments = {"image": camera_photo(MODELS["gaussian"][0], rng), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        psf_from_point_source(**arguments)
