@@ -49,7 +49,8 @@ class PointSourcePSF:
     energy_radius : float
         Radius in pixels of the ball round the centre holding half the light.
     snr : float
-        Peak signal over the background noise of the brightest source.
+        Peak of the brightest source over the background noise (photon noise
+        at the peak, not counted, lowers the true SNR of bright sources).
     background : float
         Mean background level subtracted, in linear light.
     noise : float
@@ -183,7 +184,9 @@ def psf_from_point_source(
     spatial = linear.shape[1:]
     regions = _regions(rois, spatial)
 
-    found = [_find_sources(linear, box, sources if rois is None else 1) for box in regions]
+    floor = _quantisation_noise(raw, encoding)
+    count = sources if rois is None else 1
+    found = [_find_sources(linear, box, count, floor) for box in regions]
     blobs = [blob for f in found for blob in f.blobs]
     background = float(np.mean([f.background for f in found]))
     noise = float(np.sqrt(np.mean([f.noise**2 for f in found])))
@@ -205,7 +208,8 @@ def psf_from_point_source(
 
     total = psf.sum(axis=0) / psf.shape[0]
     brightest = int(np.argmax(fluxes.sum(axis=1)))
-    snr = float(fluxes[brightest].sum() * total.max() / noise) if noise > 0 else np.inf
+    peak = float(fluxes[brightest].sum() * total.max())
+    snr = peak / noise if noise > 0 else np.inf
     level = _saturation_level(raw, saturation)
     clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
     result = PointSourcePSF(
@@ -265,17 +269,33 @@ def _regions(rois, spatial: tuple[int, ...]) -> list[tuple[slice, ...]]:
     return regions
 
 
-def _find_sources(linear: np.ndarray, box: tuple[slice, ...], count: int | str) -> _Found:
-    """Background-free blobs of the brightest isolated sources inside `box`."""
+def _find_sources(
+    linear: np.ndarray, box: tuple[slice, ...], count: int | str, floor: np.ndarray | None
+) -> _Found:
+    """Background-free blobs of the brightest isolated sources inside `box`.
+
+    `floor` is the noise that rounding alone puts in integer data (per
+    channel), None for floating-point data.
+    """
     region = linear[(slice(None),) + box]
     fits = [_background(channel) for channel in region]
-    if all(
-        noise <= MAX_PHOTO_SNR**-1 * np.abs(channel).max()
-        for (_, noise), channel in zip(fits, region)
+    if floor is not None:
+        # A flat, finely quantised background can read as noise-free.
+        fits = [(plane, max(noise, q)) for (plane, noise), q in zip(fits, floor)]
+    elif all(
+        noise <= np.abs(channel).max() / MAX_PHOTO_SNR for (_, noise), channel in zip(fits, region)
     ):
-        # No camera photographs a point light this cleanly: this is a model
-        # PSF, whose every value is light, with nothing to subtract.
+        # No camera photographs a point light this cleanly: floating-point
+        # data this clean is a model PSF, whose every value is light.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
+    elif region.min() >= 0:
+        # Non-negative floats whose band sits within the noise of zero have no
+        # background to remove (a PSF cleaned before): removing one would eat
+        # into its tail.
+        fits = [
+            (np.zeros_like(plane) if abs(float(plane.mean())) <= noise else plane, noise)
+            for plane, noise in fits
+        ]
     signal = region - np.stack([plane for plane, _ in fits])
     noise = float(np.sqrt(sum(n**2 for _, n in fits)))
     total = signal.sum(axis=0)
@@ -324,6 +344,16 @@ def _find_sources(linear: np.ndarray, box: tuple[slice, ...], count: int | str) 
         blobs.append(_Blob(light, global_window, centre))
     levels = [float(plane.mean()) for plane, _ in fits]
     return _Found(blobs, float(np.mean(levels)), noise)
+
+
+def _quantisation_noise(raw: np.ndarray, encoding: str) -> np.ndarray | None:
+    """Noise of rounding to integers, in linear light at each channel's median level."""
+    if raw.dtype.kind not in "iu":
+        return None
+    levels = np.median(raw.reshape(raw.shape[0], -1), axis=1)
+    codes = np.stack([levels, levels + 1]).astype(raw.dtype)
+    step = np.abs(np.diff(to_linear(codes, encoding), axis=0)[0])
+    return step / np.sqrt(12)
 
 
 def _dilate(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
