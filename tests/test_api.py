@@ -79,10 +79,12 @@ def test_steps_stream_and_match_deblur(rng):
     )
 
 
-def test_auto_uses_wiener_for_signed_data(rng):
-    image = blurred_gray(np.float32, rng) - 0.5
-    (step,) = list(deblur_steps(image, PSF, boundary="periodic"))
-    assert step.settings["method"] == "wiener"
+def test_auto_picks_the_method_for_the_data(rng):
+    photo = blurred_gray(np.uint8, rng)
+    assert next(deblur_steps(photo, PSF)).settings["method"] == "admm_tv"
+    assert next(deblur_steps(photo, PSF, boundary="symmetric")).settings["method"] == "fista_tv"
+    counts = rng.poisson(blurred_gray(np.float64, rng).clip(0) * 200).astype(np.uint16)
+    assert next(deblur_steps(counts, PSF)).settings["method"] == "rl_tv"
 
 
 def test_raw_point_light_photo_as_psf(rng):

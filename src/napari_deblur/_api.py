@@ -10,20 +10,10 @@ import numpy as np
 
 from .engine import backend
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
+from .engine.methods import METHODS, build_solver, choose_method
 from .engine.noise import mean_noise_variance
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
-from .engine.solvers import (
-    Discrepancy,
-    MaxIterations,
-    RelativeChange,
-    RichardsonLucy,
-    Solver,
-    Wiener,
-)
-
-#: Deconvolution methods accepted by :func:`deblur`.
-METHODS = ("auto", "wiener", "richardson_lucy")
 
 
 @dataclass(frozen=True)
@@ -76,6 +66,7 @@ def deblur_steps(
     channel_axis: int | None = None,
     encoding: str = "auto",
     noise: float | None = None,
+    weight: float | None = None,
     max_iter: int | None = None,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
@@ -94,8 +85,10 @@ def deblur_steps(
         raise ValueError(f"boundary must be 'auto' or one of {BOUNDARIES}, got {boundary!r}")
     if max_iter is not None and int(max_iter) < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    if noise is not None and not noise >= 0:
-        raise ValueError(f"noise must be a non-negative standard deviation, got {noise}")
+    if noise is not None and not noise > 0:
+        raise ValueError(f"noise must be a positive standard deviation, got {noise}")
+    if weight is not None and not weight >= 0:
+        raise ValueError(f"weight must be non-negative, got {weight}")
     if channel_axis is not None:
         if not -image.ndim <= channel_axis < image.ndim:
             raise ValueError(
@@ -138,14 +131,21 @@ def deblur_steps(
     else:
         variance = np.full(linear.shape[0], float(noise) ** 2)
     if method == "auto":
-        method = "richardson_lucy" if linear.min() >= 0 else "wiener"
+        method = choose_method(linear, encoding=encoding_image, boundary=boundary, batch_ndim=1)
+    if boundary not in ("valid", "periodic") and method.startswith("admm"):
+        raise ValueError(
+            f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
+        )
     operator = Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1)
-    solver = _solver(method, operator, variance, max_iter)
+    solver, chosen = build_solver(
+        method, operator, linear, variance=variance, weight=weight, max_iter=max_iter
+    )
     settings = {
         "method": method,
         "boundary": boundary,
         "encoding": encoding_image,
         "noise": float(np.sqrt(np.mean(variance))),
+        "weight": chosen,
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
     }
@@ -166,15 +166,6 @@ def deblur_steps(
     )
 
 
-def _solver(
-    method: str, operator: Convolution, variance: np.ndarray, max_iter: int | None
-) -> Solver:
-    if method == "wiener":
-        return Wiener(operator, stop=RelativeChange(1e-3) | MaxIterations(max_iter or 100))
-    stop = Discrepancy(variance) | RelativeChange(1e-3) | MaxIterations(max_iter or 100)
-    return RichardsonLucy(operator, stop=stop)
-
-
 def deblur(
     image,
     psf,
@@ -184,6 +175,7 @@ def deblur(
     channel_axis: int | None = None,
     encoding: str = "auto",
     noise: float | None = None,
+    weight: float | None = None,
     max_iter: int | None = None,
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
@@ -198,9 +190,12 @@ def deblur(
         the image's spatial axes and, for a colour image, optionally one PSF
         per channel. Either is cleaned by :func:`psf_from_point_source`
         (which changes a clean PSF very little).
-    method : {'auto', 'wiener', 'richardson_lucy'}
-        Deconvolution method. ``'auto'`` uses Richardson-Lucy for
-        non-negative data, else Wiener.
+    method : str
+        One of :data:`METHODS`: ``'wiener'``, ``'landweber'`` (accelerated
+        projected gradient with the Wiener prior), ``'richardson_lucy'``,
+        ``'rl_tv'`` (with total variation), ``'fista_tv'``, ``'admm_tv'``,
+        ``'admm_hyper_laplacian'``. ``'auto'`` picks RL-TV for photon-counting
+        data and TV by ADMM (FISTA for padded boundaries) otherwise (photos).
     boundary : {'auto', 'periodic', 'reflect', 'symmetric', 'edge', 'zero', 'valid'}
         What lies beyond the frame. ``'auto'`` is ``'valid'``: the image is the
         centre of a larger blurred scene, which is estimated too.
@@ -213,9 +208,14 @@ def deblur(
     noise : float, optional
         Noise standard deviation in linear light (in the image's units, or
         on 0..1 for sRGB data); estimated from the image when omitted.
+    weight : float, optional
+        The method's regularisation weight (noise-to-signal ratio for Wiener
+        and Landweber, TV weight otherwise); chosen from the noise level and
+        the PSF when omitted, which is what it is for.
     max_iter : int, optional
-        Upper bound on iterations; iterative methods otherwise stop by the
-        discrepancy principle or when the estimate stops changing (at most 100).
+        Upper bound on iterations; the methods otherwise stop when the
+        estimate stops changing (plain Richardson-Lucy: by the discrepancy
+        principle).
 
     Returns
     -------
@@ -233,10 +233,11 @@ def deblur(
     Notes
     -----
     The model is ``y = crop(h * x) + n`` in linear light, with ``h`` the PSF
-    and the boundary model deciding what ``x`` is beyond the frame. Wiener
-    solves it with a gradient prior weighted from the estimated noise level;
-    Richardson-Lucy maximises the Poisson likelihood and stops once the
-    residual reaches the noise level.
+    and the boundary model deciding what ``x`` is beyond the frame. The
+    regularised methods minimise a data term plus a gradient prior (quadratic
+    for Wiener and Landweber, total variation or hyper-Laplacian otherwise),
+    weighted from the noise level estimated in the image and GCV; see
+    :mod:`napari_deblur.engine.methods`.
 
     Examples
     --------
@@ -262,6 +263,7 @@ def deblur(
         channel_axis=channel_axis,
         encoding=encoding,
         noise=noise,
+        weight=weight,
         max_iter=max_iter,
     )
     (last,) = deque(steps, maxlen=1)

@@ -16,6 +16,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -112,7 +113,13 @@ class DeblurWidget(Container):
             label="boundary",
             tooltip="What lies beyond the frame; 'auto' estimates the unseen surroundings",
         )
-        self.max_iter = SpinBox(value=100, min=1, max=1000, label="max iterations")
+        self.weight = LineEdit(
+            value="auto",
+            label="weight",
+            tooltip="Regularisation weight: 'auto' chooses it from the noise and the PSF "
+            "(shown below after a run); a number overrides it",
+        )
+        self.max_iter = SpinBox(value=300, min=1, max=5000, label="max iterations")
         self.keep_iterations = CheckBox(value=False, text="keep iterations as a layer")
         self.side_by_side = CheckBox(value=False, text="side by side")
         self.run_button = PushButton(text="Run")
@@ -126,6 +133,7 @@ class DeblurWidget(Container):
                 self.psf_region,
                 self.method,
                 self.boundary,
+                self.weight,
                 self.max_iter,
                 self.keep_iterations,
                 self.side_by_side,
@@ -153,6 +161,15 @@ class DeblurWidget(Container):
         psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
         return np.asarray(image_layer.data), psf, -1 if image_layer.rgb else None
 
+    def _weight(self) -> float | None:
+        text = self.weight.value.strip().lower()
+        if text in ("", "auto"):
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"weight must be 'auto' or a number, got {text!r}") from None
+
     def run(self) -> None:
         """Start deblurring in a thread; the result layer updates at each step."""
         if self._worker is not None and self._worker.is_running:
@@ -166,6 +183,7 @@ class DeblurWidget(Container):
                 method=self.method.value,
                 boundary=self.boundary.value,
                 channel_axis=channel_axis,
+                weight=self._weight(),
                 max_iter=self.max_iter.value,
             )
         except (ValueError, TypeError) as error:
@@ -217,9 +235,13 @@ class DeblurWidget(Container):
         self.progress.value = int(round(100 * progress.fraction))
         settings = progress.settings
         values = ", ".join(f"{k} {v:.3g}" for k, v in progress.metrics.items())
+        weight = settings["weight"]
+        chosen = "" if weight is None else f", weight {weight:.3g}"
+        if weight is not None and self._weight() is None:
+            chosen += " (auto)"
         self.report.value = (
             f"{settings['method']}, boundary {settings['boundary']}, "
-            f"{settings['encoding']} light, noise {settings['noise']:.3g}\n"
+            f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}\n"
             f"iteration {progress.iteration}: {values}"
         )
 

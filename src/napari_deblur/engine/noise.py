@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
+from scipy.signal.windows import tukey
+
+from . import backend
+from .operators import gradient_spectrum
+from .psf import psf_to_otf
 
 # Median absolute value of a standard normal variable.
 _MAD_TO_SIGMA = 1.482602218505602
@@ -199,3 +204,74 @@ def gcv_weight(
         criterion, bounds=(best - 0.5, best + 0.5), method="bounded", options={"xatol": 0.01}
     )
     return float(10.0**result.x)
+
+
+def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
+    """Noise-to-signal ratio of the gradient-prior Wiener filter, by GCV, per batch image.
+
+    The filter is ``H* / (|H|^2 + nsr |G|^2)`` (``G``: forward differences).
+    GCV sees the observed frame under a Tukey window that tapers one PSF
+    width at each border: that removes the mismatch between the frame and
+    any boundary model, which GCV would otherwise take for signal and
+    under-regularise, and stays wide enough not to add a sharp edge.
+
+    Parameters
+    ----------
+    observed : array_like
+        Blurred image(s), batch axes first.
+    psf : array_like
+        PSF with the same number of axes (batch axes of size 1 or the images').
+    batch_ndim : int
+        Number of leading batch axes.
+
+    Returns
+    -------
+    ndarray
+        ``nsr`` per batch image, shape ``observed.shape[:batch_ndim]``.
+    """
+    observed = np.asarray(observed)
+    psf = np.asarray(psf)
+    dtype = backend.float_dtype(observed.dtype)
+    frame = observed.shape[batch_ndim:]
+    axes = tuple(range(batch_ndim, observed.ndim))
+    taper = backend.asarray(1, dtype)
+    for axis, (n, k) in enumerate(zip(frame, psf.shape[batch_ndim:])):
+        view = [1] * len(frame)
+        view[axis] = n
+        taper = taper * backend.asarray(tukey(n, min(1.0, 2 * k / n)).reshape(view), dtype)
+    data_power = np.abs(backend.rfftn(observed * taper, axes)) ** 2
+    otf_power = np.abs(psf_to_otf(psf, frame)) ** 2
+    prior = gradient_spectrum(frame, dtype)
+    weights = rfft_weights(frame)
+    data_power = data_power.reshape((-1,) + data_power.shape[batch_ndim:])
+    otf_power = otf_power.reshape((-1,) + otf_power.shape[batch_ndim:])
+    nsr = [
+        gcv_weight(d, otf_power[i % otf_power.shape[0]], prior, weights)
+        for i, d in enumerate(data_power)
+    ]
+    return np.array(nsr).reshape(observed.shape[:batch_ndim])
+
+
+#: Weight of total variation, in units of ``noise * sqrt(nsr)``: the MAP
+#: weight ``noise^2 / g`` of a Laplace gradient prior whose scale ``g`` is
+#: the RMS gradient ``noise / sqrt(nsr)`` that GCV's Wiener filter implies,
+#: scaled by a factor validated on the benchmark set (docs/benchmarks.md).
+TV_WEIGHT_FACTOR = 0.5
+
+
+def tv_weight(variance, nsr) -> np.ndarray:
+    """Total-variation weight from the noise variance and the GCV noise-to-signal ratio.
+
+    Parameters
+    ----------
+    variance : array_like
+        Noise variance per batch image (mean over the pixels).
+    nsr : array_like
+        :func:`gcv_nsr` of the same images.
+
+    Returns
+    -------
+    ndarray
+        ``TV_WEIGHT_FACTOR * sqrt(variance * nsr)``.
+    """
+    return TV_WEIGHT_FACTOR * np.sqrt(np.asarray(variance) * np.asarray(nsr))

@@ -97,6 +97,7 @@ class Convolution:
         self.batch_ndim = batch_ndim
         self.dtype = dtype
         self.shape_out = shape
+        self._lipschitz = None
         self.axes = tuple(range(batch_ndim, len(shape)))
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
@@ -136,6 +137,42 @@ class Convolution:
             f"Convolution(psf={self.psf.shape}, shape={self.shape_out}, "
             f"boundary={self.boundary!r}, {'direct' if self.direct else 'fft'})"
         )
+
+    def lipschitz(self) -> float:
+        """An upper bound of ``||A||^2``, the Lipschitz constant of ``A^T (A x - y)``.
+
+        ``max |H|^2`` bounds it when the unknown is not extended by copying
+        (periodic, zero, valid); the padded boundaries copy samples, which can
+        raise it, so it is measured by power iteration there (with a margin).
+        """
+        if self._lipschitz is None:
+            if self.boundary in ("periodic", "zero", "valid"):
+                otf = (
+                    self.otf
+                    if not self.direct
+                    else psf_to_otf(
+                        self.psf,
+                        backend.fast_shape(
+                            [
+                                n + k - 1
+                                for n, k in zip(
+                                    self.shape_out[self.batch_ndim :],
+                                    self.psf.shape[self.batch_ndim :],
+                                )
+                            ]
+                        ),
+                    )
+                )
+                self._lipschitz = float(np.max(np.abs(otf) ** 2))
+            else:
+                x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
+                value = 1.0
+                for _ in range(30):
+                    x = self.adjoint(self.apply(x))
+                    value = float(np.linalg.norm(x.ravel()))
+                    x = x / value
+                self._lipschitz = 1.05 * value
+        return self._lipschitz
 
     def _circular(self, x: np.ndarray, otf: np.ndarray) -> np.ndarray:
         """Circular convolution on the FFT grid of `x`, zero-filled at the end."""

@@ -10,14 +10,20 @@ from ._base import (
     Step,
     StoppingRule,
 )
+from .admm import ADMM
+from .fista import FistaTV
+from .gradient import NesterovGradient
 from .richardson_lucy import RichardsonLucy
 from .wiener import Wiener
 
 __all__ = [
+    "ADMM",
     "AllOf",
     "AnyOf",
     "Discrepancy",
+    "FistaTV",
     "MaxIterations",
+    "NesterovGradient",
     "RelativeChange",
     "RichardsonLucy",
     "Solver",

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.signal.windows import tukey
 
 from .. import backend
-from ..noise import gcv_weight, rfft_weights
+from ..noise import gcv_nsr
 from ..operators import Convolution, Gradient, gradient_spectrum
-from ..psf import psf_to_otf
 from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
 
 
@@ -21,7 +19,7 @@ class Wiener(Solver):
     a scene with a ``1 / |f|^2`` power spectrum, which natural images follow,
     and ``nsr`` is the noise variance over the scene's mean squared gradient.
     When not given it is chosen per channel by generalised cross-validation
-    (:func:`~napari_deblur.engine.noise.gcv_weight`), which needs no noise
+    (:func:`~napari_deblur.engine.noise.gcv_nsr`), which needs no noise
     level.
 
     For the ``'periodic'`` boundary this is one division of spectra. Every
@@ -55,43 +53,18 @@ class Wiener(Solver):
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(100)
 
     def choose_nsr(self, observed: np.ndarray) -> np.ndarray:
-        """The `nsr` given, or one per batch image by GCV; shaped to broadcast on spectra.
-
-        GCV sees the observed frame under a Tukey window that tapers one PSF
-        width at each border: that removes the mismatch between the frame and
-        any boundary model, which GCV would otherwise take for signal and
-        under-regularise, and stays wide enough not to add a sharp edge.
-        """
+        """The `nsr` given, or one per batch image by GCV; shaped to broadcast on spectra."""
         op = self.operator
         batch = op.shape_out[: op.batch_ndim]
-        frame = op.shape_out[op.batch_ndim :]
         if self.nsr is None:
-            taper = backend.asarray(1, op.dtype)
-            kernel = op.psf.shape[op.batch_ndim :]
-            for axis, (n, k) in enumerate(zip(frame, kernel)):
-                view = [1] * len(frame)
-                view[axis] = n
-                window = tukey(n, min(1.0, 2 * k / n)).reshape(view)
-                taper = taper * backend.asarray(window, op.dtype)
-            data_power = np.abs(backend.rfftn(observed * taper, op.axes)) ** 2
-            otf_power = np.abs(psf_to_otf(op.psf, frame)) ** 2
-            prior = gradient_spectrum(frame, op.dtype)
-            weights = rfft_weights(frame)
-            data_power = data_power.reshape((-1,) + data_power.shape[op.batch_ndim :])
-            otf_power = otf_power.reshape((-1,) + otf_power.shape[op.batch_ndim :])
-            nsr = np.array(
-                [
-                    gcv_weight(d, otf_power[i % otf_power.shape[0]], prior, weights)
-                    for i, d in enumerate(data_power)
-                ]
-            )
+            nsr = gcv_nsr(observed, op.psf, batch_ndim=op.batch_ndim)
         else:
             nsr = np.asarray(self.nsr, dtype=np.float64)
             if np.any(nsr < 0) or not np.all(np.isfinite(nsr)):
                 raise ValueError(f"nsr must be finite and non-negative, got {self.nsr}")
         nsr = nsr.reshape(()) if nsr.size == 1 else nsr.reshape(batch)
         self.chosen_nsr = np.broadcast_to(nsr, batch).copy()
-        spatial = (1,) * len(frame)
+        spatial = (1,) * (len(op.shape_out) - op.batch_ndim)
         return self.chosen_nsr.reshape(batch + spatial).astype(op.dtype)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102

@@ -1,0 +1,163 @@
+"""The deconvolution methods by name, each with its weight and stopping rule chosen from the data.
+
+Nothing here needs tuning by the user: the noise level comes from the image
+(:func:`~napari_deblur.engine.noise.mean_noise_variance`), the quadratic
+weight from generalised cross-validation
+(:func:`~napari_deblur.engine.noise.gcv_nsr`), the total-variation weight
+from both (:func:`~napari_deblur.engine.noise.tv_weight`); regularised
+methods run until they stop changing, unregularised ones stop by the
+discrepancy principle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .noise import estimate_noise_curve, gcv_nsr, tv_weight
+from .operators import Convolution
+from .solvers import (
+    ADMM,
+    Discrepancy,
+    FistaTV,
+    MaxIterations,
+    NesterovGradient,
+    RelativeChange,
+    RichardsonLucy,
+    Solver,
+    Wiener,
+)
+
+#: Methods by name; ``'auto'`` picks one for the data (:func:`choose_method`).
+METHODS = (
+    "auto",
+    "wiener",
+    "landweber",
+    "richardson_lucy",
+    "rl_tv",
+    "fista_tv",
+    "admm_tv",
+    "admm_hyper_laplacian",
+)
+
+#: Exponent of the hyper-Laplacian prior (Krishnan and Fergus's choice).
+HYPER_LAPLACIAN_ALPHA = 2 / 3
+
+#: What each method's `weight` means, for reports and the GUI.
+WEIGHT_MEANING = {
+    "wiener": "noise-to-signal ratio",
+    "landweber": "noise-to-signal ratio",
+    "richardson_lucy": None,
+    "rl_tv": "TV weight (Poisson)",
+    "fista_tv": "TV weight",
+    "admm_tv": "TV weight",
+    "admm_hyper_laplacian": "prior weight",
+}
+
+
+def photon_fraction(observed: np.ndarray, *, batch_ndim: int = 0) -> float:
+    """Share of the noise variance that grows with the light (photon noise), in [0, 1]."""
+    gain, floor = estimate_noise_curve(observed, batch_ndim=batch_ndim)
+    light = np.mean(np.clip(observed, 0, None))
+    photon = float(np.mean(gain)) * float(light)
+    total = photon + float(np.mean(floor))
+    return photon / total if total > 0 else 0.0
+
+
+def choose_method(
+    observed: np.ndarray, *, encoding: str, boundary: str, batch_ndim: int = 0
+) -> str:
+    """The method for these data: RL-TV for photon counts, least-squares TV for photos.
+
+    Linear data whose noise is mostly photon noise (a fluorescence camera,
+    a telescope) follow Poisson statistics, which RL-TV models; camera
+    photos (sRGB) and data with mostly additive noise get total variation
+    with a least-squares data term: by ADMM, which converges in the fewest
+    iterations, where the boundary allows it, else by FISTA.
+    """
+    if encoding == "linear" and observed.min() >= 0:
+        if photon_fraction(observed, batch_ndim=batch_ndim) > 0.5:
+            return "rl_tv"
+    return "admm_tv" if boundary in ("valid", "periodic") else "fista_tv"
+
+
+def build_solver(
+    method: str,
+    operator: Convolution,
+    observed: np.ndarray,
+    *,
+    variance: np.ndarray,
+    weight: float | None = None,
+    max_iter: int | None = None,
+) -> tuple[Solver, float | None]:
+    """The solver for `method` with its weight chosen from the data (unless given).
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS` but ``'auto'``.
+    operator : Convolution
+        Blur model.
+    observed : ndarray
+        The data, batch axes first.
+    variance : ndarray
+        Noise variance per batch image.
+    weight : float, optional
+        Regularisation weight (see :data:`WEIGHT_MEANING`); chosen when omitted.
+    max_iter : int, optional
+        Upper bound on iterations.
+
+    Returns
+    -------
+    solver, weight
+        The solver and the weight it uses (mean over channels; None if none).
+    """
+    if method not in METHODS or method == "auto":
+        raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
+    batch_ndim = operator.batch_ndim
+
+    def nsr() -> np.ndarray:
+        return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)
+
+    def converged(default: int) -> RelativeChange | MaxIterations:
+        return RelativeChange(1e-3) | MaxIterations(max_iter or default)
+
+    if method == "richardson_lucy":
+        stop = Discrepancy(variance) | converged(100)
+        return RichardsonLucy(operator, stop=stop, accelerate=True), None
+    if method == "wiener":
+        chosen = nsr() if weight is None else weight
+        return Wiener(operator, nsr=chosen, stop=converged(100)), float(np.mean(chosen))
+    if method == "landweber":
+        chosen = nsr() if weight is None else weight
+        return NesterovGradient(operator, weight=chosen, stop=converged(300)), float(
+            np.mean(chosen)
+        )
+    chosen = tv_weight(variance, nsr()) if weight is None else np.asarray(weight, float)
+    if method == "rl_tv":
+        if weight is None:
+            # RL-TV's weight is relative to the Poisson likelihood, whose
+            # curvature is 1 / (gain * light) where least squares' is 1 / variance:
+            # with the Poisson-equivalent gain variance / light, weight / light.
+            axes = tuple(range(batch_ndim, observed.ndim))
+            chosen = chosen / np.maximum(np.mean(observed, axis=axes), 1e-30)
+        stop = converged(200)
+        return RichardsonLucy(operator, tv_weight=chosen, accelerate=True, stop=stop), float(
+            np.mean(chosen)
+        )
+    if method == "fista_tv":
+        return FistaTV(operator, weight=chosen, stop=converged(200)), float(np.mean(chosen))
+    if method == "admm_tv":
+        return ADMM(operator, weight=chosen, stop=converged(150)), float(np.mean(chosen))
+    if weight is None:
+        # The same penalty as TV's at the typical (RMS) gradient implied by
+        # GCV, sqrt(variance / nsr): weight g = w g^alpha.
+        rms = np.sqrt(np.asarray(variance) / np.maximum(nsr(), 1e-30))
+        chosen = chosen * rms ** (1 - HYPER_LAPLACIAN_ALPHA)
+    solver = ADMM(
+        operator,
+        weight=chosen,
+        prior="hyper-laplacian",
+        alpha=HYPER_LAPLACIAN_ALPHA,
+        stop=converged(300),
+    )
+    return solver, float(np.mean(chosen))

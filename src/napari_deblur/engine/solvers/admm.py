@@ -1,0 +1,188 @@
+"""ADMM with a gradient prior (TV or hyper-Laplacian) and closed-form FFT steps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .. import backend
+from ..operators import Convolution, gradient_spectrum
+from ..priors import shrink_hyper_laplacian, shrink_isotropic
+from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
+
+#: Penalty of the prior's and positivity's splits, in units of the prior's
+#: curvature (about 1 / typical gradient in linear light), per prior: the
+#: values that converged fastest on the benchmark set.
+RHO_PRIOR = {"tv": 20.0, "hyper-laplacian": 100.0}
+
+
+def _norm(*arrays: np.ndarray) -> float:
+    """Euclidean norm of several arrays taken as one vector."""
+    return float(np.sqrt(sum(np.vdot(a.ravel(), a.ravel()).real for a in arrays)))
+
+
+def _periodic_differences(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Forward differences with periodic wrap, stacked on a new leading axis."""
+    return np.stack([np.roll(x, -1, axis=a) - x for a in axes])
+
+
+class ADMM(Solver):
+    """Deconvolution with a gradient prior by the alternating direction method of multipliers.
+
+    Solves ``||M (h * x) - y||^2 / 2 + weight R(D x)`` subject to ``x >= 0``,
+    where ``h * x`` is a circular convolution on the operator's FFT grid and
+    ``M`` keeps the observed samples: for the ``'valid'`` boundary (unknown
+    surroundings) ``x`` is the whole grid and ``M`` the frame (the masked data
+    term of Almeida and Figueiredo), for ``'periodic'`` ``M`` keeps everything.
+    The splitting ``v = h * x``, ``z = D x``, ``w = x`` makes every step
+    closed-form:
+
+    - ``x``: a division of spectra by ``rho_v |H|^2 + rho_z |G|^2 + rho_w``,
+    - ``v``: on observed samples a weighted mean of the data and the blurred
+      estimate, elsewhere the blurred estimate,
+    - ``z``: the prior's proximal map (vector soft threshold for TV, the
+      hyper-Laplacian lookup table otherwise),
+    - ``w``: a projection on ``x >= 0``.
+
+    Parameters
+    ----------
+    operator : Convolution
+        Blur model with boundary ``'valid'`` or ``'periodic'``.
+    weight : float or array_like
+        The prior's weight (per batch image), in the data's units.
+    prior : {'tv', 'hyper-laplacian'}
+        Isotropic total variation or ``sum |g|^alpha``.
+    alpha : float
+        Exponent of the hyper-Laplacian prior.
+    stop : StoppingRule, optional
+        By default the primal and dual residuals (the step's ``'change'``)
+        below 1e-3 of the iterates, or 150 iterations.
+
+    References
+    ----------
+    .. [1] S. Boyd et al., "Distributed optimization and statistical learning
+       via the alternating direction method of multipliers", 2011.
+    .. [2] M. S. C. Almeida and M. A. T. Figueiredo, "Deconvolving images with
+       unknown boundaries using the alternating direction method of
+       multipliers", IEEE TIP 22(8), 3074-3086, 2013.
+    .. [3] D. Krishnan and R. Fergus, "Fast image deconvolution using
+       hyper-Laplacian priors", NIPS 2009.
+    """
+
+    def __init__(
+        self,
+        operator: Convolution,
+        *,
+        weight,
+        prior: str = "tv",
+        alpha: float = 2 / 3,
+        stop: StoppingRule | None = None,
+    ):
+        if operator.boundary not in ("valid", "periodic"):
+            raise ValueError(
+                f"ADMM needs the 'valid' or 'periodic' boundary, got {operator.boundary!r}; "
+                "use FISTA-TV or a gradient method for padded boundaries"
+            )
+        if prior not in ("tv", "hyper-laplacian"):
+            raise ValueError(f"prior must be 'tv' or 'hyper-laplacian', got {prior!r}")
+        weight = np.asarray(weight, dtype=np.float64)
+        if np.any(weight <= 0) or not np.all(np.isfinite(weight)):
+            raise ValueError(f"weight must be finite and positive, got {weight}")
+        self.operator = operator
+        self.weight = weight
+        self.prior = prior
+        self.alpha = alpha
+        self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(150)
+
+    def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
+        op = self.operator
+        fft_op = (
+            op
+            if not op.direct
+            else Convolution(
+                op.psf, op.shape_out, boundary=op.boundary, batch_ndim=op.batch_ndim, method="fft"
+            )
+        )
+        dtype = op.dtype
+        axes = op.axes
+        grid = fft_op.fft_shape
+        batch = op.shape_out[: op.batch_ndim]
+        image = op.shape_out[op.batch_ndim :]
+        per_image = batch + (1,) * len(grid)
+        origin = (0,) * len(grid)
+        y = backend.asarray(observed, dtype)
+
+        data = backend.embed(y, origin, grid)
+        mask = backend.embed(backend.ones(y.shape, dtype), origin, grid)
+        otf = fft_op.otf
+        # The objective divided by the weight, data / weight + R: the data's
+        # curvature is 1 / weight, the prior's about 1 / (typical gradient),
+        # and the penalties follow them.
+        weight = np.broadcast_to(self.weight, batch).reshape(per_image)
+        rho_v = (1 / weight).astype(dtype)
+        rho_z = dtype.type(RHO_PRIOR[self.prior])
+        rho_w = rho_z
+        denominator = rho_v * np.abs(otf) ** 2 + rho_z * gradient_spectrum(grid, dtype) + rho_w
+        phases = [
+            np.exp(-2j * np.pi * f).astype(otf.dtype) - 1
+            for f in backend.rfft_frequencies(grid, dtype)
+        ]
+        threshold = 1 / rho_z
+
+        # Start from the observed image extended by its edges.
+        reach = [(k - 1 - k // 2, 0) for k in op.psf.shape[op.batch_ndim :]]
+        start = backend.pad(y, reach, "edge") if op.boundary == "valid" else y
+        x = backend.pad(
+            start, [(0, g - s) for g, s in zip(grid, start.shape[op.batch_ndim :])], "edge"
+        )
+        v = backend.irfftn(backend.rfftn(x, axes) * otf, grid, axes).astype(dtype)
+        z = _periodic_differences(x, axes)
+        w = np.maximum(x, 0)
+        u_v = np.zeros_like(v)
+        u_z = np.zeros_like(z)
+        u_w = np.zeros_like(w)
+
+        iteration = 0
+        while True:
+            iteration += 1
+            # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
+            # the adjoint of a forward difference has the transfer e^{-2 pi i f} - 1.
+            rhs = rho_v * np.conj(otf) * backend.rfftn(v - u_v, axes)
+            for d, phase in enumerate(phases):
+                rhs += rho_z * phase * backend.rfftn(z[d] - u_z[d], axes)
+            rhs += rho_w * backend.rfftn(w - u_w, axes)
+            spectrum = rhs / denominator
+            x = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
+            blurred = backend.irfftn(spectrum * otf, grid, axes).astype(dtype, copy=False)
+            gradient = _periodic_differences(x, axes)
+
+            v_old, z_old, w_old = v, z, w
+            target = blurred + u_v
+            # v: on observed samples the data and the blurred estimate, weighed
+            # by their curvatures (1 / weight and rho_v); elsewhere the estimate.
+            v = (mask * data + (rho_v * weight) * target) / (mask + rho_v * weight)
+            if self.prior == "tv":
+                z = shrink_isotropic(gradient + u_z, threshold)
+            else:
+                z = shrink_hyper_laplacian(gradient + u_z, threshold, self.alpha)
+            w = np.maximum(x + u_w, 0)
+
+            primal = _norm(blurred - v, gradient - z, x - w)
+            dual = _norm(v - v_old, z - z_old, w - w_old)
+            u_v += blurred - v
+            u_z += gradient - z
+            u_w += x - w
+            # Boyd et al.'s criterion: both residuals small relative to the iterates.
+            size = max(_norm(v, z, w), 1e-30)
+            residual = float(
+                np.mean((mask * (blurred - data)) ** 2) * np.prod(grid) / np.prod(image)
+            )
+            metrics = {"change": max(primal, dual) / size, "residual": residual}
+            done = self.stop.done(iteration, metrics)
+            estimate = backend.crop(w, origin, op.shape_in[op.batch_ndim :]).copy()
+            yield Step(
+                iteration, estimate, 1.0 if done else fraction_done(iteration, self.stop), metrics
+            )
+            if done:
+                return
