@@ -24,7 +24,7 @@ def test_hyper_laplacian_prox_matches_brute_force(alpha, weight):
     shrunk = shrink_hyper_laplacian(values, weight, alpha)
     for v, w in zip(values, shrunk):
 
-        def cost(t):
+        def cost(t, v=v):
             return weight * abs(t) ** alpha + (t - v) ** 2 / 2
 
         lo, hi = sorted((0.0, v))
