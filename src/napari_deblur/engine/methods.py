@@ -133,6 +133,13 @@ def build_solver(
             np.mean(chosen)
         )
     chosen = tv_weight(variance, nsr()) if weight is None else np.asarray(weight, float)
+    channels = int(np.prod(operator.shape_out[:batch_ndim]))
+    if weight is None and method in ("fista_tv", "admm_tv") and channels > 1:
+        # Colour TV takes the gradient's length across channels: on noise,
+        # uncorrelated between them, that is sqrt(C) times less than the sum
+        # of the channels' own TV, so the weight is sqrt(C) times larger to
+        # suppress the noise as much.
+        chosen = chosen * np.sqrt(channels)
     if method == "rl_tv":
         if weight is None:
             # RL-TV's weight is relative to the Poisson likelihood, whose

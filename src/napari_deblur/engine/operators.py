@@ -265,12 +265,13 @@ class Gradient:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Differences ``D x`` of shape ``(spatial ndim,) + shape``."""
-        out = backend.zeros(self.shape_out, x.dtype)
+        out = np.empty(self.shape_out, x.dtype)
         for d, axis in enumerate(self.axes):
             n = x.shape[axis]
-            head = [slice(None)] * x.ndim
-            head[axis] = slice(0, n - 1)
-            out[(d, *head)] = np.diff(x, axis=axis)
+            head, tail, last = ([slice(None)] * x.ndim for _ in range(3))
+            head[axis], tail[axis], last[axis] = slice(0, n - 1), slice(1, n), slice(n - 1, n)
+            np.subtract(x[tuple(tail)], x[tuple(head)], out=out[(d, *head)])
+            out[(d, *last)] = 0
         return out
 
     def adjoint(self, g: np.ndarray) -> np.ndarray:

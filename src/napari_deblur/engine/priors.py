@@ -103,6 +103,7 @@ def denoise_tv(
     iterations: int = 10,
     dual: np.ndarray | None = None,
     nonnegative: bool = False,
+    couple_channels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic TV denoising by the fast gradient projection (FGP) on the dual.
 
@@ -124,6 +125,9 @@ def denoise_tv(
         Starting dual field, shape ``(spatial ndim,) + image.shape``.
     nonnegative : bool
         Project on ``x >= 0``.
+    couple_channels : bool
+        Colour TV: the gradient's length is taken across the batch axes too
+        (then `weight` must be one number).
 
     Returns
     -------
@@ -140,6 +144,7 @@ def denoise_tv(
     ndim = len(grad.axes)
     weight = np.asarray(weight, dtype=image.dtype)
     project = (lambda x: np.maximum(x, 0)) if nonnegative else (lambda x: x)
+    group = tuple(range(1 + batch_ndim)) if couple_channels else (0,)
     p = np.zeros(grad.shape_out, image.dtype) if dual is None else dual
     r = p.copy()
     t = 1.0
@@ -151,7 +156,7 @@ def denoise_tv(
 
     for _ in range(iterations):
         q = r + step / np.maximum(weight, np.finfo(image.dtype).tiny) * grad.apply(primal(r))
-        norm = np.sqrt(np.sum(q * q, axis=0, keepdims=True))
+        norm = np.sqrt(np.sum(q * q, axis=group, keepdims=True))
         p_new = q / np.maximum(norm, 1)
         t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
         r = p_new + ((t - 1) / t_new) * (p_new - p)

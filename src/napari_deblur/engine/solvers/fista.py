@@ -38,6 +38,8 @@ class FistaTV(Solver):
         TV weight, per batch image, in the data's units.
     inner : int
         FGP iterations per outer iteration.
+    couple_channels : bool
+        Colour TV across a batch of channels (with their mean weight).
     stop : StoppingRule, optional
         By default the relative change below 1e-3, or 200 iterations.
 
@@ -55,7 +57,8 @@ class FistaTV(Solver):
         operator: Convolution,
         *,
         weight,
-        inner: int = 5,
+        inner: int = 2,
+        couple_channels: bool = True,
         stop: StoppingRule | None = None,
     ):
         weight = np.asarray(weight, dtype=np.float64)
@@ -64,6 +67,7 @@ class FistaTV(Solver):
         self.operator = operator
         self.weight = weight
         self.inner = int(inner)
+        self.couple_channels = couple_channels
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(200)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
@@ -72,9 +76,10 @@ class FistaTV(Solver):
         batch = op.shape_in[: op.batch_ndim]
         per_image = batch + (1,) * (len(op.shape_in) - op.batch_ndim)
         step = op.dtype.type(1 / op.lipschitz())
-        threshold = (np.broadcast_to(self.weight, batch).reshape(per_image) * step).astype(
-            op.dtype
-        )
+        couple = self.couple_channels and op.batch_ndim > 0
+        weight = np.mean(self.weight) if couple else self.weight
+        threshold = np.broadcast_to(weight, batch).reshape(per_image) * step
+        threshold = threshold.astype(op.dtype)
         x = np.maximum(starting_point(op, y), 0)
         z = x
         t = 1.0
@@ -91,6 +96,7 @@ class FistaTV(Solver):
                 iterations=self.inner,
                 dual=dual,
                 nonnegative=True,
+                couple_channels=couple,
             )
             move = x_new - x
             t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
