@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ._api import METHODS, Progress, deblur_steps
 from .engine.color import ENCODINGS
+from .engine.methods import WEIGHT_MEANING
 from .engine.operators import BOUNDARIES
 from .engine.point_source import PointSourcePSF, PSFQualityWarning, psf_from_point_source
 
@@ -236,7 +237,8 @@ class DeblurWidget(Container):
         settings = progress.settings
         values = ", ".join(f"{k} {v:.3g}" for k, v in progress.metrics.items())
         weight = settings["weight"]
-        chosen = "" if weight is None else f", weight {weight:.3g}"
+        meaning = WEIGHT_MEANING[settings["method"]]
+        chosen = "" if weight is None else f", {meaning} {weight:.3g}"
         if weight is not None and self._weight() is None:
             chosen += " (auto)"
         self.report.value = (

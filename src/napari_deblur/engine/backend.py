@@ -51,11 +51,6 @@ def ones(shape: Sequence[int], dtype) -> Array:
     return np.ones(tuple(shape), dtype=dtype)
 
 
-def full(shape: Sequence[int], value: float, dtype) -> Array:
-    """Array filled with `value`."""
-    return np.full(tuple(shape), value, dtype=dtype)
-
-
 def fast_shape(shape: Sequence[int]) -> tuple[int, ...]:
     """Smallest sizes at least `shape` whose FFTs are fast (prime factors up to 11).
 

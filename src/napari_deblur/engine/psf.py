@@ -1,4 +1,6 @@
-"""Point spread functions: models, measurement and the transfer function.
+"""Point spread functions: models, centring, resizing and the transfer function.
+
+Measuring a PSF from a photo is in :mod:`napari_deblur.engine.point_source`.
 
 Convention: the centre of a PSF of size ``k`` along an axis is sample
 ``k // 2``. That sample is the zero shift of the convolution, so a PSF whose
