@@ -11,22 +11,11 @@ set from this table.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 
 import numpy as np
+from _common import machine, median_time
 
 from napari_deblur.engine.operators import DIRECT_MAX_TAPS, Convolution
-
-
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -35,8 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     kernels = [(1, 3), (2, 2), (1, 5), (3, 3), (1, 9), (4, 4), (5, 5)]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(f"machine: {machine}; DIRECT_MAX_TAPS = {DIRECT_MAX_TAPS}")
+    print(f"machine: {machine()}; DIRECT_MAX_TAPS = {DIRECT_MAX_TAPS}")
     print(f"median of {args.repeats} runs, time direct / time FFT (below 1: direct is faster)\n")
     print("| image | " + " | ".join(f"{a}x{b}" for a, b in kernels) + " |")
     print("|---|" + "---:|" * len(kernels))

@@ -14,13 +14,11 @@ Run: python benchmarks/bench_methods_speed.py [--size 2048] [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
-import scipy.fft
+from _common import fft_pair, machine, psnr
 from skimage import data, transform
 from skimage.restoration import richardson_lucy
 
@@ -31,16 +29,6 @@ from napari_deblur.engine.noise import mean_noise_variance
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.point_source import PSFQualityWarning
 from napari_deblur.engine.psf import defocus_psf
-
-
-def fft_pair(shape, repeats: int) -> float:
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        scipy.fft.irfftn(scipy.fft.rfftn(x, workers=-1), s=shape, workers=-1)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def camera_photo(
@@ -64,10 +52,6 @@ def camera_photo(
     return photo, light, sharp
 
 
-def psnr(truth, estimate) -> float:
-    return float(10 * np.log10(255**2 / np.mean((truth - np.clip(estimate, 0, 255)) ** 2)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -76,8 +60,7 @@ def main() -> None:
     n = args.size
     rng = np.random.default_rng(5)
     psf = defocus_psf(6.5).astype(np.float32)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(f"machine: {machine}, Python {platform.python_version()}; {n}x{n}, PSF {psf.shape}\n")
+    print(f"machine: {machine()}; {n}x{n}, PSF {psf.shape}\n")
 
     photo, light, sharp = camera_photo(n, psf, rng)
     linear = srgb_to_linear(photo / 255.0).astype(np.float32)[None]

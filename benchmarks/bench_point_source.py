@@ -20,12 +20,11 @@ crop, divide Fourier transforms) and the default deblur.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 
 import numpy as np
+from _common import machine, psnr
 from scipy import ndimage
 from skimage import data
 
@@ -121,11 +120,6 @@ def fourier_division(blurred: np.ndarray, psf: np.ndarray) -> np.ndarray:
 
     otf = psf_to_otf(psf, blurred.shape)
     return np.fft.irfft2(np.fft.rfft2(blurred) / otf, s=blurred.shape)
-
-
-def psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
-    mse = np.mean((truth.astype(float) - np.clip(estimate, 0, 255)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
 
 
 def extraction_table(rng, quick: bool) -> None:
@@ -232,8 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer configurations")
     args = parser.parse_args()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(f"machine: {machine}, Python {platform.python_version()}")
+    print(f"machine: {machine()}")
     print(f"lens blur sigma {LENS_SIGMA} px; sRGB 8-bit photos; seed 3\n")
     rng = np.random.default_rng(3)
     extraction_table(rng, args.quick)

@@ -18,13 +18,12 @@ sharp photo.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 import warnings
 from collections import deque
 
 import numpy as np
+from _common import machine, psnr
 from scipy import ndimage
 from skimage import data
 from skimage.metrics import structural_similarity
@@ -107,11 +106,6 @@ def point_light(psf: np.ndarray, rng) -> np.ndarray:
     return camera(frame + 0.01 + 0.02 * rows, rng, photons=20000)
 
 
-def psnr(truth: np.ndarray, estimate: np.ndarray) -> float:
-    mse = np.mean((truth.astype(float) - np.clip(estimate, 0, 255)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
-
-
 def ssim(truth: np.ndarray, estimate: np.ndarray) -> float:
     axis = -1 if truth.ndim == 3 else None
     return float(
@@ -146,10 +140,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two photos, three kernels")
     args = parser.parse_args()
     rng = np.random.default_rng(4)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(
-        f"machine: {machine}, Python {platform.python_version()}; scene {args.size} px, seed 4\n"
-    )
+    print(f"machine: {machine()}; scene {args.size} px, seed 4\n")
     print(
         "| photo | PSF | photons | blurred | skimage Wiener (oracle) | skimage RL (oracle) "
         "| auto | gain (dB) | SSIM blurred / best skimage / auto | method | time (s) |"

@@ -11,36 +11,18 @@ solver uses.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 
 import numpy as np
 import scipy
 import scipy.fft
 import skimage
+from _common import fft_pair, machine, median_time
 from skimage import data, transform
 from skimage.restoration import richardson_lucy, wiener
 
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf
 from napari_deblur.engine.solvers import MaxIterations, RichardsonLucy, Wiener
-
-
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def fft_pair(shape, repeats: int) -> float:
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    return median_time(
-        lambda: scipy.fft.irfftn(scipy.fft.rfftn(x, workers=-1), s=shape, workers=-1), repeats
-    )
 
 
 def main() -> None:
@@ -95,7 +77,7 @@ def main() -> None:
     times = {name: measure() for name, measure in rows.items()}
 
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+        f"machine: {machine()}, "
         f"numpy {np.__version__}, scipy {scipy.__version__}, scikit-image {skimage.__version__}"
     )
     print(

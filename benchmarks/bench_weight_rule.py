@@ -11,10 +11,8 @@ log weight) is compared with the grid's best, for several ``kappa``.
 
 from __future__ import annotations
 
-import os
-import platform
-
 import numpy as np
+from _common import machine, psnr
 from skimage import data
 
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
@@ -27,17 +25,9 @@ WEIGHTS = np.geomspace(2e-5, 1e-2, 10)
 KAPPAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 
 
-def psnr(truth, estimate) -> float:
-    return float(10 * np.log10(255**2 / np.mean((truth - np.clip(estimate, 0, 255)) ** 2)))
-
-
 def main() -> None:
     rng = np.random.default_rng(0)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    print(
-        f"machine: {machine}, Python {platform.python_version()}; rule factor in use: "
-        f"{TV_WEIGHT_FACTOR}\n"
-    )
+    print(f"machine: {machine()}; rule factor in use: {TV_WEIGHT_FACTOR}\n")
     print("| photo | PSF | photons | best PSNR | best weight | rule's weight (0.5) |")
     print("|---|---|---:|---:|---:|---:|")
     losses = {kappa: [] for kappa in KAPPAS}

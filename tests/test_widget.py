@@ -33,15 +33,25 @@ def dock(viewer, kind=DeblurWidget):
     return widget
 
 
-def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, errors):
+def on_photo_sample(make_napari_viewer):
+    """A viewer with the photo sample, and the Deblur widget set on its layers."""
     viewer = make_napari_viewer()
     viewer.open_sample("napari-deblur", "defocused_photo")
     widget = dock(viewer)
     widget.image.value = viewer.layers["defocused photo"]
     widget.psf.value = viewer.layers["point light"]
-    widget.keep_iterations.value = True
+    return viewer, widget
+
+
+def run_to_end(widget, qtbot):
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+
+
+def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer, widget = on_photo_sample(make_napari_viewer)
+    widget.keep_iterations.value = True
+    run_to_end(widget, qtbot)
     assert errors == []
 
     result = viewer.layers["defocused photo deblurred (admm_tv)"]
@@ -78,8 +88,7 @@ def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors
     widget = dock(viewer)
     widget.image.value = image
     widget.psf.value = viewer.layers["psf"]
-    widget.run_button.native.click()
-    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    run_to_end(widget, qtbot)
     assert errors == []
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("stack deblurred")]
     np.testing.assert_allclose(result.scale, image.scale)
@@ -102,19 +111,14 @@ def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     widget.psf.value = viewer.layers["frame"]
     widget.psf_region.value = shapes
     widget.max_iter.value = 10
-    widget.run_button.native.click()
-    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    run_to_end(widget, qtbot)
     assert errors == []
     result = viewer.layers["photo deblurred (admm_tv)"]
     assert psnr(sharp, result.data, 255) > psnr(sharp, blurred, 255) + 1
 
 
 def test_cancel_stops_within_an_iteration(make_napari_viewer, qtbot, errors, monkeypatch):
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-deblur", "defocused_photo")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["defocused photo"]
-    widget.psf.value = viewer.layers["point light"]
+    viewer, widget = on_photo_sample(make_napari_viewer)
     computed = []
 
     def recording(steps):

@@ -11,7 +11,7 @@ import numpy as np
 from .engine import backend
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.methods import METHODS, build_solver, choose_method
-from .engine.noise import mean_noise_variance
+from .engine.noise import estimate_noise_level
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
 
@@ -126,12 +126,14 @@ def deblur_steps(
         )
 
     boundary = "valid" if boundary == "auto" else boundary
-    if noise is None:
-        variance = mean_noise_variance(linear, batch_ndim=1)
-    else:
-        variance = np.full(linear.shape[0], float(noise) ** 2)
+    level = (
+        estimate_noise_level(linear, batch_ndim=1) if noise is None or method == "auto" else None
+    )
+    variance = level.variance if noise is None else np.full(linear.shape[0], float(noise) ** 2)
     if method == "auto":
-        method = choose_method(linear, encoding=encoding_image, boundary=boundary, batch_ndim=1)
+        # Signed data are not photon counts, whatever their noise looks like.
+        photons = level.photon_share if linear.min() >= 0 else 0.0
+        method = choose_method(encoding=encoding_image, boundary=boundary, photon_share=photons)
     if boundary not in ("valid", "periodic") and method.startswith("admm"):
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"

@@ -1,7 +1,7 @@
 """The deconvolution methods by name, each with its weight and stopping rule chosen from the data.
 
 Nothing here needs tuning by the user: the noise level comes from the image
-(:func:`~napari_deblur.engine.noise.mean_noise_variance`), the quadratic
+(:func:`~napari_deblur.engine.noise.estimate_noise_level`), the quadratic
 weight from generalised cross-validation
 (:func:`~napari_deblur.engine.noise.gcv_nsr`), the total-variation weight
 from both (:func:`~napari_deblur.engine.noise.tv_weight`); regularised
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .noise import estimate_noise_curve, gcv_nsr, tv_weight
+from .noise import gcv_nsr, tv_weight
 from .operators import Convolution
 from .solvers import (
     ADMM,
@@ -54,29 +54,18 @@ WEIGHT_MEANING = {
 }
 
 
-def photon_fraction(observed: np.ndarray, *, batch_ndim: int = 0) -> float:
-    """Share of the noise variance that grows with the light (photon noise), in [0, 1]."""
-    gain, floor = estimate_noise_curve(observed, batch_ndim=batch_ndim)
-    light = np.mean(np.clip(observed, 0, None))
-    photon = float(np.mean(gain)) * float(light)
-    total = photon + float(np.mean(floor))
-    return photon / total if total > 0 else 0.0
-
-
-def choose_method(
-    observed: np.ndarray, *, encoding: str, boundary: str, batch_ndim: int = 0
-) -> str:
+def choose_method(*, encoding: str, boundary: str, photon_share: float) -> str:
     """The method for these data: RL-TV for photon counts, least-squares TV for photos.
 
-    Linear data whose noise is mostly photon noise (a fluorescence camera,
+    Linear data whose noise is mostly photon noise (`photon_share`, from
+    :class:`~napari_deblur.engine.noise.NoiseLevel`; a fluorescence camera,
     a telescope) follow Poisson statistics, which RL-TV models; camera
     photos (sRGB) and data with mostly additive noise get total variation
     with a least-squares data term: by ADMM, which converges in the fewest
     iterations, where the boundary allows it, else by FISTA.
     """
-    if encoding == "linear" and observed.min() >= 0:
-        if photon_fraction(observed, batch_ndim=batch_ndim) > 0.5:
-            return "rl_tv"
+    if encoding == "linear" and photon_share > 0.5:
+        return "rl_tv"
     return "admm_tv" if boundary in ("valid", "periodic") else "fista_tv"
 
 

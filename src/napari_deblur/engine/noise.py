@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import minimize_scalar, nnls
 from scipy.signal.windows import tukey
@@ -119,18 +121,50 @@ def estimate_noise_curve(
     return np.array(gains).reshape(batch), np.array(floors).reshape(batch)
 
 
-def mean_noise_variance(image, *, batch_ndim: int = 0) -> np.ndarray:
-    """Expected noise variance averaged over the pixels, per image of a batch.
+@dataclass(frozen=True)
+class NoiseLevel:
+    """Noise of a batch of images: variance ``gain * light + floor`` per image.
 
-    What the mean squared residual of a fit that explains the data down to
-    the noise should be (the level of the discrepancy principle), from
-    :func:`estimate_noise_curve`.
+    Attributes
+    ----------
+    gain, floor : ndarray
+        The fitted signal-dependent noise (:func:`estimate_noise_curve`).
+    light : ndarray
+        Mean light of each image (negative values count as 0).
     """
+
+    gain: np.ndarray
+    floor: np.ndarray
+    light: np.ndarray
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Expected noise variance averaged over the pixels, per image."""
+        return self.gain * self.light + self.floor
+
+    @property
+    def photon_share(self) -> float:
+        """Share of the variance that grows with the light (photon noise), in [0, 1]."""
+        total = float(np.sum(self.variance))
+        return float(np.sum(self.gain * self.light)) / total if total > 0 else 0.0
+
+
+def estimate_noise_level(image, *, batch_ndim: int = 0) -> NoiseLevel:
+    """Signal-dependent noise of each image of a batch, from the image alone."""
     image = np.asarray(image)
     gain, floor = estimate_noise_curve(image, batch_ndim=batch_ndim)
     axes = tuple(range(batch_ndim, image.ndim))
     light = np.mean(np.clip(image, 0, None), axis=axes, dtype=np.float64)
-    return gain * light + floor
+    return NoiseLevel(gain, floor, light)
+
+
+def mean_noise_variance(image, *, batch_ndim: int = 0) -> np.ndarray:
+    """Expected noise variance averaged over the pixels, per image of a batch.
+
+    What the mean squared residual of a fit that explains the data down to
+    the noise should be (the level of the discrepancy principle).
+    """
+    return estimate_noise_level(image, batch_ndim=batch_ndim).variance
 
 
 def rfft_weights(shape) -> np.ndarray:

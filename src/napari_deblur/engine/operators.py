@@ -97,7 +97,6 @@ class Convolution:
         self.batch_ndim = batch_ndim
         self.dtype = dtype
         self.shape_out = shape
-        self._lipschitz = None
         self.axes = tuple(range(batch_ndim, len(shape)))
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
@@ -138,6 +137,23 @@ class Convolution:
             f"boundary={self.boundary!r}, {'direct' if self.direct else 'fft'})"
         )
 
+    def with_fft(self) -> Convolution:
+        """The same operator computed with FFTs (itself when it already is).
+
+        Methods that work on the transfer function (Wiener, ADMM) need one
+        even where direct summation is the faster way to blur.
+        """
+        if not self.direct:
+            return self
+        return Convolution(
+            self.psf,
+            self.shape_out,
+            boundary=self.boundary,
+            batch_ndim=self.batch_ndim,
+            method="fft",
+            dtype=self.dtype,
+        )
+
     def lipschitz(self) -> float:
         """An upper bound of ``||A||^2``, the Lipschitz constant of ``A^T (A x - y)``.
 
@@ -145,34 +161,15 @@ class Convolution:
         (periodic, zero, valid); the padded boundaries copy samples, which can
         raise it, so it is measured by power iteration there (with a margin).
         """
-        if self._lipschitz is None:
-            if self.boundary in ("periodic", "zero", "valid"):
-                otf = (
-                    self.otf
-                    if not self.direct
-                    else psf_to_otf(
-                        self.psf,
-                        backend.fast_shape(
-                            [
-                                n + k - 1
-                                for n, k in zip(
-                                    self.shape_out[self.batch_ndim :],
-                                    self.psf.shape[self.batch_ndim :],
-                                )
-                            ]
-                        ),
-                    )
-                )
-                self._lipschitz = float(np.max(np.abs(otf) ** 2))
-            else:
-                x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
-                value = 1.0
-                for _ in range(30):
-                    x = self.adjoint(self.apply(x))
-                    value = float(np.linalg.norm(x.ravel()))
-                    x = x / value
-                self._lipschitz = 1.05 * value
-        return self._lipschitz
+        if self.boundary in ("periodic", "zero", "valid"):
+            return float(np.max(np.abs(self.with_fft().otf) ** 2))
+        x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
+        value = 1.0
+        for _ in range(30):
+            x = self.adjoint(self.apply(x))
+            value = float(np.linalg.norm(x.ravel()))
+            x = x / value
+        return 1.05 * value
 
     def _circular(self, x: np.ndarray, otf: np.ndarray) -> np.ndarray:
         """Circular convolution on the FFT grid of `x`, zero-filled at the end."""

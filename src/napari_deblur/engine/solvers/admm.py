@@ -9,7 +9,16 @@ import numpy as np
 from .. import backend
 from ..operators import Convolution, gradient_spectrum
 from ..priors import shrink_hyper_laplacian, shrink_isotropic
-from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
+from ._base import (
+    MaxIterations,
+    RelativeChange,
+    Solver,
+    Step,
+    StoppingRule,
+    fraction_done,
+    per_image,
+    starting_point,
+)
 
 #: Iterations between two convergence tests (each costs about a quarter of an
 #: iteration).
@@ -116,18 +125,10 @@ class ADMM(Solver):
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        fft_op = (
-            op
-            if not op.direct
-            else Convolution(
-                op.psf, op.shape_out, boundary=op.boundary, batch_ndim=op.batch_ndim, method="fft"
-            )
-        )
+        fft_op = op.with_fft()
         dtype = op.dtype
         axes = op.axes
         grid = fft_op.fft_shape
-        batch = op.shape_out[: op.batch_ndim]
-        per_image = batch + (1,) * len(grid)
         origin = (0,) * len(grid)
         y = backend.asarray(observed, dtype)
 
@@ -137,8 +138,7 @@ class ADMM(Solver):
         # The objective divided by the weight, data / weight + R: the data's
         # curvature is 1 / weight, the prior's about 1 / (typical gradient),
         # and the penalties follow them.
-        weight = np.broadcast_to(self.weight, batch).reshape(per_image)
-        rho_v = (1 / weight).astype(dtype)
+        rho_v = 1 / per_image(self.weight, op)
         rho_z = dtype.type(RHO_PRIOR[self.prior])
         rho_w = rho_z
         denominator = rho_v * np.abs(otf) ** 2 + rho_z * gradient_spectrum(grid, dtype) + rho_w
@@ -151,9 +151,8 @@ class ADMM(Solver):
         # that edges are shared and no coloured fringe is cheaper than a grey one.
         group = (0, 1) if self.couple_channels and op.batch_ndim else (0,)
 
-        # Start from the observed image extended by its edges.
-        reach = [(k - 1 - k // 2, 0) for k in op.psf.shape[op.batch_ndim :]]
-        start = backend.pad(y, reach, "edge") if op.boundary == "valid" else y
+        # Start from the observed image extended by its edges, to the whole grid.
+        start = starting_point(op, y)
         x = backend.pad(
             start, [(0, g - s) for g, s in zip(grid, start.shape[op.batch_ndim :])], "edge"
         )

@@ -9,15 +9,16 @@ import numpy as np
 from .. import backend
 from ..operators import Convolution
 from ..priors import denoise_tv
-from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
-
-
-def starting_point(operator: Convolution, y: np.ndarray) -> np.ndarray:
-    """The observed image, extended by its edge values to the unknown's shape."""
-    widths = [(k - 1 - k // 2, k // 2) for k in operator.psf.shape[operator.batch_ndim :]]
-    if operator.shape_in == operator.shape_out:
-        return y.copy()
-    return backend.pad(y, widths, "edge")
+from ._base import (
+    MaxIterations,
+    RelativeChange,
+    Solver,
+    Step,
+    StoppingRule,
+    per_image,
+    proximal_gradient,
+    starting_point,
+)
 
 
 class FistaTV(Solver):
@@ -26,9 +27,8 @@ class FistaTV(Solver):
     Each iteration is a gradient step on the data term (one blur and one
     adjoint, for any boundary model) followed by the proximal map of TV,
     computed by a few iterations of the fast dual method (FGP) warm-started
-    from the previous iteration's dual field. Momentum follows Beck and
-    Teboulle, restarted whenever it points uphill (O'Donoghue and Candes's
-    gradient scheme), which removes FISTA's ripples.
+    from the previous iteration's dual field, with the restarted momentum of
+    :func:`~napari_deblur.engine.solvers._base.proximal_gradient`.
 
     Parameters
     ----------
@@ -73,24 +73,20 @@ class FistaTV(Solver):
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
         y = backend.asarray(observed, op.dtype)
-        batch = op.shape_in[: op.batch_ndim]
-        per_image = batch + (1,) * (len(op.shape_in) - op.batch_ndim)
         step = op.dtype.type(1 / op.lipschitz())
         couple = self.couple_channels and op.batch_ndim > 0
-        weight = np.mean(self.weight) if couple else self.weight
-        threshold = np.broadcast_to(weight, batch).reshape(per_image) * step
-        threshold = threshold.astype(op.dtype)
-        x = np.maximum(starting_point(op, y), 0)
-        z = x
-        t = 1.0
+        threshold = per_image(np.mean(self.weight) if couple else self.weight, op) * step
         dual = None
-        iteration = 0
-        while True:
-            iteration += 1
+
+        def forward(z):
             residual = op.apply(z) - y
-            descent = z - step * op.adjoint(residual)
-            x_new, dual = denoise_tv(
-                descent,
+            return z - step * op.adjoint(residual), residual
+
+        def proximal(point):
+            # TV's proximal map, warm-started from the last dual field.
+            nonlocal dual
+            x, dual = denoise_tv(
+                point,
                 threshold,
                 batch_ndim=op.batch_ndim,
                 iterations=self.inner,
@@ -98,24 +94,7 @@ class FistaTV(Solver):
                 nonnegative=True,
                 couple_channels=couple,
             )
-            move = x_new - x
-            t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
-            if np.vdot((z - x_new).ravel(), move.ravel()) > 0:
-                # The momentum points uphill: restart it.
-                t_new = 1.0
-                z = x_new
-            else:
-                z = x_new + ((t - 1) / t_new) * move
-            t = t_new
-            change = float(
-                np.linalg.norm(move.ravel()) / max(np.linalg.norm(x_new.ravel()), 1e-30)
-            )
-            x = x_new
-            metrics = {
-                "change": change,
-                "residual": float(np.vdot(residual.ravel(), residual.ravel())) / residual.size,
-            }
-            done = self.stop.done(iteration, metrics)
-            yield Step(iteration, x, 1.0 if done else fraction_done(iteration, self.stop), metrics)
-            if done:
-                return
+            return x
+
+        start = np.maximum(starting_point(op, y), 0)
+        yield from proximal_gradient(start, forward, proximal, self.stop)

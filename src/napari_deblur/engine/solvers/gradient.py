@@ -8,8 +8,16 @@ import numpy as np
 
 from .. import backend
 from ..operators import Convolution, Gradient
-from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
-from .fista import starting_point
+from ._base import (
+    MaxIterations,
+    RelativeChange,
+    Solver,
+    Step,
+    StoppingRule,
+    per_image,
+    proximal_gradient,
+    starting_point,
+)
 
 
 class NesterovGradient(Solver):
@@ -17,8 +25,8 @@ class NesterovGradient(Solver):
 
     Gradient steps of length ``1 / L`` (``L`` bounds the Hessian
     ``A^T A + weight D^T D``), each followed by the projection on ``x >= 0``,
-    with Nesterov's momentum restarted whenever it points uphill (the
-    gradient scheme of O'Donoghue and Candes). With ``weight = 0`` this is
+    with Nesterov's momentum restarted whenever it points uphill
+    (:func:`~napari_deblur.engine.solvers._base.proximal_gradient`). With ``weight = 0`` this is
     accelerated Landweber, which must be stopped early (discrepancy
     principle); with the Wiener weight it is a non-negative Wiener filter
     under any boundary model, run to convergence.
@@ -52,41 +60,22 @@ class NesterovGradient(Solver):
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
         y = backend.asarray(observed, op.dtype)
-        batch = op.shape_in[: op.batch_ndim]
-        per_image = batch + (1,) * (len(op.shape_in) - op.batch_ndim)
-        weight = np.broadcast_to(self.weight, batch).reshape(per_image).astype(op.dtype)
+        weight = per_image(self.weight, op)
         grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
         # ||D||^2 <= 4 d for forward differences in d dimensions.
         lipschitz = op.lipschitz() + float(np.max(self.weight)) * 4 * len(grad.axes)
         step = op.dtype.type(1 / lipschitz)
-        x = np.maximum(starting_point(op, y), 0)
-        z = x
-        t = 1.0
-        iteration = 0
-        while True:
-            iteration += 1
+        regularised = bool(np.any(self.weight > 0))
+
+        def forward(z):
             residual = op.apply(z) - y
             direction = op.adjoint(residual)
-            if np.any(self.weight > 0):
+            if regularised:
                 direction += weight * grad.adjoint(grad.apply(z))
-            x_new = np.maximum(z - step * direction, 0)
-            move = x_new - x
-            t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
-            if np.vdot((z - x_new).ravel(), move.ravel()) > 0:
-                t_new = 1.0
-                z = x_new
-            else:
-                z = x_new + ((t - 1) / t_new) * move
-            t = t_new
-            change = float(
-                np.linalg.norm(move.ravel()) / max(np.linalg.norm(x_new.ravel()), 1e-30)
-            )
-            x = x_new
-            metrics = {
-                "change": change,
-                "residual": float(np.vdot(residual.ravel(), residual.ravel())) / residual.size,
-            }
-            done = self.stop.done(iteration, metrics)
-            yield Step(iteration, x, 1.0 if done else fraction_done(iteration, self.stop), metrics)
-            if done:
-                return
+            return z - step * direction, residual
+
+        def positive(point):
+            return np.maximum(point, 0)
+
+        start = np.maximum(starting_point(op, y), 0)
+        yield from proximal_gradient(start, forward, positive, self.stop)

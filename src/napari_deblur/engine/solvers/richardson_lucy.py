@@ -8,7 +8,15 @@ import numpy as np
 
 from .. import backend
 from ..operators import Convolution, Gradient
-from ._base import MaxIterations, Solver, Step, StoppingRule, fraction_done
+from ._base import (
+    MaxIterations,
+    Solver,
+    Step,
+    StoppingRule,
+    fraction_done,
+    per_image,
+    starting_point,
+)
 
 
 class RichardsonLucy(Solver):
@@ -94,19 +102,11 @@ class RichardsonLucy(Solver):
         self.stop = stop if stop is not None else MaxIterations(30)
 
     def initial(self, y: np.ndarray) -> np.ndarray:
-        """Starting estimate: the observed image, extended by its edge values when larger."""
-        op = self.operator
-        widths = [(k - 1 - k // 2, k // 2) for k in op.psf.shape[op.batch_ndim :]]
-        x = backend.pad(y, widths, "edge") if op.shape_in != op.shape_out else y.copy()
+        """Starting estimate: the observed image extended by its edges, kept positive."""
+        x = starting_point(self.operator, y)
         # A positive floor, per image: RL cannot revive a pixel that is exactly 0.
-        floor = np.mean(y, axis=op.axes, keepdims=True) * 1e-3
+        floor = np.mean(y, axis=self.operator.axes, keepdims=True) * 1e-3
         return np.maximum(x, np.maximum(floor, np.finfo(y.dtype).tiny).astype(y.dtype))
-
-    def _per_image(self, value) -> np.ndarray:
-        op = self.operator
-        batch = op.shape_in[: op.batch_ndim]
-        spatial = (1,) * (len(op.shape_in) - op.batch_ndim)
-        return np.broadcast_to(np.asarray(value, np.float64), batch).reshape(batch + spatial)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
@@ -118,11 +118,11 @@ class RichardsonLucy(Solver):
         regularised = bool(np.any(self.tv_weight > 0))
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
-            tv_weight = self._per_image(self.tv_weight).astype(dtype)
+            tv_weight = per_image(self.tv_weight, op)
         if self.damping is not None:
             variance = np.asarray(self.variance, dtype)
             if variance.ndim and variance.shape != y.shape:
-                variance = self._per_image(variance).astype(dtype)
+                variance = per_image(variance, op)
             cutoff = dtype.type(self.damping**2) * np.maximum(variance, tiny)
         x = self.initial(y)
         previous = None

@@ -9,7 +9,15 @@ import numpy as np
 from .. import backend
 from ..noise import gcv_nsr
 from ..operators import Convolution, Gradient, gradient_spectrum
-from ._base import MaxIterations, RelativeChange, Solver, Step, StoppingRule, fraction_done
+from ._base import (
+    MaxIterations,
+    RelativeChange,
+    Solver,
+    Step,
+    StoppingRule,
+    fraction_done,
+    per_image,
+)
 
 
 class Wiener(Solver):
@@ -48,6 +56,10 @@ class Wiener(Solver):
         nsr=None,
         stop: StoppingRule | None = None,
     ):
+        if nsr is not None:
+            nsr = np.asarray(nsr, dtype=np.float64)
+            if np.any(nsr < 0) or not np.all(np.isfinite(nsr)):
+                raise ValueError(f"nsr must be finite and non-negative, got {nsr}")
         self.operator = operator
         self.nsr = nsr
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(100)
@@ -55,28 +67,13 @@ class Wiener(Solver):
     def choose_nsr(self, observed: np.ndarray) -> np.ndarray:
         """The `nsr` given, or one per batch image by GCV; shaped to broadcast on spectra."""
         op = self.operator
-        batch = op.shape_out[: op.batch_ndim]
-        if self.nsr is None:
-            nsr = gcv_nsr(observed, op.psf, batch_ndim=op.batch_ndim)
-        else:
-            nsr = np.asarray(self.nsr, dtype=np.float64)
-            if np.any(nsr < 0) or not np.all(np.isfinite(nsr)):
-                raise ValueError(f"nsr must be finite and non-negative, got {self.nsr}")
-        nsr = nsr.reshape(()) if nsr.size == 1 else nsr.reshape(batch)
-        self.chosen_nsr = np.broadcast_to(nsr, batch).copy()
-        spatial = (1,) * (len(op.shape_out) - op.batch_ndim)
-        return self.chosen_nsr.reshape(batch + spatial).astype(op.dtype)
+        nsr = gcv_nsr(observed, op.psf, batch_ndim=op.batch_ndim) if self.nsr is None else self.nsr
+        return per_image(nsr, op)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
         y = backend.asarray(observed, op.dtype)
-        fft_op = (
-            op
-            if not op.direct
-            else Convolution(
-                op.psf, op.shape_out, boundary=op.boundary, batch_ndim=op.batch_ndim, method="fft"
-            )
-        )
+        fft_op = op.with_fft()
         nsr = self.choose_nsr(y)
         denominator = np.abs(fft_op.otf) ** 2 + nsr * gradient_spectrum(fft_op.fft_shape, op.dtype)
         if op.boundary != "periodic":
@@ -85,7 +82,7 @@ class Wiener(Solver):
         spectrum = backend.rfftn(y, fft_op.axes)
         spectrum *= fft_op.otf.conj() / denominator
         x = backend.irfftn(spectrum, fft_op.fft_shape, fft_op.axes).astype(op.dtype, copy=False)
-        yield Step(1, x, 1.0, {"nsr": float(np.mean(self.chosen_nsr))})
+        yield Step(1, x, 1.0, {"nsr": float(np.mean(nsr))})
 
     def _conjugate_gradients(self, y, nsr, fft_op, denominator) -> Iterator[Step]:
         op = self.operator
@@ -106,8 +103,9 @@ class Wiener(Solver):
             # One inner product per batch image: the channels are separate systems.
             return np.sum(a * b, axis=axes, keepdims=True, dtype=np.float64).astype(op.dtype)
 
-        x = precondition(op.adjoint(y))
-        r = op.adjoint(y) - normal(x)
+        right = op.adjoint(y)
+        x = precondition(right)
+        r = right - normal(x)
         z = precondition(r)
         p = z.copy()
         rz = dot(r, z)
@@ -115,11 +113,12 @@ class Wiener(Solver):
         while True:
             iteration += 1
             q = normal(p)
-            alpha = rz / np.where(dot(p, q) > 0, dot(p, q), 1)
+            curvature = dot(p, q)
+            alpha = rz / np.where(curvature > 0, curvature, 1)
             update = alpha * p
             x = x + update
             change = float(np.linalg.norm(update.ravel()) / max(np.linalg.norm(x.ravel()), 1e-30))
-            metrics = {"change": change, "nsr": float(np.mean(self.chosen_nsr))}
+            metrics = {"change": change, "nsr": float(np.mean(nsr))}
             done = self.stop.done(iteration, metrics)
             yield Step(iteration, x, 1.0 if done else fraction_done(iteration, self.stop), metrics)
             if done:
