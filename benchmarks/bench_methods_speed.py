@@ -39,7 +39,7 @@ def camera_photo(
     scene = transform.resize(data.camera() / 255.0, (size + k - 1,) * 2, order=3)
     scene = srgb_to_linear(np.clip(scene, 0, 1))
     blurred = Convolution(psf, (size, size), boundary="valid").apply(scene)
-    noisy = rng.poisson(np.clip(blurred, 0, None) * 3000) / 3000 + rng.normal(
+    noisy = rng.poisson(np.clip(blurred, 0, None) * photons) / photons + rng.normal(
         0, 0.002, blurred.shape
     )
     photo = np.round(linear_to_srgb(np.clip(noisy, 0, 1)) * 255).astype(np.uint8)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_deblur.engine.operators import BOUNDARIES, Convolution, Gradient
+from napari_deblur.engine.operators import BOUNDARIES, Convolution, Gradient, gradient_spectrum
 from tests.conftest import adjointness_error
 
 CASES = [
@@ -117,9 +117,19 @@ def test_rejects_wrong_input_shape():
         op.apply(np.zeros((8, 8)))
 
 
-@pytest.mark.parametrize(("shape", "batch_ndim"), [((7, 8), 0), ((3, 5, 6, 4), 1)])
-def test_gradient_dot_test(shape, batch_ndim, rng):
-    assert adjointness_error(Gradient(shape, batch_ndim=batch_ndim), rng) < 1e-12
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize(("shape", "batch_ndim"), [((7, 8), 0), ((3, 5, 6, 4), 1), ((1, 5), 0)])
+def test_gradient_dot_test(shape, batch_ndim, periodic, rng):
+    grad = Gradient(shape, batch_ndim=batch_ndim, periodic=periodic)
+    assert adjointness_error(grad, rng) < 1e-12
+
+
+def test_periodic_gradient_power_is_the_gradient_spectrum(rng):
+    x = rng.standard_normal((6, 10))
+    g = Gradient(x.shape, periodic=True).apply(x)
+    power = sum(np.abs(np.fft.rfft2(component)) ** 2 for component in g)
+    expected = gradient_spectrum(x.shape, float) * np.abs(np.fft.rfft2(x)) ** 2
+    np.testing.assert_allclose(power, expected, atol=1e-9)
 
 
 def test_gradient_of_ramp():

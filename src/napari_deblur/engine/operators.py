@@ -240,11 +240,13 @@ class Convolution:
 
 
 class Gradient:
-    """Forward differences along the spatial axes, zero across the last sample.
+    """Forward differences along the spatial axes.
 
     ``(D x)[d, ..., i, ...] = x[..., i + 1, ...] - x[..., i, ...]`` along spatial
-    axis ``d`` (the Neumann boundary), stacked on a new leading axis; the
-    adjoint is minus the divergence.
+    axis ``d``, stacked on a new leading axis; the adjoint is minus the
+    divergence. Across the last sample the difference is zero (the Neumann
+    boundary) or, when `periodic`, taken to the first sample (the differences
+    whose power spectrum is :func:`gradient_spectrum`).
 
     Parameters
     ----------
@@ -252,38 +254,62 @@ class Gradient:
         Shape of ``x``, batch axes first.
     batch_ndim : int
         Number of leading batch axes.
+    periodic : bool
+        Wrap round instead of stopping at the last sample.
     """
 
-    def __init__(self, shape: Sequence[int], *, batch_ndim: int = 0):
+    def __init__(self, shape: Sequence[int], *, batch_ndim: int = 0, periodic: bool = False):
         self.shape_in = tuple(int(n) for n in shape)
         self.batch_ndim = batch_ndim
+        self.periodic = periodic
         self.axes = tuple(range(batch_ndim, len(self.shape_in)))
         self.shape_out = (len(self.axes),) + self.shape_in
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Differences ``D x`` of shape ``(spatial ndim,) + shape``."""
-        out = np.empty(self.shape_out, x.dtype)
+    def apply(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Differences ``D x`` of shape ``(spatial ndim,) + shape``, into `out` if given."""
+        if out is None:
+            out = np.empty(self.shape_out, x.dtype)
         for d, axis in enumerate(self.axes):
             n = x.shape[axis]
-            head, tail, last = ([slice(None)] * x.ndim for _ in range(3))
-            head[axis], tail[axis], last[axis] = slice(0, n - 1), slice(1, n), slice(n - 1, n)
-            np.subtract(x[tuple(tail)], x[tuple(head)], out=out[(d, *head)])
-            out[(d, *last)] = 0
+            head, tail = _along(x.ndim, axis, slice(0, n - 1)), _along(x.ndim, axis, slice(1, n))
+            first, last = _along(x.ndim, axis, slice(0, 1)), _along(x.ndim, axis, slice(n - 1, n))
+            np.subtract(x[tail], x[head], out=out[d][head])
+            if self.periodic:
+                np.subtract(x[first], x[last], out=out[d][last])
+            else:
+                out[d][last] = 0
         return out
 
-    def adjoint(self, g: np.ndarray) -> np.ndarray:
-        """``D^T g``: minus the divergence of the field `g`."""
-        out = backend.zeros(self.shape_in, g.dtype)
+    def adjoint(self, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``D^T g``: minus the divergence of the field `g`, into `out` if given.
+
+        Along each axis ``(D^T g)[i] = g[i - 1] - g[i]``, where ``g[-1]`` is
+        ``g[n - 1]`` when periodic and zero otherwise (as is ``g[n - 1]``
+        itself, which :meth:`apply` never writes).
+        """
+        if out is None:
+            out = np.empty(self.shape_in, g.dtype)
+        out[...] = 0
         for d, axis in enumerate(self.axes):
             n = self.shape_in[axis]
             gd = g[d]
-            lo = [slice(None)] * gd.ndim
-            hi = [slice(None)] * gd.ndim
-            lo[axis] = slice(0, n - 1)
-            hi[axis] = slice(1, n)
-            out[tuple(lo)] -= gd[tuple(lo)]
-            out[tuple(hi)] += gd[tuple(lo)]
+            head, tail = _along(gd.ndim, axis, slice(0, n - 1)), _along(gd.ndim, axis, slice(1, n))
+            if self.periodic:
+                first = _along(gd.ndim, axis, slice(0, 1))
+                last = _along(gd.ndim, axis, slice(n - 1, n))
+                out -= gd
+                out[first] += gd[last]
+            else:
+                out[head] -= gd[head]
+            out[tail] += gd[head]
         return out
+
+
+def _along(ndim: int, axis: int, part: slice) -> tuple[slice, ...]:
+    """Index taking `part` of `axis` and everything of the other axes."""
+    index = [slice(None)] * ndim
+    index[axis] = part
+    return tuple(index)
 
 
 def gradient_spectrum(shape: Sequence[int], dtype) -> np.ndarray:

@@ -8,6 +8,7 @@ statistics of natural images (Krishnan and Fergus 2009).
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -41,7 +42,7 @@ def shrink_isotropic(
 
 
 @lru_cache(maxsize=8)
-def _hyper_laplacian_table(alpha: float, size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def _hyper_laplacian_table(alpha: float, size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """``t*(u) = argmin_t |t|^alpha + (t - u)^2 / 2`` for ``u`` on a grid, ``u >= 0``.
 
     Any weight reduces to this one by scaling (see :func:`shrink_hyper_laplacian`).
@@ -67,8 +68,8 @@ def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
 
     With ``w = s t`` and ``v = s u``, ``s = weight^(1 / (2 - alpha))``, the
     problem ``min_w weight |w|^alpha + (w - v)^2 / 2`` becomes the weight-free
-    ``min_t |t|^alpha + (t - u)^2 / 2``, tabulated once per `alpha` and
-    interpolated (the lookup-table method of Krishnan and Fergus 2009).
+    ``min_t |t|^alpha + (t - u)^2 / 2``, tabulated once per `alpha` on a fine
+    grid and looked up (the lookup-table method of Krishnan and Fergus 2009).
 
     Parameters
     ----------
@@ -87,52 +88,53 @@ def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     u_grid, t_grid = _hyper_laplacian_table(float(alpha))
-    scale = np.asarray(weight, dtype=v.dtype) ** (1 / (2 - alpha))
-    u = np.abs(v) / np.maximum(scale, np.finfo(v.dtype).tiny)
-    # Beyond the table the solution is u minus the derivative of the prior.
-    far = u - alpha * np.maximum(u, 1e-12) ** (alpha - 1)
-    t = np.where(u <= u_grid[-1], np.interp(u, u_grid, t_grid), far)
-    return (np.sign(v) * t * scale).astype(v.dtype, copy=False)
+    dtype = v.dtype
+    scale = np.asarray(weight, dtype=dtype) ** (1 / (2 - alpha))
+    # Nearest entry of the fine uniform table: one gather per value.
+    last = len(u_grid) - 1
+    position = np.abs(v)
+    position *= last / (u_grid[-1] * np.maximum(scale, np.finfo(dtype).tiny))
+    beyond = position > last
+    np.minimum(position, last, out=position)
+    position += 0.5
+    shrunk = t_grid.astype(dtype)[position.astype(np.int32)]
+    if np.any(beyond):
+        # Beyond the table the solution is u minus the derivative of the prior.
+        u = np.abs(v[beyond]) / np.broadcast_to(scale, v.shape)[beyond]
+        shrunk[beyond] = u - alpha * u ** (alpha - 1)
+    np.copysign(shrunk, v, out=shrunk)
+    shrunk *= scale
+    return shrunk
 
 
-def denoise_tv(
-    image: np.ndarray,
-    weight,
-    *,
-    batch_ndim: int = 0,
-    iterations: int = 10,
-    dual: np.ndarray | None = None,
-    nonnegative: bool = False,
-    couple_channels: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+class TVDenoiser:
     """Isotropic TV denoising by the fast gradient projection (FGP) on the dual.
 
     Solves ``min_x ||x - image||^2 / 2 + weight TV(x)`` (with ``x >= 0`` when
-    `nonnegative`), n-D, with Neumann boundaries. The dual field can be given
-    to warm-start, as FISTA does between its outer iterations.
+    `nonnegative`), n-D, with Neumann boundaries. Each call starts from the
+    dual field the previous call ended with (the warm start FISTA uses
+    between its outer iterations) and works in buffers kept between calls:
+    the fields are large, and allocating fresh ones costs as much as the
+    arithmetic.
 
     Parameters
     ----------
-    image : ndarray
-        Image(s) to denoise, batch axes first.
-    weight : float or ndarray
-        TV weight, per batch image when an array (broadcastable).
+    shape : tuple of int
+        Shape of the images, batch axes first.
+    dtype : dtype
+        Floating type of the images.
     batch_ndim : int
         Number of leading batch axes.
-    iterations : int
-        Iterations of FGP.
-    dual : ndarray, optional
-        Starting dual field, shape ``(spatial ndim,) + image.shape``.
     nonnegative : bool
         Project on ``x >= 0``.
     couple_channels : bool
         Colour TV: the gradient's length is taken across the batch axes too
-        (then `weight` must be one number).
+        (then the weight must be one number).
 
-    Returns
-    -------
-    x, dual : ndarray
-        The denoised image and the final dual field (for warm starts).
+    Attributes
+    ----------
+    dual : ndarray
+        The dual field, shape ``(spatial ndim,) + shape``.
 
     References
     ----------
@@ -140,28 +142,68 @@ def denoise_tv(
        constrained total variation image denoising and deblurring problems",
        IEEE TIP 18(11), 2419-2434, 2009.
     """
-    grad = Gradient(image.shape, batch_ndim=batch_ndim)
-    ndim = len(grad.axes)
-    weight = np.asarray(weight, dtype=image.dtype)
-    project = (lambda x: np.maximum(x, 0)) if nonnegative else (lambda x: x)
-    group = tuple(range(1 + batch_ndim)) if couple_channels else (0,)
-    p = np.zeros(grad.shape_out, image.dtype) if dual is None else dual
-    r = p.copy()
-    t = 1.0
-    # The dual step 1 / (4 d weight) is 1 / Lipschitz constant of the dual gradient.
-    step = image.dtype.type(1.0 / (4 * ndim))
 
-    def primal(q):
-        return project(image - weight * grad.adjoint(q))
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype,
+        *,
+        batch_ndim: int = 0,
+        nonnegative: bool = False,
+        couple_channels: bool = False,
+    ):
+        self.gradient = Gradient(shape, batch_ndim=batch_ndim)
+        self.dtype = np.dtype(dtype)
+        self.nonnegative = nonnegative
+        self.channel_axes = tuple(range(batch_ndim)) if couple_channels else ()
+        self.dual = np.zeros(self.gradient.shape_out, self.dtype)
+        self._momentum = np.empty_like(self.dual)
+        self._ascended = np.empty_like(self.dual)
+        self._estimate = np.empty(shape, self.dtype)
 
-    for _ in range(iterations):
-        q = r + step / np.maximum(weight, np.finfo(image.dtype).tiny) * grad.apply(primal(r))
-        norm = np.sqrt(np.sum(q * q, axis=group, keepdims=True))
-        p_new = q / np.maximum(norm, 1)
-        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
-        r = p_new + ((t - 1) / t_new) * (p_new - p)
-        p, t = p_new, t_new
-    return primal(p), p
+    def __call__(self, image: np.ndarray, weight, iterations: int) -> np.ndarray:
+        """Denoise `image` with `iterations` FGP iterations; returns a new array.
+
+        `weight` is one number, or one per batch image (broadcastable).
+        """
+        grad, dtype = self.gradient, self.dtype
+        weight = np.asarray(weight, dtype=dtype)
+        # The dual step 1 / (4 d weight) is 1 / Lipschitz constant of the dual gradient.
+        ascent = dtype.type(1.0 / (4 * len(grad.axes))) / np.maximum(weight, np.finfo(dtype).tiny)
+        p, q, r = self.dual, self._ascended, self._momentum
+        np.copyto(r, p)
+        t = 1.0
+        for _ in range(iterations):
+            grad.apply(self._primal(image, weight, r, out=self._estimate), out=q)
+            q *= ascent
+            q += r
+            # Project each pixel's vector (across directions, and channels for
+            # colour TV) on the unit ball.
+            length = np.square(q[0])
+            for component in q[1:]:
+                length += np.square(component)
+            if self.channel_axes:
+                length = length.sum(axis=self.channel_axes, keepdims=True)
+            np.sqrt(length, out=length)
+            np.maximum(length, 1, out=length)
+            q /= length
+            t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            # r = q + (t - 1) / t_new (q - p), then q becomes p.
+            np.subtract(q, p, out=r)
+            r *= (t - 1) / t_new
+            r += q
+            p, q, t = q, p, t_new
+        self.dual, self._ascended = p, q
+        return self._primal(image, weight, p)
+
+    def _primal(self, image, weight, field, out=None) -> np.ndarray:
+        """``image - weight D^T field``, projected."""
+        x = self.gradient.adjoint(field, out=out)
+        x *= -weight
+        x += image
+        if self.nonnegative:
+            np.maximum(x, 0, out=x)
+        return x
 
 
 def total_variation(x: np.ndarray, *, batch_ndim: int = 0) -> np.ndarray:

@@ -7,6 +7,7 @@ between two of them.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -210,7 +211,7 @@ def proximal_gradient(
         stepped, residual = forward(z)
         x_new = proximal(stepped)
         move = x_new - x
-        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
         if np.vdot((z - x_new).ravel(), move.ravel()) > 0:
             t_new = 1.0
             z = x_new

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import backend
-from ..operators import Convolution, gradient_spectrum
+from ..operators import Convolution, Gradient, gradient_spectrum
 from ..priors import shrink_hyper_laplacian, shrink_isotropic
 from ._base import (
     MaxIterations,
@@ -33,20 +33,6 @@ RHO_PRIOR = {"tv": 20.0, "hyper-laplacian": 100.0}
 def _norm(*arrays: np.ndarray) -> float:
     """Euclidean norm of several arrays taken as one vector."""
     return float(np.sqrt(sum(np.vdot(a.ravel(), a.ravel()).real for a in arrays)))
-
-
-def _periodic_differences_adjoint(g: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Adjoint of :func:`_periodic_differences`: ``sum_d roll(g_d, 1) - g_d``."""
-    out = np.roll(g[0], 1, axis=axes[0]) - g[0]
-    for d, a in enumerate(axes[1:], start=1):
-        out += np.roll(g[d], 1, axis=a)
-        out -= g[d]
-    return out
-
-
-def _periodic_differences(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Forward differences with periodic wrap, stacked on a new leading axis."""
-    return np.stack([np.roll(x, -1, axis=a) - x for a in axes])
 
 
 class ADMM(Solver):
@@ -157,7 +143,8 @@ class ADMM(Solver):
             start, [(0, g - s) for g, s in zip(grid, start.shape[op.batch_ndim :])], "edge"
         )
         v = backend.irfftn(backend.rfftn(x, axes) * otf, grid, axes).astype(dtype)
-        z = _periodic_differences(x, axes)
+        differences = Gradient(x.shape, batch_ndim=op.batch_ndim, periodic=True)
+        z = differences.apply(x)
         w = np.maximum(x, 0)
         u_v = np.zeros_like(v)
         u_z = np.zeros_like(z)
@@ -169,15 +156,16 @@ class ADMM(Solver):
             # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
             # the last two terms are summed in space (D^T is cheap there), so
             # that the step takes two transforms forward and two back.
-            local = rho_w * (w - u_w)
-            local += rho_z * _periodic_differences_adjoint(z - u_z, axes)
+            local = differences.adjoint(z - u_z)
+            local *= rho_z
+            local += rho_w * (w - u_w)
             spectrum = backend.rfftn(v - u_v, axes)
             spectrum *= conj_otf
             spectrum += backend.rfftn(local, axes)
             spectrum *= inverse_denominator
             x = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
             blurred = backend.irfftn(spectrum * otf, grid, axes).astype(dtype, copy=False)
-            gradient = _periodic_differences(x, axes)
+            gradient = differences.apply(x)
 
             v_old, z_old, w_old = v, z, w
             # v: on observed samples the data and the blurred estimate, weighed

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..operators import Convolution
-from ..priors import denoise_tv
+from ..priors import TVDenoiser
 from ._base import (
     MaxIterations,
     RelativeChange,
@@ -76,7 +76,13 @@ class FistaTV(Solver):
         step = op.dtype.type(1 / op.lipschitz())
         couple = self.couple_channels and op.batch_ndim > 0
         threshold = per_image(np.mean(self.weight) if couple else self.weight, op) * step
-        dual = None
+        denoiser = TVDenoiser(
+            op.shape_in,
+            op.dtype,
+            batch_ndim=op.batch_ndim,
+            nonnegative=True,
+            couple_channels=couple,
+        )
 
         def forward(z):
             residual = op.apply(z) - y
@@ -84,17 +90,7 @@ class FistaTV(Solver):
 
         def proximal(point):
             # TV's proximal map, warm-started from the last dual field.
-            nonlocal dual
-            x, dual = denoise_tv(
-                point,
-                threshold,
-                batch_ndim=op.batch_ndim,
-                iterations=self.inner,
-                dual=dual,
-                nonnegative=True,
-                couple_channels=couple,
-            )
-            return x
+            return denoiser(point, threshold, self.inner)
 
         start = np.maximum(starting_point(op, y), 0)
         yield from proximal_gradient(start, forward, proximal, self.stop)
