@@ -17,6 +17,16 @@ def test_shrink_isotropic_is_the_vector_soft_threshold():
     np.testing.assert_allclose(out[:, 1], 0)
 
 
+def test_colour_shrink_takes_one_length_across_channels():
+    # One pixel, two channels: gradients (3, 0) and (0, 4), together of length 5.
+    g = np.array([[[3.0], [0.0]], [[0.0], [4.0]]])
+    coupled = shrink_isotropic(g, 1.0, channel_axes=(0,))
+    np.testing.assert_allclose(coupled, g * 4 / 5)
+    separate = shrink_isotropic(g, 1.0)
+    np.testing.assert_allclose(separate[:, 0, 0], [2, 0])
+    np.testing.assert_allclose(separate[:, 1, 0], [0, 3])
+
+
 @pytest.mark.parametrize("alpha", [0.5, 2 / 3, 0.8])
 @pytest.mark.parametrize("weight", [0.01, 0.3, 2.0])
 def test_hyper_laplacian_prox_matches_brute_force(alpha, weight):

@@ -123,15 +123,21 @@ def test_discrepancy_stops_richardson_lucy_near_the_noise(rng):
 
 
 @pytest.mark.parametrize("method", METHODS[1:])
-def test_float32_iterates_stay_float32(method, rng):
+def test_iterates_stay_float32_and_as_yielded(method, rng):
     # A float64 scalar slipped into an update silently doubles every later
-    # iteration's cost (the momentum's step size once did that).
+    # iteration's cost (the momentum's step size once did that); and the
+    # solvers work in buffers, which must never be an estimate already handed out.
     y, _ = blurred(scene_2d(), gaussian_psf(2.0), 0.005, rng)
     y = np.clip(y, 0, None).astype(np.float32)
     op = Convolution(gaussian_psf(2.0).astype(np.float32), y.shape, boundary="valid")
     solver, _ = build_solver(method, op, y, variance=mean_noise_variance(y), max_iter=6)
-    dtypes = {step.estimate.dtype for step in solver.iterate(y)}
-    assert dtypes == {np.dtype(np.float32)}
+    held, copies = [], []
+    for step in solver.iterate(y):
+        held.append(step.estimate)
+        copies.append(step.estimate.copy())
+    assert {estimate.dtype for estimate in held} == {np.dtype(np.float32)}
+    for estimate, copy in zip(held, copies, strict=True):
+        np.testing.assert_array_equal(estimate, copy)
 
 
 def test_stopping_rules_compose():

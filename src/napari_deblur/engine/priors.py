@@ -16,28 +16,56 @@ import numpy as np
 from .operators import Gradient
 
 
+def vector_length(field: np.ndarray, channel_axes: tuple[int, ...] = ()) -> np.ndarray:
+    """Length of each pixel's vector in a field of gradients.
+
+    Parameters
+    ----------
+    field : ndarray
+        The components on the leading axis (one per spatial direction), then
+        the image's axes.
+    channel_axes : tuple of int
+        Axes of the image (counted without the leading one) whose entries
+        belong to the same vector too: the channels, for colour TV.
+
+    Returns
+    -------
+    ndarray
+        ``sqrt(sum of squares)``, shape ``field.shape[1:]`` with `channel_axes`
+        of size 1. Summed component by component, with no temporary the size
+        of the field.
+    """
+    length = np.square(field[0])
+    for component in field[1:]:
+        length += np.square(component)
+    if channel_axes:
+        length = length.sum(axis=channel_axes, keepdims=True)
+    return np.sqrt(length, out=length)
+
+
 def shrink_isotropic(
-    g: np.ndarray, threshold, *, group_axes: tuple[int, ...] = (0,)
+    g: np.ndarray, threshold, *, channel_axes: tuple[int, ...] = ()
 ) -> np.ndarray:
     """Proximal map of ``threshold * ||g||_2`` summed over pixels (vector soft threshold).
 
     Parameters
     ----------
     g : ndarray
-        Gradient field, the gradient's components along `group_axes`.
+        Gradient field: the components on the leading axis, then the image's axes.
     threshold : float or ndarray
-        Threshold, broadcastable against `g` with `group_axes` of size 1.
-    group_axes : tuple of int
-        Axes whose entries form one vector (the spatial directions; add the
-        channel axis to couple colours).
+        Threshold, broadcastable against one component.
+    channel_axes : tuple of int
+        Image axes whose entries join each pixel's vector (see :func:`vector_length`).
 
     Returns
     -------
     ndarray
         ``g * max(0, 1 - threshold / |g|)``.
     """
-    norm = np.sqrt(np.sum(g * g, axis=group_axes, keepdims=True))
-    scale = np.maximum(norm - threshold, 0) / np.maximum(norm, np.finfo(g.dtype).tiny)
+    length = vector_length(g, channel_axes)
+    scale = length - threshold
+    np.maximum(scale, 0, out=scale)
+    scale /= np.maximum(length, np.finfo(g.dtype).tiny, out=length)
     return g * scale
 
 
@@ -179,14 +207,8 @@ class TVDenoiser:
             q += r
             # Project each pixel's vector (across directions, and channels for
             # colour TV) on the unit ball.
-            length = np.square(q[0])
-            for component in q[1:]:
-                length += np.square(component)
-            if self.channel_axes:
-                length = length.sum(axis=self.channel_axes, keepdims=True)
-            np.sqrt(length, out=length)
-            np.maximum(length, 1, out=length)
-            q /= length
+            length = vector_length(q, self.channel_axes)
+            q /= np.maximum(length, 1, out=length)
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             # r = q + (t - 1) / t_new (q - p), then q becomes p.
             np.subtract(q, p, out=r)
@@ -209,5 +231,4 @@ class TVDenoiser:
 def total_variation(x: np.ndarray, *, batch_ndim: int = 0) -> np.ndarray:
     """Isotropic total variation of each batch image (Neumann boundaries)."""
     g = Gradient(x.shape, batch_ndim=batch_ndim).apply(x)
-    magnitude = np.sqrt(np.sum(g * g, axis=0))
-    return magnitude.sum(axis=tuple(range(batch_ndim, x.ndim)))
+    return vector_length(g).sum(axis=tuple(range(batch_ndim, x.ndim)))

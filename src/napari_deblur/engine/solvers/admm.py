@@ -135,7 +135,7 @@ class ADMM(Solver):
         threshold = 1 / rho_z
         # Colour TV: one vector per pixel across directions and channels, so
         # that edges are shared and no coloured fringe is cheaper than a grey one.
-        group = (0, 1) if self.couple_channels and op.batch_ndim else (0,)
+        channels = tuple(range(op.batch_ndim)) if self.couple_channels else ()
 
         # Start from the observed image extended by its edges, to the whole grid.
         start = starting_point(op, y)
@@ -149,6 +149,10 @@ class ADMM(Solver):
         u_v = np.zeros_like(v)
         u_z = np.zeros_like(z)
         u_w = np.zeros_like(w)
+        # Buffers for the temporaries of each iteration (the split variables
+        # themselves are new arrays: the estimate handed out is a view of w).
+        work = np.empty_like(z)
+        scratch = np.empty_like(w)
 
         iteration = 0
         while True:
@@ -156,38 +160,50 @@ class ADMM(Solver):
             # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
             # the last two terms are summed in space (D^T is cheap there), so
             # that the step takes two transforms forward and two back.
-            local = differences.adjoint(z - u_z)
+            local = differences.adjoint(np.subtract(z, u_z, out=work))
             local *= rho_z
-            local += rho_w * (w - u_w)
-            spectrum = backend.rfftn(v - u_v, axes)
+            np.subtract(w, u_w, out=scratch)
+            scratch *= rho_w
+            local += scratch
+            spectrum = backend.rfftn(np.subtract(v, u_v, out=scratch), axes)
             spectrum *= conj_otf
             spectrum += backend.rfftn(local, axes)
             spectrum *= inverse_denominator
             x = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
-            blurred = backend.irfftn(spectrum * otf, grid, axes).astype(dtype, copy=False)
-            gradient = differences.apply(x)
+            spectrum *= otf
+            blurred = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
 
-            v_old, z_old, w_old = v, z, w
+            check = iteration % CHECK_EVERY == 0
+            if check:
+                before = (v, z, w, u_v.copy(), u_z.copy(), u_w.copy())
+            # Each split in scaled form: shifted = K x + u, the new split
+            # variable is the prox of shifted, and u becomes shifted minus it.
             # v: on observed samples the data and the blurred estimate, weighed
             # by their curvatures (1 / weight and rho_v, equal); elsewhere the estimate.
-            v = blurred + u_v
-            v *= estimate_share
+            shifted = blurred
+            shifted += u_v
+            v = shifted * estimate_share
             v += data_share
+            np.subtract(shifted, v, out=u_v)
+            shifted = differences.apply(x, out=work)
+            shifted += u_z
             if self.prior == "tv":
-                z = shrink_isotropic(gradient + u_z, threshold, group_axes=group)
+                z = shrink_isotropic(shifted, threshold, channel_axes=channels)
             else:
-                z = shrink_hyper_laplacian(gradient + u_z, threshold, self.alpha)
-            w = np.maximum(x + u_w, 0)
+                z = shrink_hyper_laplacian(shifted, threshold, self.alpha)
+            np.subtract(shifted, z, out=u_z)
+            shifted = x
+            shifted += u_w
+            w = np.maximum(shifted, 0)
+            np.subtract(shifted, w, out=u_w)
 
-            r_v, r_z, r_w = blurred - v, gradient - z, x - w
-            u_v += r_v
-            u_z += r_z
-            u_w += r_w
             metrics = {}
-            if iteration % CHECK_EVERY == 0:
-                # Boyd et al.'s criterion: the primal and dual residuals small
-                # relative to the iterates.
-                primal = _norm(r_v, r_z, r_w)
+            if check:
+                # Boyd et al.'s criterion: the primal residuals (the change of
+                # u) and the dual ones (the change of the splits) small
+                # relative to the splits.
+                v_old, z_old, w_old, u_v_old, u_z_old, u_w_old = before
+                primal = _norm(u_v - u_v_old, u_z - u_z_old, u_w - u_w_old)
                 dual = _norm(v - v_old, z - z_old, w - w_old)
                 metrics["change"] = max(primal, dual) / max(_norm(v, z, w), 1e-30)
             done = self.stop.done(iteration, metrics)

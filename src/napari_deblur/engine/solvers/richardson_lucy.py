@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import backend
 from ..operators import Convolution, Gradient
+from ..priors import vector_length
 from ._base import (
     MaxIterations,
     Solver,
@@ -119,6 +120,7 @@ class RichardsonLucy(Solver):
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
             tv_weight = per_image(self.tv_weight, op)
+            half_norm = norm / 2
         if self.damping is not None:
             variance = np.asarray(self.variance, dtype)
             if variance.ndim and variance.shape != y.shape:
@@ -151,16 +153,21 @@ class RichardsonLucy(Solver):
                 ratio = 1 + (ratio - 1) * (u**9 * (10 - 9 * u))
             denominator = norm
             if regularised:
-                g = grad.apply(point)
-                length = np.sqrt(np.sum(g * g, axis=0, keepdims=True))
-                unit = g / np.maximum(
-                    length, dtype.type(1e-3) * float(np.abs(point).mean()) + tiny
+                unit = grad.apply(point)
+                length = vector_length(unit)
+                unit /= np.maximum(
+                    length, dtype.type(1e-3) * float(np.abs(point).mean()) + tiny, out=length
                 )
                 # One-step-late TV gradient; where the data barely see a
                 # sample (the unobserved border) it could turn the denominator
                 # negative, so it may at most halve it.
-                denominator = np.maximum(norm + tv_weight * grad.adjoint(unit), norm / 2)
-            x_new = point * op.adjoint(ratio) / np.maximum(denominator, floor)
+                denominator = grad.adjoint(unit)
+                denominator *= tv_weight
+                denominator += norm
+                np.maximum(denominator, half_norm, out=denominator)
+            x_new = op.adjoint(ratio)
+            x_new *= point
+            x_new /= np.maximum(denominator, floor)
             if self.accelerate:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
