@@ -14,6 +14,8 @@ from .engine.methods import METHODS, build_solver, choose_method
 from .engine.noise import estimate_noise_level
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
+from .engine.saturation import clipped_mask
+from .engine.solvers import fill_unobserved
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,31 @@ def _as_image(image, name: str) -> np.ndarray:
     return image
 
 
+def _invalid_pixels(image, channel_axis, bad_pixels, saturation) -> np.ndarray | None:
+    """Samples left out of the fit, channels first (one channel for grey), or None."""
+    clipped = clipped_mask(image, saturation)
+    if bad_pixels is not None:
+        bad = np.asarray(bad_pixels)
+        if bad.dtype.kind not in "biu":
+            raise TypeError(f"bad_pixels must be a boolean or label array, got {bad.dtype}")
+        spatial = tuple(n for a, n in enumerate(image.shape) if a != channel_axis)
+        if bad.shape == spatial and channel_axis is not None:
+            bad = np.expand_dims(bad, channel_axis)
+        elif bad.shape != image.shape:
+            raise ValueError(
+                f"bad_pixels must have the image's spatial shape {spatial} "
+                f"or its shape {image.shape}, got {bad.shape}"
+            )
+        clipped = bad != 0 if clipped is None else clipped | (bad != 0)
+    if clipped is None:
+        return None
+    invalid = np.broadcast_to(clipped, image.shape)
+    invalid = invalid[None] if channel_axis is None else np.moveaxis(invalid, channel_axis, 0)
+    if invalid.all():
+        raise ValueError("every pixel is clipped or marked bad; nothing is left to deblur")
+    return invalid
+
+
 def deblur_steps(
     image,
     psf,
@@ -68,6 +95,8 @@ def deblur_steps(
     noise: float | None = None,
     weight: float | None = None,
     max_iter: int | None = None,
+    bad_pixels=None,
+    saturation: float | str | None = "auto",
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -96,6 +125,7 @@ def deblur_steps(
             )
         channel_axis %= image.ndim
     spatial_ndim = image.ndim - (channel_axis is not None)
+    invalid = _invalid_pixels(image, channel_axis, bad_pixels, saturation)
 
     psf = _as_image(psf, "psf")
     if psf.ndim == spatial_ndim:
@@ -126,8 +156,17 @@ def deblur_steps(
         )
 
     boundary = "valid" if boundary == "auto" else boundary
+    operator = Convolution(
+        kernel,
+        linear.shape,
+        boundary=boundary,
+        batch_ndim=1,
+        mask=None if invalid is None else ~invalid,
+    )
     level = (
-        estimate_noise_level(linear, batch_ndim=1) if noise is None or method == "auto" else None
+        estimate_noise_level(fill_unobserved(operator, linear), batch_ndim=1)
+        if noise is None or method == "auto"
+        else None
     )
     variance = level.variance if noise is None else np.full(linear.shape[0], float(noise) ** 2)
     if method == "auto":
@@ -138,7 +177,6 @@ def deblur_steps(
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
-    operator = Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1)
     solver, chosen = build_solver(
         method, operator, linear, variance=variance, weight=weight, max_iter=max_iter
     )
@@ -150,6 +188,7 @@ def deblur_steps(
         "weight": chosen,
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
+        "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
     }
     frame = (
         [(k - 1 - k // 2) for k in kernel.shape[1:]] if boundary == "valid" else [0] * spatial_ndim
@@ -179,6 +218,8 @@ def deblur(
     noise: float | None = None,
     weight: float | None = None,
     max_iter: int | None = None,
+    bad_pixels=None,
+    saturation: float | str | None = "auto",
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
@@ -218,6 +259,15 @@ def deblur(
         Upper bound on iterations; the methods otherwise stop when the
         estimate stops changing (plain Richardson-Lucy: by the discrepancy
         principle).
+    bad_pixels : array_like of bool, optional
+        True where a pixel is not a valid observation (hot, dead, a scratch):
+        of the image's spatial shape, or its full shape for per-channel masks.
+        Such pixels are left out of the fit and filled in by the rest.
+    saturation : float, 'auto' or None
+        The sensor's saturation level in the image's stored values: pixels at
+        or near it (clipped lamps, highlights) are left out of the fit too,
+        per channel. ``'auto'``: the top of an integer type, or 1.0 for
+        floating data up to 1; None: no pixel is taken as clipped.
 
     Returns
     -------
@@ -267,6 +317,8 @@ def deblur(
         noise=noise,
         weight=weight,
         max_iter=max_iter,
+        bad_pixels=bad_pixels,
+        saturation=saturation,
     )
     (last,) = deque(steps, maxlen=1)
     return last.image

@@ -25,6 +25,29 @@ def test_convolution_dot_test(shape, kernel, batch_ndim, boundary, method, rng):
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("method", ["fft", "direct"])
+def test_masked_convolution_dot_test_and_silence(boundary, method, rng):
+    shape = (3, 16, 15)
+    mask = rng.random(shape) > 0.3
+    op = Convolution(
+        rng.random((1, 5, 4)), shape, boundary=boundary, batch_ndim=1, method=method, mask=mask
+    )
+    assert adjointness_error(op, rng) < 1e-10
+    assert op.observed_count == np.count_nonzero(mask)
+    # The model says nothing about masked samples, and ignores what they hold.
+    assert np.all(op.apply(rng.random(op.shape_in))[~mask] == 0)
+    y = rng.random(shape)
+    noisy = y.copy()
+    noisy[~mask] = 1e6
+    np.testing.assert_array_equal(op.adjoint(noisy), op.adjoint(y))
+
+
+def test_mask_must_fit_the_image():
+    with pytest.raises(ValueError, match="mask"):
+        Convolution(np.ones((3, 3)), (8, 8), mask=np.ones((7, 8), bool))
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_fft_and_direct_agree(boundary, rng):
     psf = rng.random((3, 4))
     fft = Convolution(psf, (20, 17), boundary=boundary, method="fft")

@@ -241,3 +241,23 @@ def test_richardson_lucy_refinements(rng):
     assert error(frame_of(damped, op), truth) < error(frame_of(undamped, op), truth)
     regularised = RichardsonLucy(op, tv_weight=0.01, stop=MaxIterations(100)).run(y)
     assert error(frame_of(regularised, op), truth) < error(frame_of(undamped, op), truth)
+
+
+@pytest.mark.parametrize("method", METHODS[1:])
+def test_masked_bad_pixels_do_not_spoil_the_result(method, rng):
+    # 1% of the pixels are stuck (hot or dead): left out by the mask, the
+    # result is as good as from a clean image; fitted, they leave blotches.
+    y, truth = blurred(scene_2d(), gaussian_psf(2.0), 0.01, rng)
+    y = np.clip(y, 0, None)
+    bad = rng.random(y.shape) < 0.01
+    stuck = np.where(bad, np.where(rng.random(y.shape) < 0.5, 4.0, 0.0), y)
+    variance = mean_noise_variance(y)
+
+    def result(data, mask=None):
+        op = Convolution(gaussian_psf(2.0), y.shape, boundary="valid", mask=mask)
+        solver, _ = build_solver(method, op, data, variance=variance, max_iter=60)
+        return error(frame_of(solver.run(data), op), truth)
+
+    clean, masked, fitted = result(y), result(stuck, ~bad), result(stuck)
+    assert masked < 1.1 * clean
+    assert masked < 0.6 * fitted

@@ -25,6 +25,7 @@ from .solvers import (
     RichardsonLucy,
     Solver,
     Wiener,
+    fill_unobserved,
 )
 
 #: Methods by name; ``'auto'`` picks one for the data (:func:`choose_method`).
@@ -103,6 +104,8 @@ def build_solver(
     if method not in METHODS or method == "auto":
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
     batch_ndim = operator.batch_ndim
+    # The weights are chosen on the image with unobserved samples filled in.
+    observed = fill_unobserved(operator, observed)
 
     def nsr() -> np.ndarray:
         return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)

@@ -27,11 +27,13 @@ DIRECT_MAX_TAPS = 8
 class Convolution:
     """Blur by a PSF under an explicit boundary model: ``y = A x``.
 
-    The model is ``A = Crop . CircularConvolution . Pad``: the unknown is
-    extended by the boundary rule, convolved on a grid large enough that
+    The model is ``A = Mask . Crop . CircularConvolution . Pad``: the unknown
+    is extended by the boundary rule, convolved on a grid large enough that
     nothing wraps round, and the observed part is kept. For ``'valid'`` the
     unknown *is* the larger scene (the image plus a border of half the PSF)
-    and the border pixels are simply not observed.
+    and the border pixels are simply not observed. The optional mask leaves
+    out samples that are not observations of the blur (clipped highlights,
+    bad pixels): the model says nothing there, and solvers fit the rest.
 
     Parameters
     ----------
@@ -53,11 +55,18 @@ class Convolution:
         summation (faster for PSFs of a few taps, chosen by ``'auto'``).
     dtype : dtype, optional
         Floating type of the computation; by default the PSF's.
+    mask : array_like of bool, optional
+        True where a sample of ``y`` is a valid observation, broadcastable
+        to `shape`; all are when omitted.
 
     Attributes
     ----------
     shape_in, shape_out : tuple of int
         Shapes of the unknown ``x`` and of the observation ``y``.
+    mask : ndarray or None
+        The mask as 0/1 values of the computation's type, of `shape`.
+    observed_count : int
+        How many samples of ``y`` the model observes.
     """
 
     def __init__(
@@ -69,6 +78,7 @@ class Convolution:
         batch_ndim: int = 0,
         method: str = "auto",
         dtype=None,
+        mask=None,
     ):
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
@@ -98,6 +108,19 @@ class Convolution:
         self.dtype = dtype
         self.shape_out = shape
         self.axes = tuple(range(batch_ndim, len(shape)))
+        self.mask = None
+        self.observed_count = int(np.prod(shape))
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            try:
+                mask = np.broadcast_to(mask, shape)
+            except ValueError:
+                raise ValueError(
+                    f"mask of shape {mask.shape} does not fit images of {shape}"
+                ) from None
+            if not mask.all():
+                self.mask = mask.astype(dtype)
+                self.observed_count = int(np.count_nonzero(mask))
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
         # one: y[j] sums x[j - (k - 1 - c)] .. x[j + c] with c = k // 2.
@@ -152,12 +175,14 @@ class Convolution:
             batch_ndim=self.batch_ndim,
             method="fft",
             dtype=self.dtype,
+            mask=self.mask,
         )
 
     def lipschitz(self) -> float:
         """An upper bound of ``||A||^2``, the Lipschitz constant of ``A^T (A x - y)``.
 
-        ``max |H|^2`` bounds it when the unknown is not extended by copying
+        ``max |H|^2`` bounds it (a mask only lowers the norm) when the unknown
+        is not extended by copying
         (periodic, zero, valid); the padded boundaries copy samples, which can
         raise it, so it is measured by power iteration there (with a margin).
         """
@@ -183,13 +208,15 @@ class Convolution:
         x = self._check(x, self.shape_in, "x")
         extended = backend.pad(x, self.pad_widths, self.pad_mode)
         if self.direct:
-            return self._correlate_valid(extended, self._flipped)
-        z = self._circular(extended, self.otf)
-        return backend.crop(z, (0,) * len(self.fft_shape), self.shape_out[self.batch_ndim :])
+            y = self._correlate_valid(extended, self._flipped)
+        else:
+            z = self._circular(extended, self.otf)
+            y = backend.crop(z, (0,) * len(self.fft_shape), self.shape_out[self.batch_ndim :])
+        return y if self.mask is None else y * self.mask
 
     def adjoint(self, y: np.ndarray) -> np.ndarray:
         """Adjoint: ``A^T y``, from `shape_out` to `shape_in` (correlation)."""
-        y = self._check(y, self.shape_out, "y")
+        y = self.restrict(self._check(y, self.shape_out, "y"))
         if self.direct:
             extended = self._correlate_full(y)
         else:
@@ -199,6 +226,10 @@ class Convolution:
             ]
             extended = backend.crop(z, (0,) * len(size), size)
         return backend.pad_adjoint(extended, self.pad_widths, self.pad_mode)
+
+    def restrict(self, y: np.ndarray) -> np.ndarray:
+        """`y` with the samples outside the mask set to zero: the data the model fits."""
+        return y if self.mask is None else y * self.mask
 
     def _check(self, x, shape, name) -> np.ndarray:
         x = backend.asarray(x, self.dtype)

@@ -18,6 +18,7 @@ from scipy import ndimage
 from .color import resolve_encoding, to_linear
 from .noise import estimate_noise
 from .psf import centroid, normalize_psf, shift_subpixel
+from .saturation import NEAR_SATURATION, saturation_level
 
 #: A source must hold this fraction of the brightest one's light to count.
 MIN_RELATIVE_FLUX = 0.1
@@ -120,7 +121,7 @@ def psf_from_point_source(
     channel_axis: int | None = None,
     energy: float = 0.995,
     symmetric: bool = False,
-    saturation: float | None = None,
+    saturation: float | str | None = "auto",
 ) -> PointSourcePSF:
     """Measure a PSF from a photo of one or more point lights.
 
@@ -154,9 +155,9 @@ def psf_from_point_source(
     symmetric : bool
         Average over rotations about the centre (about the optical axis for
         a 3D stack): less noise, for defocus discs and beads.
-    saturation : float, optional
-        The sensor's saturation level in the photo's values; by default the
-        largest value of its integer type, or 1.0 for floats up to 1.
+    saturation : float, 'auto' or None
+        The sensor's saturation level in the photo's values, to report
+        clipped sources (see :func:`~napari_deblur.engine.saturation.saturation_level`).
 
     Returns
     -------
@@ -210,7 +211,7 @@ def psf_from_point_source(
     brightest = int(np.argmax(fluxes.sum(axis=1)))
     peak = float(fluxes[brightest].sum() * total.max())
     snr = peak / noise if noise > 0 else np.inf
-    level = _saturation_level(raw, saturation)
+    level = saturation_level(raw, saturation)
     clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
     result = PointSourcePSF(
         psf=psf[0] if channel_axis is None else psf,
@@ -279,14 +280,19 @@ def _find_sources(
     """
     region = linear[(slice(None),) + box]
     fits = [_background(channel) for channel in region]
+    clean_band = all(
+        float(np.abs(channel[_band(channel.shape)]).max()) <= np.abs(channel).max() / MAX_PHOTO_SNR
+        for channel in region
+    )
     if floor is not None:
         # A flat, finely quantised background can read as noise-free.
         fits = [(plane, max(noise, q)) for (plane, noise), q in zip(fits, floor)]
-    elif all(
+    elif clean_band or all(
         noise <= np.abs(channel).max() / MAX_PHOTO_SNR for (_, noise), channel in zip(fits, region)
     ):
-        # No camera photographs a point light this cleanly: floating-point
-        # data this clean is a model PSF, whose every value is light.
+        # No camera photographs a point light this cleanly (noise, or the
+        # whole outer band, at a thousandth of the peak): floating-point data
+        # this clean is a model PSF, whose every value is light.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif region.min() >= 0:
         # Non-negative floats whose band sits within the noise of zero have no
@@ -369,6 +375,17 @@ def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> bool:
     return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
 
 
+def _band(shape: tuple[int, ...]) -> np.ndarray:
+    """The outer band of a frame, a sixteenth of each side wide (at least one sample)."""
+    band = np.zeros(shape, dtype=bool)
+    for axis, n in enumerate(shape):
+        w = max(1, n // 16)
+        sel = [slice(None)] * len(shape)
+        sel[axis] = np.r_[0:w, n - w : n]
+        band[tuple(sel)] = True
+    return band
+
+
 def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
     """Background plane and noise level, fitted to the outer band of the frame.
 
@@ -378,12 +395,7 @@ def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
     The noise is the white noise of the band (finest wavelet details), which
     smooth structure such as a PSF's tail does not inflate.
     """
-    band = np.zeros(image.shape, dtype=bool)
-    for axis, n in enumerate(image.shape):
-        w = max(1, n // 16)
-        sel = [slice(None)] * image.ndim
-        sel[axis] = np.r_[0:w, n - w : n]
-        band[tuple(sel)] = True
+    band = _band(image.shape)
     coords = np.indices(image.shape, dtype=np.float64)
     design = np.stack([np.ones(int(band.sum()))] + [c[band] for c in coords], axis=1)
     values = image[band].astype(np.float64)
@@ -510,16 +522,5 @@ def _energy_radius(psf: np.ndarray, fraction: float) -> float:
 
 def _clipped_samples(window: np.ndarray, level: float) -> int:
     """Samples at the saturation level; one alone is a sharp peak, not a flat top."""
-    count = int(np.count_nonzero(window >= level))
+    count = int(np.count_nonzero(window >= NEAR_SATURATION * level))
     return count if count >= 2 else 0
-
-
-def _saturation_level(raw: np.ndarray, saturation: float | None) -> float | None:
-    """Value at or above which a sample is clipped, if it can be known."""
-    if saturation is not None:
-        return float(saturation)
-    if raw.dtype.kind in "iu":
-        return float(np.iinfo(raw.dtype).max)
-    if raw.dtype.kind == "b":
-        return None
-    return 1.0 if float(raw.max()) <= 1.0 else None

@@ -9,6 +9,7 @@ from ._base import (
     Solver,
     Step,
     StoppingRule,
+    fill_unobserved,
 )
 from .admm import ADMM
 from .fista import FistaTV
@@ -30,4 +31,5 @@ __all__ = [
     "Step",
     "StoppingRule",
     "Wiener",
+    "fill_unobserved",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from .. import backend
 from ..operators import Convolution
@@ -172,8 +173,35 @@ def per_image(value, operator: Convolution) -> np.ndarray:
     return value.reshape(batch + spatial).astype(operator.dtype)
 
 
+def mean_squared_misfit(operator: Convolution, residual: np.ndarray) -> float:
+    """``||A x - y||^2`` per observed sample, from the residual ``A x - y``."""
+    return float(np.vdot(residual.ravel(), residual.ravel())) / operator.observed_count
+
+
+def fill_unobserved(operator: Convolution, y: np.ndarray) -> np.ndarray:
+    """`y` with the samples outside the operator's mask set to their nearest observed one's.
+
+    A stuck pixel or a clipped highlight is no guide to the scene: the
+    starting point and the data-driven weights start from its neighbours.
+    """
+    if operator.mask is None:
+        return y
+    batch = operator.shape_out[: operator.batch_ndim]
+    spatial = operator.shape_out[operator.batch_ndim :]
+    filled = y.reshape((-1,) + spatial).copy()
+    unobserved = operator.mask.reshape(filled.shape) == 0
+    for image, hole in zip(filled, unobserved):
+        if hole.any() and not hole.all():
+            nearest = ndimage.distance_transform_edt(
+                hole, return_distances=False, return_indices=True
+            )
+            image[hole] = image[tuple(index[hole] for index in nearest)]
+    return filled.reshape(batch + spatial)
+
+
 def starting_point(operator: Convolution, y: np.ndarray) -> np.ndarray:
-    """The observed image, extended by its edge values to the unknown's shape."""
+    """The observed image, unobserved samples filled, extended by its edges to the unknown."""
+    y = fill_unobserved(operator, y)
     if operator.shape_in == operator.shape_out:
         return y.copy()
     widths = [(k - 1 - k // 2, k // 2) for k in operator.psf.shape[operator.batch_ndim :]]
@@ -189,7 +217,7 @@ def proximal_gradient(
     """Accelerated proximal gradient: FISTA's momentum with adaptive restart.
 
     Each iteration takes the gradient step ``forward(z)`` (which returns the
-    stepped point and the data residual, for the ``'residual'`` metric) from
+    stepped point and the mean squared data misfit, the ``'residual'`` metric) from
     the extrapolated point ``z``, then ``proximal`` of it. The momentum
     follows Beck and Teboulle and is restarted whenever it points uphill
     (O'Donoghue and Candes's gradient scheme), which removes the ripples of
@@ -208,7 +236,7 @@ def proximal_gradient(
     iteration = 0
     while True:
         iteration += 1
-        stepped, residual = forward(z)
+        stepped, misfit = forward(z)
         x_new = proximal(stepped)
         move = x_new - x
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
@@ -222,7 +250,7 @@ def proximal_gradient(
         x = x_new
         metrics = {
             "change": change,
-            "residual": float(np.vdot(residual.ravel(), residual.ravel())) / residual.size,
+            "residual": misfit,
         }
         done = stop.done(iteration, metrics)
         yield Step(iteration, x, 1.0 if done else fraction_done(iteration, stop), metrics)

@@ -116,10 +116,13 @@ class ADMM(Solver):
         axes = op.axes
         grid = fft_op.fft_shape
         origin = (0,) * len(grid)
-        y = backend.asarray(observed, dtype)
+        observed = backend.asarray(observed, dtype)
+        y = op.restrict(observed)
 
         data = backend.embed(y, origin, grid)
-        mask = backend.embed(backend.ones(y.shape, dtype), origin, grid)
+        mask = backend.embed(
+            backend.ones(y.shape, dtype) if op.mask is None else op.mask, origin, grid
+        )
         otf = fft_op.otf
         # The objective divided by the weight, data / weight + R: the data's
         # curvature is 1 / weight, the prior's about 1 / (typical gradient),
@@ -138,7 +141,7 @@ class ADMM(Solver):
         channels = tuple(range(op.batch_ndim)) if self.couple_channels else ()
 
         # Start from the observed image extended by its edges, to the whole grid.
-        start = starting_point(op, y)
+        start = starting_point(op, observed)
         x = backend.pad(
             start, [(0, g - s) for g, s in zip(grid, start.shape[op.batch_ndim :])], "edge"
         )

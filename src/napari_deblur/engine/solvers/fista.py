@@ -15,6 +15,7 @@ from ._base import (
     Solver,
     Step,
     StoppingRule,
+    mean_squared_misfit,
     per_image,
     proximal_gradient,
     starting_point,
@@ -72,7 +73,8 @@ class FistaTV(Solver):
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        y = backend.asarray(observed, op.dtype)
+        observed = backend.asarray(observed, op.dtype)
+        y = op.restrict(observed)
         step = op.dtype.type(1 / op.lipschitz())
         couple = self.couple_channels and op.batch_ndim > 0
         threshold = per_image(np.mean(self.weight) if couple else self.weight, op) * step
@@ -86,11 +88,11 @@ class FistaTV(Solver):
 
         def forward(z):
             residual = op.apply(z) - y
-            return z - step * op.adjoint(residual), residual
+            return z - step * op.adjoint(residual), mean_squared_misfit(op, residual)
 
         def proximal(point):
             # TV's proximal map, warm-started from the last dual field.
             return denoiser(point, threshold, self.inner)
 
-        start = np.maximum(starting_point(op, y), 0)
+        start = np.maximum(starting_point(op, observed), 0)
         yield from proximal_gradient(start, forward, proximal, self.stop)

@@ -14,6 +14,7 @@ from ._base import (
     Solver,
     Step,
     StoppingRule,
+    mean_squared_misfit,
     per_image,
     proximal_gradient,
     starting_point,
@@ -59,7 +60,8 @@ class NesterovGradient(Solver):
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        y = backend.asarray(observed, op.dtype)
+        observed = backend.asarray(observed, op.dtype)
+        y = op.restrict(observed)
         weight = per_image(self.weight, op)
         grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
         # ||D||^2 <= 4 d for forward differences in d dimensions.
@@ -72,10 +74,10 @@ class NesterovGradient(Solver):
             direction = op.adjoint(residual)
             if regularised:
                 direction += weight * grad.adjoint(grad.apply(z))
-            return z - step * direction, residual
+            return z - step * direction, mean_squared_misfit(op, residual)
 
         def positive(point):
             return np.maximum(point, 0)
 
-        start = np.maximum(starting_point(op, y), 0)
+        start = np.maximum(starting_point(op, observed), 0)
         yield from proximal_gradient(start, forward, positive, self.stop)

@@ -15,6 +15,7 @@ from ._base import (
     Step,
     StoppingRule,
     fraction_done,
+    mean_squared_misfit,
     per_image,
     starting_point,
 )
@@ -112,7 +113,8 @@ class RichardsonLucy(Solver):
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
         dtype = op.dtype
-        y = np.clip(backend.asarray(observed, dtype), 0, None)
+        observed = np.clip(backend.asarray(observed, dtype), 0, None)
+        y = op.restrict(observed)
         norm = op.adjoint(backend.ones(op.shape_out, dtype))
         floor = norm.max() * 1e-6
         tiny = np.finfo(dtype).tiny
@@ -126,7 +128,7 @@ class RichardsonLucy(Solver):
             if variance.ndim and variance.shape != y.shape:
                 variance = per_image(variance, op)
             cutoff = dtype.type(self.damping**2) * np.maximum(variance, tiny)
-        x = self.initial(y)
+        x = self.initial(observed)
         previous = None
         # The corrections made by the last two RL steps (Biggs-Andrews).
         last_step = step_before = None
@@ -144,7 +146,7 @@ class RichardsonLucy(Solver):
                 point = np.maximum(x + alpha * (x - previous), tiny)
             blurred = op.apply(point)
             misfit = blurred - y
-            residual = float(np.vdot(misfit.ravel(), misfit.ravel())) / misfit.size
+            residual = mean_squared_misfit(op, misfit)
             ratio = y / np.maximum(blurred, tiny)
             if self.damping is not None:
                 # White's damping: u = (misfit / threshold)^2, the correction

@@ -76,7 +76,7 @@ class Wiener(Solver):
         fft_op = op.with_fft()
         nsr = self.choose_nsr(y)
         denominator = np.abs(fft_op.otf) ** 2 + nsr * gradient_spectrum(fft_op.fft_shape, op.dtype)
-        if op.boundary != "periodic":
+        if op.boundary != "periodic" or op.mask is not None:
             yield from self._conjugate_gradients(y, nsr, fft_op, denominator)
             return
         spectrum = backend.rfftn(y, fft_op.axes)

@@ -1,0 +1,74 @@
+"""Clipped samples: at the sensor's saturation level a pixel no longer measures the blur.
+
+A lamp or a specular highlight brighter than the sensor's range is recorded
+at the range's top, whatever its true brightness: fitting a blur model to
+those pixels makes the solver darken the light and ring round it. Such
+samples are left out of the data term (Whyte et al. 2014), and the scene
+there is filled in by the prior and the unclipped pixels round it.
+
+References
+----------
+.. [1] O. Whyte, J. Sivic and A. Zisserman, "Deblurring shaken and
+   partially saturated images", IJCV 110(2), 185-201, 2014.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Samples at or above this fraction of the saturation level count as
+#: clipped: compression and demosaicing smear the flat top by a few levels.
+NEAR_SATURATION = 0.99
+
+
+def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -> float | None:
+    """Value at or above which a sample of `raw` is clipped, if it can be known.
+
+    Parameters
+    ----------
+    raw : ndarray
+        Pixels as stored.
+    saturation : float, 'auto' or None
+        The level itself; ``'auto'``: the largest value of an integer type,
+        1.0 for floating data up to 1, unknown otherwise; None: never clipped.
+
+    Returns
+    -------
+    float or None
+        The level, None where there is none.
+    """
+    if saturation is None:
+        return None
+    if saturation != "auto":
+        level = float(saturation)
+        if not level > 0:
+            raise ValueError(f"saturation must be positive, 'auto' or None, got {saturation}")
+        return level
+    if raw.dtype.kind in "iu":
+        return float(np.iinfo(raw.dtype).max)
+    if raw.dtype.kind == "f" and raw.size and float(raw.max()) <= 1.0:
+        return 1.0
+    return None
+
+
+def clipped_mask(raw: np.ndarray, saturation: float | str | None = "auto") -> np.ndarray | None:
+    """True where a sample of `raw` is at or near the saturation level.
+
+    Parameters
+    ----------
+    raw : ndarray
+        Pixels as stored (encoded values: clipping happens on the sensor's
+        output, before any decoding).
+    saturation : float, 'auto' or None
+        See :func:`saturation_level`.
+
+    Returns
+    -------
+    ndarray of bool or None
+        The clipped samples, or None when none are.
+    """
+    level = saturation_level(raw, saturation)
+    if level is None:
+        return None
+    clipped = raw >= NEAR_SATURATION * level
+    return clipped if clipped.any() else None
