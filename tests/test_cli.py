@@ -8,6 +8,7 @@ import tifffile
 
 from napari_deblur._cli import main
 from napari_deblur._sample_data import make_defocused_photo
+from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import gaussian_psf
 from tests.conftest import psnr
@@ -127,6 +128,10 @@ def test_never_overwrites_an_input(photo_files, capsys):
             ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--max-iter", "0"],
             "max_iter",
         ),
+        (
+            ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--mask", "light.jpg"],
+            "bad_pixels",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):
@@ -193,3 +198,34 @@ def test_clipped_light_is_warned_by_run(tmp_path, caplog):
     args = ["run", str(tmp_path / "blurred.png"), "--psf", str(tmp_path / "light.png")]
     assert main([*args, "-o", str(tmp_path / "out.png"), "--max-iter", "2"]) == 0
     assert "clipped" in caplog.text
+
+
+def test_mask_file_and_clipped_pixels_are_left_out(tmp_path, caplog):
+    from tests.test_api import night_scene
+
+    photo, psf, truth, near = night_scene(np.random.default_rng(3))
+    stuck = photo.copy()
+    bad = np.zeros(photo.shape, bool)
+    bad[::9, ::7] = True
+    stuck[bad] = 160
+    iio.imwrite(tmp_path / "night.png", stuck)
+    iio.imwrite(tmp_path / "mask.png", bad.astype(np.uint8) * 255)
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    args = ["run", str(tmp_path / "night.png"), "--psf", str(tmp_path / "psf.tif")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert (
+            main([*args, "-o", str(tmp_path / "masked.png"), "--mask", str(tmp_path / "mask.png")])
+            == 0
+        )
+    left_out = np.count_nonzero(bad | (photo >= 253))
+    assert f"{left_out} clipped or bad samples left out" in caplog.text
+    assert main([*args, "-o", str(tmp_path / "fitted.png"), "--saturation", "none"]) == 0
+    masked = iio.imread(tmp_path / "masked.png").astype(float)
+    fitted = iio.imread(tmp_path / "fitted.png").astype(float)
+    sharp = 255 * linear_to_srgb(np.clip(truth, 0, 1))
+    masked_error, fitted_error = np.abs(masked - sharp), np.abs(fitted - sharp)
+    # Fitted, each stuck pixel spreads a PSF-sized blotch round it, and the
+    # clipped lamps leave halos.
+    away = ~near & (photo < 253)
+    assert masked_error[away].mean() < 0.8 * fitted_error[away].mean()
+    assert masked_error[near].mean() < 0.5 * fitted_error[near].mean()

@@ -2,9 +2,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_deblur import _widget
+from napari_deblur import _widget, deblur
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur._widget import DeblurWidget, PointSourceWidget
+from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import gaussian_psf
 from tests.conftest import psnr
@@ -227,3 +228,30 @@ def test_psf_widget_without_light_is_a_notification(make_napari_viewer, errors):
     widget.measure_button.native.click()
     assert len(errors) == 1 and "no light" in errors[0]
     assert len(viewer.layers) == 1
+
+
+def test_labels_layer_marks_bad_pixels(make_napari_viewer, qtbot, errors):
+    from tests.test_api import night_scene
+
+    viewer = make_napari_viewer()
+    photo, psf, truth, near = night_scene(np.random.default_rng(2))
+    stuck = photo.copy()
+    bad = np.zeros(photo.shape, np.uint8)
+    bad[::9, ::7] = 1
+    stuck[bad == 1] = 160
+    viewer.add_image(stuck, name="night")
+    viewer.add_image(psf, name="psf")
+    viewer.add_labels(bad, name="dead pixels")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["night"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.bad_pixels.value = viewer.layers["dead pixels"]
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["night deblurred (admm_tv)"].data
+    sharp = 255 * linear_to_srgb(np.clip(truth, 0, 1))
+    fitted = deblur(stuck, psf)
+    # Fitted, each stuck pixel spreads a PSF-sized blotch round it.
+    away = ~near & (photo < 253)
+    assert np.abs(result - sharp)[away].mean() < 0.8 * np.abs(fitted - sharp)[away].mean()
+    assert "clipped or bad samples left out" in widget.report.value

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import warnings
+from collections import deque
 from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
@@ -28,22 +29,29 @@ def launch_gui(sample: str = "defocused_photo") -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Deblur one file with a PSF file and write the result."""
-    from ._api import deblur
+    from ._api import deblur_steps
     from ._io import ImageFile, read_image, to_dtype, write_image
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
-    inputs = {Path(args.blurred).resolve(), Path(args.psf).resolve()}
+    inputs = {Path(p).resolve() for p in (args.blurred, args.psf, args.mask) if p is not None}
     if Path(args.output).resolve() in inputs:
         raise ValueError(f"{args.output} is an input; choose another output file")
     image = read_image(args.blurred)
     psf = read_image(args.psf)
+    bad_pixels = None
+    if args.mask is not None:
+        mask = read_image(args.mask)
+        bad_pixels = mask.data != 0
+        if mask.channel_axis is not None:
+            # A colour mask file marks a pixel bad where any of its channels is set.
+            bad_pixels = bad_pixels.any(axis=-1)
     psf_data = psf.data
     if psf.channel_axis is not None and image.channel_axis is None:
         psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=args.encoding).grey
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
-        result = deblur(
+        steps = deblur_steps(
             image.data,
             psf_data,
             method=args.method,
@@ -51,10 +59,23 @@ def run(args: argparse.Namespace) -> None:
             channel_axis=image.channel_axis,
             encoding=args.encoding,
             max_iter=args.max_iter,
+            bad_pixels=bad_pixels,
+            saturation=args.saturation,
         )
+        (last,) = deque(steps, maxlen=1)
     for warning in caught:
         log.warning("warning: %s", warning.message)
-    out, clipped = to_dtype(result, image.data.dtype)
+    settings = last.settings
+    log.info(
+        "%s, %d iterations, noise %.3g%s",
+        settings["method"],
+        last.iteration,
+        settings["noise"],
+        f", {settings['left_out']} clipped or bad samples left out of the fit"
+        if settings["left_out"]
+        else "",
+    )
+    out, clipped = to_dtype(last.image, image.data.dtype)
     if clipped:
         log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
     write_image(
@@ -95,6 +116,15 @@ def _roi(text: str) -> tuple[tuple[int, int], ...]:
         return tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP") from None
+
+
+def _saturation(text: str) -> float | str | None:
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number, 'auto' or 'none'") from None
 
 
 def _sources(text: str) -> int | str:
@@ -164,6 +194,16 @@ def _parser() -> argparse.ArgumentParser:
         "--encoding", choices=ENCODINGS, default="auto", help="sRGB or linear pixel values"
     )
     p.add_argument("--max-iter", type=int, default=None, help="upper bound on iterations")
+    p.add_argument(
+        "--mask", help="bad-pixel mask: an image of the same size, non-zero where a pixel is bad"
+    )
+    p.add_argument(
+        "--saturation",
+        type=_saturation,
+        default="auto",
+        help="stored value at which the sensor clipped ('auto': the top of the file's range; "
+        "'none': nothing is clipped); clipped pixels are left out of the fit",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 

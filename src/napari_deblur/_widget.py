@@ -107,6 +107,14 @@ class DeblurWidget(Container):
             label="PSF region",
             options={"tooltip": "Optional: a rectangle round the light in the PSF layer"},
         )
+        self.bad_pixels = create_widget(
+            annotation=napari.layers.Labels | None,
+            label="bad pixels",
+            options={
+                "tooltip": "Optional: a Labels layer painted over pixels to leave out "
+                "(hot or dead pixels, dust, scratches); clipped pixels are found by themselves"
+            },
+        )
         self.method = ComboBox(choices=METHODS, value="auto", label="method")
         self.boundary = ComboBox(
             choices=("auto", *BOUNDARIES),
@@ -132,6 +140,7 @@ class DeblurWidget(Container):
                 self.image,
                 self.psf,
                 self.psf_region,
+                self.bad_pixels,
                 self.method,
                 self.boundary,
                 self.weight,
@@ -153,14 +162,16 @@ class DeblurWidget(Container):
         """The running (or last) worker, for callers that wait on it."""
         return self._worker
 
-    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None]:
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None]:
         image_layer, psf_layer = self.image.value, self.psf.value
         if image_layer is None or psf_layer is None:
             raise ValueError("choose both a blurred image layer and a PSF layer")
         if image_layer is psf_layer:
             raise ValueError("the PSF layer must differ from the image layer")
         psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
-        return np.asarray(image_layer.data), psf, -1 if image_layer.rgb else None
+        labels = self.bad_pixels.value
+        bad = None if labels is None else np.asarray(labels.data) != 0
+        return np.asarray(image_layer.data), psf, -1 if image_layer.rgb else None, bad
 
     def _weight(self) -> float | None:
         text = self.weight.value.strip().lower()
@@ -177,7 +188,7 @@ class DeblurWidget(Container):
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
-            image, psf, channel_axis = self._inputs()
+            image, psf, channel_axis, bad = self._inputs()
             steps = deblur_steps(
                 image,
                 psf,
@@ -186,6 +197,7 @@ class DeblurWidget(Container):
                 channel_axis=channel_axis,
                 weight=self._weight(),
                 max_iter=self.max_iter.value,
+                bad_pixels=bad,
             )
         except (ValueError, TypeError) as error:
             show_error(f"Deblur: {error}")
@@ -241,9 +253,11 @@ class DeblurWidget(Container):
         chosen = "" if weight is None else f", {meaning} {weight:.3g}"
         if weight is not None and self._weight() is None:
             chosen += " (auto)"
+        left_out = settings["left_out"]
+        left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
         self.report.value = (
             f"{settings['method']}, boundary {settings['boundary']}, "
-            f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}\n"
+            f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"
             f"iteration {progress.iteration}: {values}"
         )
 
