@@ -53,6 +53,7 @@ def test_run_rgb_png_with_raw_light_photo(photo_files):
         (".tif", np.float32, (48, 40)),
         (".tif", np.uint16, (12, 32, 30)),
         (".tif", np.uint8, (40, 36, 3)),
+        (".tif", np.uint16, (40, 36, 3)),
     ],
 )
 def test_run_keeps_shape_and_dtype(tmp_path, suffix, dtype, shape, rng):
@@ -229,3 +230,37 @@ def test_mask_file_and_clipped_pixels_are_left_out(tmp_path, caplog):
     away = ~near & (photo < 253)
     assert masked_error[away].mean() < 0.8 * fitted_error[away].mean()
     assert masked_error[near].mean() < 0.5 * fitted_error[near].mean()
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
+def test_run_keeps_exif_and_colour_profile(photo_files, suffix):
+    from PIL import Image, ImageCms
+
+    folder, blurred, _ = photo_files
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Maker", "Camera 1"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    if suffix == ".tif":
+        tifffile.imwrite(folder / "in.tif", blurred, photometric="rgb", iccprofile=icc)
+    else:
+        Image.fromarray(blurred).save(folder / f"in{suffix}", exif=exif.tobytes(), icc_profile=icc)
+    out = folder / f"out{suffix}"
+    args = ["run", str(folder / f"in{suffix}"), "--psf", str(folder / "light.jpg")]
+    assert main([*args, "-o", str(out), "--max-iter", "3"]) == 0
+    if suffix == ".tif":
+        with tifffile.TiffFile(out) as tif:
+            assert tif.pages[0].iccprofile == icc
+            assert tif.asarray().dtype == np.uint8
+        return
+    with Image.open(out) as written:
+        assert written.info["icc_profile"] == icc
+        assert dict(written.getexif()) == {0x010F: "Maker", 0x0110: "Camera 1"}
+
+
+def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
+    from napari_deblur._io import ImageFile, write_image
+
+    image = ImageFile(np.zeros((4, 5, 3), np.uint16), -1)
+    with pytest.raises(ValueError, match="TIFF"):
+        write_image(tmp_path / "out.png", image)
+    assert list(tmp_path.iterdir()) == []

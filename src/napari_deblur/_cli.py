@@ -78,9 +78,8 @@ def run(args: argparse.Namespace) -> None:
     out, clipped = to_dtype(last.image, image.data.dtype)
     if clipped:
         log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
-    write_image(
-        args.output, ImageFile(out, image.channel_axis, image.alpha), overwrite=args.overwrite
-    )
+    result = ImageFile(out, image.channel_axis, image.alpha, image.exif, image.icc_profile)
+    write_image(args.output, result, overwrite=args.overwrite)
     log.info("deblurred %s in %.2f s", args.blurred, time.perf_counter() - start)
 
 

@@ -1,4 +1,9 @@
-"""Image files: PNG, JPEG and TIFF in, the same depth and layout out, written atomically."""
+"""Image files: PNG, JPEG and TIFF in, the same depth, layout and profile out, written atomically.
+
+The camera's EXIF record and the ICC colour profile travel from the input to
+the output where the output's format holds them: both in PNG and JPEG, the
+ICC profile in TIFF (tifffile writes no EXIF directory).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +36,15 @@ class ImageFile:
         -1 for colour (RGB or RGBA), None for grey images and stacks.
     alpha : ndarray or None
         The alpha channel, kept apart from the colour.
+    exif, icc_profile : bytes or None
+        The file's EXIF record and ICC colour profile, as stored.
     """
 
     data: np.ndarray
     channel_axis: int | None
     alpha: np.ndarray | None = None
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -61,20 +71,23 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     suffix = _suffix(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    exif = None
     if suffix in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:
             data = tif.asarray()
             colour = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
+            icc_profile = tif.pages[0].iccprofile
     else:
         data = iio.imread(path)
         colour = data.ndim == 3
+        with Image.open(path) as opened:
+            exif, icc_profile = opened.info.get("exif"), opened.info.get("icc_profile")
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
-    if not colour:
-        return ImageFile(data, None)
-    if data.shape[-1] == 4:
-        return ImageFile(data[..., :3], -1, data[..., 3])
-    return ImageFile(data, -1)
+    alpha = None
+    if colour and data.shape[-1] == 4:
+        data, alpha = data[..., :3], data[..., 3]
+    return ImageFile(data, -1 if colour else None, alpha, exif or None, icc_profile or None)
 
 
 def to_dtype(image: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -120,17 +133,28 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
     allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
     if suffix in allowed and data.dtype not in allowed[suffix]:
         raise ValueError(f"{path}: {suffix} cannot hold {data.dtype} pixels; write a TIFF instead")
+    if suffix == ".png" and data.dtype == np.uint16 and image.channel_axis is not None:
+        # Pillow, which writes PNG here, keeps 16 bits for grey images only.
+        raise ValueError(f"{path}: 16-bit colour is written as TIFF, not PNG; use a .tif name")
     folder = path.parent if str(path.parent) else Path(".")
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     try:
         if suffix in TIFF_SUFFIXES:
             photometric = "rgb" if image.channel_axis is not None else "minisblack"
-            tifffile.imwrite(temporary, data, photometric=photometric)
-        elif suffix == ".png":
-            iio.imwrite(temporary, data, extension=".png")
+            tifffile.imwrite(
+                temporary, data, photometric=photometric, iccprofile=image.icc_profile
+            )
+            if image.exif:
+                log.info("%s: TIFF output keeps the ICC profile but not the EXIF record", path)
         else:
-            iio.imwrite(temporary, data, extension=".jpeg", quality=95)
+            profile = {
+                key: value
+                for key, value in (("exif", image.exif), ("icc_profile", image.icc_profile))
+                if value
+            }
+            options = {"quality": 95} if suffix != ".png" else {}
+            iio.imwrite(temporary, data, extension=suffix, **options, **profile)
         os.chmod(temporary, path.stat().st_mode if path.exists() else _default_mode())
         os.replace(temporary, path)
     except BaseException:
