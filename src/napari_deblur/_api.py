@@ -59,9 +59,15 @@ def _as_image(image, name: str) -> np.ndarray:
     return image
 
 
-def _invalid_pixels(image, channel_axis, bad_pixels, saturation) -> np.ndarray | None:
-    """Samples left out of the fit, channels first (one channel for grey), or None."""
+def _left_out(
+    image, channel_axis, bad_pixels, saturation
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Samples left out of the fit, and those of them that are clipped (not bad).
+
+    Both channels first (one channel for grey), or None where there are none.
+    """
     clipped = clipped_mask(image, saturation)
+    bad = None
     if bad_pixels is not None:
         bad = np.asarray(bad_pixels)
         if bad.dtype.kind not in "biu":
@@ -74,14 +80,19 @@ def _invalid_pixels(image, channel_axis, bad_pixels, saturation) -> np.ndarray |
                 f"bad_pixels must have the image's spatial shape {spatial} "
                 f"or its shape {image.shape}, got {bad.shape}"
             )
-        clipped = bad != 0 if clipped is None else clipped | (bad != 0)
-    if clipped is None:
-        return None
-    invalid = np.broadcast_to(clipped, image.shape)
-    invalid = invalid[None] if channel_axis is None else np.moveaxis(invalid, channel_axis, 0)
-    if invalid.all():
+        bad = np.broadcast_to(bad != 0, image.shape)
+        clipped = None if clipped is None else clipped & ~bad
+
+    def channels_first(samples):
+        if samples is None or not samples.any():
+            return None
+        return samples[None] if channel_axis is None else np.moveaxis(samples, channel_axis, 0)
+
+    invalid = channels_first(bad if clipped is None else clipped if bad is None else clipped | bad)
+    clipped = channels_first(clipped)
+    if invalid is not None and invalid.all():
         raise ValueError("every pixel is clipped or marked bad; nothing is left to deblur")
-    return invalid
+    return invalid, clipped
 
 
 def deblur_steps(
@@ -125,7 +136,7 @@ def deblur_steps(
             )
         channel_axis %= image.ndim
     spatial_ndim = image.ndim - (channel_axis is not None)
-    invalid = _invalid_pixels(image, channel_axis, bad_pixels, saturation)
+    invalid, clipped = _left_out(image, channel_axis, bad_pixels, saturation)
 
     psf = _as_image(psf, "psf")
     if psf.ndim == spatial_ndim:
@@ -164,7 +175,7 @@ def deblur_steps(
         mask=None if invalid is None else ~invalid,
     )
     level = (
-        estimate_noise_level(fill_unobserved(operator, linear), batch_ndim=1)
+        estimate_noise_level(fill_unobserved(operator, linear, around=clipped), batch_ndim=1)
         if noise is None or method == "auto"
         else None
     )
@@ -178,7 +189,13 @@ def deblur_steps(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
     solver, chosen = build_solver(
-        method, operator, linear, variance=variance, weight=weight, max_iter=max_iter
+        method,
+        operator,
+        linear,
+        variance=variance,
+        weight=weight,
+        max_iter=max_iter,
+        clipped=clipped,
     )
     settings = {
         "method": method,

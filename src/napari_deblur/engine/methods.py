@@ -78,6 +78,7 @@ def build_solver(
     variance: np.ndarray,
     weight: float | None = None,
     max_iter: int | None = None,
+    clipped: np.ndarray | None = None,
 ) -> tuple[Solver, float | None]:
     """The solver for `method` with its weight chosen from the data (unless given).
 
@@ -95,6 +96,10 @@ def build_solver(
         Regularisation weight (see :data:`WEIGHT_MEANING`); chosen when omitted.
     max_iter : int, optional
         Upper bound on iterations.
+    clipped : ndarray of bool, optional
+        Samples where the sensor clipped (also left out of the operator's
+        mask): the ADMM methods keep the blurred scene at least as bright
+        as recorded there; the others only leave them out.
 
     Returns
     -------
@@ -104,8 +109,9 @@ def build_solver(
     if method not in METHODS or method == "auto":
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
     batch_ndim = operator.batch_ndim
-    # The weights are chosen on the image with unobserved samples filled in.
-    observed = fill_unobserved(operator, observed)
+    # The weights are chosen on the image with unobserved samples, and the
+    # light they spread, filled in.
+    observed = fill_unobserved(operator, observed, around=clipped)
 
     def nsr() -> np.ndarray:
         return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)
@@ -146,7 +152,8 @@ def build_solver(
     if method == "fista_tv":
         return FistaTV(operator, weight=chosen, stop=converged(200)), float(np.mean(chosen))
     if method == "admm_tv":
-        return ADMM(operator, weight=chosen, stop=converged(150)), float(np.mean(chosen))
+        solver = ADMM(operator, weight=chosen, clipped=clipped, stop=converged(150))
+        return solver, float(np.mean(chosen))
     if weight is None:
         # The same penalty as TV's at the typical (RMS) gradient implied by
         # GCV, sqrt(variance / nsr): weight g = w g^alpha.
@@ -157,6 +164,7 @@ def build_solver(
         weight=chosen,
         prior="hyper-laplacian",
         alpha=HYPER_LAPLACIAN_ALPHA,
+        clipped=clipped,
         stop=converged(300),
     )
     return solver, float(np.mean(chosen))

@@ -178,11 +178,16 @@ def mean_squared_misfit(operator: Convolution, residual: np.ndarray) -> float:
     return float(np.vdot(residual.ravel(), residual.ravel())) / operator.observed_count
 
 
-def fill_unobserved(operator: Convolution, y: np.ndarray) -> np.ndarray:
+def fill_unobserved(
+    operator: Convolution, y: np.ndarray, *, around: np.ndarray | None = None
+) -> np.ndarray:
     """`y` with the samples outside the operator's mask set to their nearest observed one's.
 
     A stuck pixel or a clipped highlight is no guide to the scene: the
-    starting point and the data-driven weights start from its neighbours.
+    starting point starts from its neighbours. The samples within the PSF's
+    reach of those in `around` (clipped lamps) are filled too where the
+    data-driven weights are chosen, so that the light a lamp spreads round
+    it does not pass for the scene's detail.
     """
     if operator.mask is None:
         return y
@@ -190,6 +195,10 @@ def fill_unobserved(operator: Convolution, y: np.ndarray) -> np.ndarray:
     spatial = operator.shape_out[operator.batch_ndim :]
     filled = y.reshape((-1,) + spatial).copy()
     unobserved = operator.mask.reshape(filled.shape) == 0
+    if around is not None:
+        reach = np.ones(operator.psf.shape[operator.batch_ndim :], bool)
+        spread = np.reshape(around, unobserved.shape)
+        unobserved = unobserved | np.stack([ndimage.binary_dilation(s, reach) for s in spread])
     for image, hole in zip(filled, unobserved):
         if hole.any() and not hole.all():
             nearest = ndimage.distance_transform_edt(
