@@ -187,7 +187,8 @@ def fill_unobserved(
     starting point starts from its neighbours. The samples within the PSF's
     reach of those in `around` (clipped lamps) are filled too where the
     data-driven weights are chosen, so that the light a lamp spreads round
-    it does not pass for the scene's detail.
+    it does not pass for the scene's detail (unless that reach covers half
+    the image).
     """
     if operator.mask is None:
         return y
@@ -197,8 +198,12 @@ def fill_unobserved(
     unobserved = operator.mask.reshape(filled.shape) == 0
     if around is not None:
         reach = np.ones(operator.psf.shape[operator.batch_ndim :], bool)
-        spread = np.reshape(around, unobserved.shape)
-        unobserved = unobserved | np.stack([ndimage.binary_dilation(s, reach) for s in spread])
+        for hole, lamps in zip(unobserved, np.reshape(around, unobserved.shape)):
+            glare = ndimage.binary_dilation(lamps, reach)
+            # Scattered clipped samples (noise at the top of the range) would
+            # spread over everything: then only they are filled.
+            if np.mean(glare) < 0.5:
+                hole |= glare
     for image, hole in zip(filled, unobserved):
         if hole.any() and not hole.all():
             nearest = ndimage.distance_transform_edt(
