@@ -226,3 +226,14 @@ def test_real_bars_get_closer_to_truth(shared_data):
     error_out = np.linalg.norm(scale * out - truth)
     error_in = np.linalg.norm(scale_in * observed - truth)
     assert error_out < 0.9 * error_in
+
+
+@pytest.mark.parametrize("scale", [255, 1.0])
+def test_noise_free_images_still_get_a_positive_weight(scale):
+    # A clean synthetic image has no measurable noise; its rounding (or a
+    # millionth of its range) keeps the weights positive.
+    blocks = np.kron(data.camera()[::32, ::32], np.ones((8, 8)))
+    image = blocks.astype(np.uint8) if scale == 255 else blocks / 255.0
+    (last,) = list(deblur_steps(image, defocus_psf(3.0), max_iter=2))[-1:]
+    assert last.settings["weight"] > 0 and last.settings["noise"] > 0
+    assert np.all(np.isfinite(last.image))

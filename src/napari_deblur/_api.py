@@ -11,7 +11,7 @@ import numpy as np
 from .engine import backend
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.methods import METHODS, build_solver, choose_method
-from .engine.noise import estimate_noise_level
+from .engine.noise import estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
 from .engine.saturation import clipped_mask
@@ -179,7 +179,17 @@ def deblur_steps(
         if noise is None or method == "auto"
         else None
     )
-    variance = level.variance if noise is None else np.full(linear.shape[0], float(noise) ** 2)
+    if noise is None:
+        # No image is cleaner than its rounding to integers; a noise-free
+        # floating-point one is taken at a millionth of its range, so that
+        # every weight stays positive.
+        raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
+        rounding = quantisation_noise(raw, encoding_image)
+        if rounding is None:
+            rounding = 1e-6 * np.max(np.abs(linear), axis=tuple(range(1, linear.ndim)))
+        variance = np.maximum(level.variance, np.maximum(rounding, 1e-12) ** 2)
+    else:
+        variance = np.full(linear.shape[0], float(noise) ** 2)
     if method == "auto":
         # Signed data are not photon counts, whatever their noise looks like.
         photons = level.photon_share if linear.min() >= 0 else 0.0

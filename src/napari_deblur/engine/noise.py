@@ -9,6 +9,7 @@ from scipy.optimize import minimize_scalar, nnls
 from scipy.signal.windows import tukey
 
 from . import backend
+from .color import to_linear
 from .operators import gradient_spectrum
 from .psf import psf_to_otf
 
@@ -147,6 +148,31 @@ class NoiseLevel:
         """Share of the variance that grows with the light (photon noise), in [0, 1]."""
         total = float(np.sum(self.variance))
         return float(np.sum(self.gain * self.light)) / total if total > 0 else 0.0
+
+
+def quantisation_noise(raw: np.ndarray, encoding: str) -> np.ndarray | None:
+    """Noise of rounding to integers, in linear light at each channel's median level.
+
+    Parameters
+    ----------
+    raw : ndarray
+        Stored pixels, channels first.
+    encoding : {'srgb', 'linear'}
+        How they encode light.
+
+    Returns
+    -------
+    ndarray or None
+        Standard deviation per channel (one step over sqrt(12)), None for
+        floating-point data.
+    """
+    if raw.dtype.kind not in "iu":
+        return None
+    top = np.iinfo(raw.dtype).max
+    levels = np.minimum(np.median(raw.reshape(raw.shape[0], -1), axis=1), top - 1)
+    codes = np.stack([levels, levels + 1]).astype(raw.dtype)
+    step = np.abs(np.diff(to_linear(codes, encoding), axis=0)[0])
+    return step / np.sqrt(12)
 
 
 def estimate_noise_level(image, *, batch_ndim: int = 0) -> NoiseLevel:

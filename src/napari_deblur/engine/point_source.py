@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from .color import resolve_encoding, to_linear
-from .noise import estimate_noise
+from .noise import estimate_noise, quantisation_noise
 from .psf import centroid, normalize_psf, shift_subpixel
 from .saturation import NEAR_SATURATION, saturation_level
 
@@ -199,7 +199,7 @@ def psf_from_point_source(
             encoding=encoding,
         )
 
-    floor = _quantisation_noise(raw, encoding)
+    floor = quantisation_noise(raw, encoding)
     count = sources if rois is None else 1
     found = [_find_sources(linear, box, count, floor) for box in regions]
     blobs = [blob for f in found for blob in f.blobs]
@@ -364,16 +364,6 @@ def _find_sources(
         blobs.append(_Blob(light, global_window, centre))
     levels = [float(plane.mean()) for plane, _ in fits]
     return _Found(blobs, float(np.mean(levels)), noise)
-
-
-def _quantisation_noise(raw: np.ndarray, encoding: str) -> np.ndarray | None:
-    """Noise of rounding to integers, in linear light at each channel's median level."""
-    if raw.dtype.kind not in "iu":
-        return None
-    levels = np.median(raw.reshape(raw.shape[0], -1), axis=1)
-    codes = np.stack([levels, levels + 1]).astype(raw.dtype)
-    step = np.abs(np.diff(to_linear(codes, encoding), axis=0)[0])
-    return step / np.sqrt(12)
 
 
 def _dilate(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
