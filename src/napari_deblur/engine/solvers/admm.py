@@ -139,7 +139,12 @@ class ADMM(Solver):
         # The v step's weights: on observed samples (mask 1) half the data and
         # half the estimate, elsewhere the estimate. Only these two arrays
         # of the data stay in memory.
-        mask = backend.ones(observed.shape, dtype) if op.mask is None else op.mask
+        # Without a mask every channel has the same shares: one copy serves all.
+        mask = (
+            backend.ones((1,) * op.batch_ndim + observed.shape[op.batch_ndim :], dtype)
+            if op.mask is None
+            else op.mask
+        )
         estimate_share = 1 / (backend.embed(mask, origin, grid) + 1)
         data_share = backend.embed(op.restrict(observed), origin, grid)
         data_share *= estimate_share
@@ -185,10 +190,14 @@ class ADMM(Solver):
             spectrum = backend.rfftn(np.subtract(v, u_v, out=scratch), axes)
             spectrum *= conj_otf
             spectrum += backend.rfftn(local, axes)
+            del local
             spectrum *= inverse_denominator
             x = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
             spectrum *= otf
             blurred = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
+            # Freed now, not when the next iteration replaces it: large images
+            # are limited by the peak of memory.
+            del spectrum
 
             check = iteration % CHECK_EVERY == 0
             if check:
