@@ -136,8 +136,9 @@ def build_solver(
         # Colour TV takes the gradient's length across channels: on noise,
         # uncorrelated between them, that is sqrt(C) times less than the sum
         # of the channels' own TV, so the weight is sqrt(C) times larger to
-        # suppress the noise as much.
-        chosen = chosen * np.sqrt(channels)
+        # suppress the noise as much. One prior for all channels takes one
+        # weight: their median, which one channel's odd GCV cannot drag.
+        chosen = np.full_like(chosen, np.median(chosen) * np.sqrt(channels))
     if method == "rl_tv":
         if weight is None:
             # RL-TV's weight is relative to the Poisson likelihood, whose
@@ -152,7 +153,12 @@ def build_solver(
     if method == "fista_tv":
         return FistaTV(operator, weight=chosen, stop=converged(200)), float(np.mean(chosen))
     if method == "admm_tv":
-        solver = ADMM(operator, weight=chosen, clipped=clipped, stop=converged(150))
+        # Clipped lamps, ten to a hundred times brighter than the rest, make
+        # the problem stiff: ADMM needs more iterations to settle round them.
+        stiff = clipped is not None and bool(np.any(clipped))
+        solver = ADMM(
+            operator, weight=chosen, clipped=clipped, stop=converged(400 if stiff else 150)
+        )
         return solver, float(np.mean(chosen))
     if weight is None:
         # The same penalty as TV's at the typical (RMS) gradient implied by

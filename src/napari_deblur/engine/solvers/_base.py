@@ -181,14 +181,14 @@ def mean_squared_misfit(operator: Convolution, residual: np.ndarray) -> float:
 def fill_unobserved(
     operator: Convolution, y: np.ndarray, *, around: np.ndarray | None = None
 ) -> np.ndarray:
-    """`y` with the samples outside the operator's mask set to their nearest observed one's.
+    """`y` with the samples outside the operator's mask filled from the observed ones round them.
 
     A stuck pixel or a clipped highlight is no guide to the scene: the
-    starting point starts from its neighbours. The samples within the PSF's
-    reach of those in `around` (clipped lamps) are filled too where the
-    data-driven weights are chosen, so that the light a lamp spreads round
-    it does not pass for the scene's detail (unless that reach covers half
-    the image).
+    starting point starts from its neighbours. Where the data-driven weights
+    are chosen, the samples within the PSF's reach of clipped lights (spots
+    of `around` up to four PSF areas) are filled too, so that the light a
+    lamp spreads round it does not pass for the scene's detail (unless that
+    reach covers half the image).
     """
     if operator.mask is None:
         return y
@@ -198,18 +198,27 @@ def fill_unobserved(
     unobserved = operator.mask.reshape(filled.shape) == 0
     if around is not None:
         reach = np.ones(operator.psf.shape[operator.batch_ndim :], bool)
-        for hole, lamps in zip(unobserved, np.reshape(around, unobserved.shape)):
-            glare = ndimage.binary_dilation(lamps, reach)
+        for hole, clipped in zip(unobserved, np.reshape(around, unobserved.shape)):
+            # Lights are clipped spots about a PSF across; a clipped sky or
+            # white wall is scene, its edges real detail.
+            labels, count = ndimage.label(clipped)
+            sizes = ndimage.sum_labels(clipped, labels, np.arange(1, count + 1))
+            lights = np.isin(labels, 1 + np.flatnonzero(sizes <= 4 * reach.size))
+            glare = ndimage.binary_dilation(lights, reach)
             # Scattered clipped samples (noise at the top of the range) would
             # spread over everything: then only they are filled.
             if np.mean(glare) < 0.5:
                 hole |= glare
+    # The nearest observed value, smoothed over half a PSF: a fill with the
+    # seams of the nearest-neighbour cells would pass for sharp detail.
+    smoothing = max(operator.psf.shape[operator.batch_ndim :]) / 4
     for image, hole in zip(filled, unobserved):
         if hole.any() and not hole.all():
             nearest = ndimage.distance_transform_edt(
                 hole, return_distances=False, return_indices=True
             )
             image[hole] = image[tuple(index[hole] for index in nearest)]
+            image[hole] = ndimage.gaussian_filter(image, smoothing)[hole]
     return filled.reshape(batch + spatial)
 
 
