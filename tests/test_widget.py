@@ -98,6 +98,30 @@ def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors
     assert psnr(truth, result.data, 100) > psnr(truth, image.data, 100) + 2
 
 
+def test_psf_layer_with_its_own_voxels_is_resampled(make_napari_viewer, qtbot, errors, rng):
+    viewer = make_napari_viewer()
+    scene = np.zeros((24, 40, 40))
+    for _ in range(20):
+        z, y, x = rng.integers(4, 20), rng.integers(4, 36), rng.integers(4, 36)
+        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 100
+    blurred = Convolution(gaussian_psf((2.0, 1.2, 1.2), ndim=3), scene.shape, boundary="zero")
+    stack = rng.poisson(blurred.apply(scene).clip(0) + 1).astype(np.float32)
+    image = viewer.add_image(stack, name="stack", scale=(0.3, 0.1, 0.1))
+    # The bead stack: 0.1 um steps in z, so the same blur spans 3x the planes.
+    bead = gaussian_psf((6.0, 1.2, 1.2), ndim=3, shape=(23, 9, 9)).astype(np.float32)
+    viewer.add_image(bead, name="bead", scale=(0.1, 0.1, 0.1))
+    widget = dock(viewer)
+    widget.image.value = image
+    widget.psf.value = viewer.layers["bead"]
+    run_to_end(widget, qtbot)
+    assert errors == []
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("stack deblurred")]
+    np.testing.assert_allclose(result.scale, image.scale)
+    assert result.metadata["deblur"]["psf_shape"][0] < 23
+    truth = scene + 1
+    assert psnr(truth, result.data, 100) > psnr(truth, image.data, 100) + 2
+
+
 def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     blurred, light, sharp = make_defocused_photo()

@@ -14,7 +14,8 @@ from .engine.methods import METHODS, build_solver, choose_method
 from .engine.noise import estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
-from .engine.saturation import clipped_mask
+from .engine.psf import resample_psf
+from .engine.saturation import clipped_mask, clipped_regions
 from .engine.solvers import fill_unobserved
 
 
@@ -48,6 +49,19 @@ class Progress:
     def image(self) -> np.ndarray:
         """The estimate as an image like the input: its shape, axes and encoding."""
         return self.to_output(self.estimate)
+
+
+def _spacing(value, name: str, ndim: int) -> np.ndarray:
+    """A voxel size: one positive number per spatial axis."""
+    try:
+        spacing = np.broadcast_to(np.asarray(value, dtype=float), (ndim,))
+    except ValueError:
+        raise ValueError(
+            f"{name} must give one size per spatial axis ({ndim}), got {value}"
+        ) from None
+    if not np.all(spacing > 0):
+        raise ValueError(f"{name} must be positive, got {value}")
+    return spacing
 
 
 def _as_image(image, name: str) -> np.ndarray:
@@ -108,6 +122,8 @@ def deblur_steps(
     max_iter: int | None = None,
     bad_pixels=None,
     saturation: float | str | None = "auto",
+    spacing=None,
+    psf_spacing=None,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -159,6 +175,15 @@ def deblur_steps(
     linear = linear[None] if channel_axis is None else np.moveaxis(linear, channel_axis, 0)
     measured = psf_from_point_source(psf, encoding=encoding, channel_axis=psf_channel_axis)
     kernel = measured.psf if psf_channel_axis is not None else measured.psf[None]
+    if psf_spacing is not None or spacing is not None:
+        if psf_spacing is None or spacing is None:
+            raise ValueError("give both spacing (the image's) and psf_spacing, or neither")
+        spacings = [
+            _spacing(v, name, spatial_ndim)
+            for v, name in ((spacing, "spacing"), (psf_spacing, "psf_spacing"))
+        ]
+        if not np.allclose(*spacings):
+            kernel = np.stack([resample_psf(k, spacings[1], spacings[0]) for k in kernel])
     kernel = backend.asarray(kernel, linear.dtype)
     if any(k > n for k, n in zip(kernel.shape[1:], linear.shape[1:])):
         raise ValueError(
@@ -167,6 +192,8 @@ def deblur_steps(
         )
 
     boundary = "valid" if boundary == "auto" else boundary
+    if clipped is not None:
+        clipped = clipped_regions(clipped, kernel.shape[1:])
     operator = Convolution(
         kernel,
         linear.shape,
@@ -247,6 +274,8 @@ def deblur(
     max_iter: int | None = None,
     bad_pixels=None,
     saturation: float | str | None = "auto",
+    spacing=None,
+    psf_spacing=None,
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
@@ -295,6 +324,10 @@ def deblur(
         or near it (clipped lamps, highlights) are left out of the fit too,
         per channel. ``'auto'``: the top of an integer type, or 1.0 for
         floating data up to 1; None: no pixel is taken as clipped.
+    spacing, psf_spacing : float or sequence of float, optional
+        Voxel size of the image and of the PSF (one number, or one per
+        spatial axis, in the same unit), for a bead stack taken with other
+        steps than the image: the PSF is resampled to the image's voxels.
 
     Returns
     -------
@@ -346,6 +379,8 @@ def deblur(
         max_iter=max_iter,
         bad_pixels=bad_pixels,
         saturation=saturation,
+        spacing=spacing,
+        psf_spacing=psf_spacing,
     )
     (last,) = deque(steps, maxlen=1)
     return last.image

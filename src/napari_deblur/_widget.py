@@ -162,7 +162,7 @@ class DeblurWidget(Container):
         """The running (or last) worker, for callers that wait on it."""
         return self._worker
 
-    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None]:
+    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None, dict]:
         image_layer, psf_layer = self.image.value, self.psf.value
         if image_layer is None or psf_layer is None:
             raise ValueError("choose both a blurred image layer and a PSF layer")
@@ -171,7 +171,14 @@ class DeblurWidget(Container):
         psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
         labels = self.bad_pixels.value
         bad = None if labels is None else np.asarray(labels.data) != 0
-        return np.asarray(image_layer.data), psf, -1 if image_layer.rgb else None, bad
+        # A PSF layer with napari's default scale was opened without one: it
+        # is taken to share the image's voxels. Otherwise the scales say how
+        # each was sampled, and the PSF is resampled to the image's.
+        voxels = {}
+        if not np.allclose(psf_layer.scale, 1):
+            voxels = {"spacing": image_layer.scale, "psf_spacing": psf_layer.scale}
+        channel_axis = -1 if image_layer.rgb else None
+        return np.asarray(image_layer.data), psf, channel_axis, bad, voxels
 
     def _weight(self) -> float | None:
         text = self.weight.value.strip().lower()
@@ -188,7 +195,7 @@ class DeblurWidget(Container):
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
-            image, psf, channel_axis, bad = self._inputs()
+            image, psf, channel_axis, bad, voxels = self._inputs()
             steps = deblur_steps(
                 image,
                 psf,
@@ -198,6 +205,7 @@ class DeblurWidget(Container):
                 weight=self._weight(),
                 max_iter=self.max_iter.value,
                 bad_pixels=bad,
+                **voxels,
             )
         except (ValueError, TypeError) as error:
             show_error(f"Deblur: {error}")

@@ -11,6 +11,7 @@ from napari_deblur.engine.psf import (
     motion_psf,
     normalize_psf,
     psf_to_otf,
+    resample_psf,
     resize_psf,
     widefield_psf,
 )
@@ -155,3 +156,19 @@ def test_widefield_psf_is_symmetric_and_elongated():
     axial_fwhm = 0.2 * (axial > 0.5).sum()
     lateral_fwhm = 0.05 * (lateral > 0.5).sum()
     assert axial_fwhm > 2.5 * lateral_fwhm
+
+
+def test_resample_psf_to_coarser_and_finer_voxels():
+    # A Gaussian of sigma 2 on a 0.1 grid is one of sigma 0.8 on a 0.25 grid.
+    fine = gaussian_psf((2.0, 2.0, 2.0), shape=(25, 25, 25))
+    coarse = resample_psf(fine, (0.1, 0.1, 0.1), (0.25, 0.1, 0.1))
+    assert all(n % 2 == 1 for n in coarse.shape) and coarse.shape[1:] == (25, 25)
+    assert abs(coarse.sum() - 1) < 1e-6
+    np.testing.assert_allclose(centroid(coarse), [n // 2 for n in coarse.shape], atol=1e-3)
+    z = np.arange(coarse.shape[0]) - coarse.shape[0] // 2
+    profile = coarse.sum(axis=(1, 2))
+    sigma = np.sqrt(np.sum(profile * z**2))
+    # The box integration over the new voxel adds a little width.
+    assert 0.8 < sigma < 0.9
+    same = resample_psf(fine, 0.1, 0.1)
+    np.testing.assert_allclose(same, fine / fine.sum(), atol=1e-6)

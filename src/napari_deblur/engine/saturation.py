@@ -15,6 +15,7 @@ References
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 #: Samples at or above this fraction of the saturation level count as
 #: clipped: compression and demosaicing smear the flat top by a few levels.
@@ -72,3 +73,34 @@ def clipped_mask(raw: np.ndarray, saturation: float | str | None = "auto") -> np
         return None
     clipped = raw >= NEAR_SATURATION * level
     return clipped if clipped.any() else None
+
+
+def clipped_regions(clipped: np.ndarray, psf_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The clipped samples that form regions: lights and highlights, not noise.
+
+    Where the scene is just below the sensor's level, noise pushes single
+    samples over it: those are left out of the fit, but their true blur may
+    lie below what they recorded. Regions of at least a quarter of the
+    PSF's support are light truly brighter than the range (a lamp blurred
+    by the PSF is about that large or larger).
+
+    Parameters
+    ----------
+    clipped : ndarray of bool
+        Clipped samples, channels first.
+    psf_shape : tuple of int
+        Spatial shape of the PSF.
+
+    Returns
+    -------
+    ndarray of bool or None
+        The samples of such regions, None when there are none.
+    """
+    smallest = max(2, int(np.prod(psf_shape)) // 4)
+    regions = np.zeros_like(clipped)
+    for channel, found in zip(clipped, regions):
+        labels, count = ndimage.label(channel)
+        if count:
+            sizes = ndimage.sum_labels(channel, labels, np.arange(1, count + 1))
+            found[...] = np.isin(labels, 1 + np.flatnonzero(sizes >= smallest))
+    return regions if regions.any() else None
