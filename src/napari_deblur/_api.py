@@ -11,7 +11,7 @@ import numpy as np
 from .engine import backend
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.methods import METHODS, build_solver, choose_method
-from .engine.noise import estimate_noise_level, quantisation_noise
+from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution
 from .engine.point_source import psf_from_point_source
 from .engine.psf import resample_psf
@@ -225,6 +225,13 @@ def deblur_steps(
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
+    # Poisson data carry their background in the noise: it is fitted, not
+    # deblurred (the other methods' data terms are blind to a constant).
+    background = (
+        estimate_background(linear, batch_ndim=1)
+        if method in ("richardson_lucy", "rl_tv") and linear.min() >= 0
+        else np.zeros(linear.shape[0])
+    )
     solver, chosen = build_solver(
         method,
         operator,
@@ -233,6 +240,7 @@ def deblur_steps(
         weight=weight,
         max_iter=max_iter,
         clipped=clipped,
+        background=background,
     )
     settings = {
         "method": method,
@@ -243,6 +251,7 @@ def deblur_steps(
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
+        "background": float(np.mean(background)),
     }
     frame = (
         [(k - 1 - k // 2) for k in kernel.shape[1:]] if boundary == "valid" else [0] * spatial_ndim

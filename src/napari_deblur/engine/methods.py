@@ -79,6 +79,7 @@ def build_solver(
     weight: float | None = None,
     max_iter: int | None = None,
     clipped: np.ndarray | None = None,
+    background=0.0,
 ) -> tuple[Solver, float | None]:
     """The solver for `method` with its weight chosen from the data (unless given).
 
@@ -100,6 +101,9 @@ def build_solver(
         Samples where the sensor clipped (also left out of the operator's
         mask): the ADMM methods keep the blurred scene at least as bright
         as recorded there; the others only leave them out.
+    background : float or ndarray
+        Light besides the blurred scene, per batch image, for the
+        Richardson-Lucy methods (Poisson data): fitted, not deblurred.
 
     Returns
     -------
@@ -121,7 +125,8 @@ def build_solver(
 
     if method == "richardson_lucy":
         stop = Discrepancy(variance) | converged(100)
-        return RichardsonLucy(operator, stop=stop, accelerate=True), None
+        solver = RichardsonLucy(operator, stop=stop, accelerate=True, background=background)
+        return solver, None
     if method == "wiener":
         chosen = nsr() if weight is None else weight
         return Wiener(operator, nsr=chosen, stop=converged(100)), float(np.mean(chosen))
@@ -147,9 +152,10 @@ def build_solver(
             axes = tuple(range(batch_ndim, observed.ndim))
             chosen = chosen / np.maximum(np.mean(observed, axis=axes), 1e-30)
         stop = converged(200)
-        return RichardsonLucy(operator, tv_weight=chosen, accelerate=True, stop=stop), float(
-            np.mean(chosen)
+        solver = RichardsonLucy(
+            operator, tv_weight=chosen, accelerate=True, background=background, stop=stop
         )
+        return solver, float(np.mean(chosen))
     if method == "fista_tv":
         return FistaTV(operator, weight=chosen, stop=converged(200)), float(np.mean(chosen))
     if method == "admm_tv":

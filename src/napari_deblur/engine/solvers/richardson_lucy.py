@@ -53,6 +53,11 @@ class RichardsonLucy(Solver):
         Noise variance, a number per batch image or per pixel (``y``'s shape).
     accelerate : bool
         Biggs-Andrews acceleration.
+    background : float or array_like
+        Light every sample receives besides the blurred scene (a camera's
+        offset, out-of-focus haze), per batch image: the model becomes
+        ``y ~ Poisson(A x + background)`` and the estimate is the scene
+        without it.
     stop : StoppingRule, optional
         When to stop; default ``MaxIterations(30)``.
 
@@ -87,6 +92,7 @@ class RichardsonLucy(Solver):
         damping: float | None = None,
         variance=None,
         accelerate: bool = False,
+        background=0.0,
         stop: StoppingRule | None = None,
     ):
         if np.any(operator.psf < 0):
@@ -101,11 +107,14 @@ class RichardsonLucy(Solver):
         self.damping = damping
         self.variance = variance
         self.accelerate = accelerate
+        self.background = np.asarray(background, dtype=np.float64)
+        if np.any(self.background < 0) or not np.all(np.isfinite(self.background)):
+            raise ValueError(f"background must be finite and non-negative, got {background}")
         self.stop = stop if stop is not None else MaxIterations(30)
 
     def initial(self, y: np.ndarray) -> np.ndarray:
-        """Starting estimate: the observed image extended by its edges, kept positive."""
-        x = starting_point(self.operator, y)
+        """Starting estimate: the observed image less the background, extended, kept positive."""
+        x = starting_point(self.operator, y) - per_image(self.background, self.operator)
         # A positive floor, per image: RL cannot revive a pixel that is exactly 0.
         floor = np.mean(y, axis=self.operator.axes, keepdims=True) * 1e-3
         return np.maximum(x, np.maximum(floor, np.finfo(y.dtype).tiny).astype(y.dtype))
@@ -128,6 +137,7 @@ class RichardsonLucy(Solver):
             if variance.ndim and variance.shape != y.shape:
                 variance = per_image(variance, op)
             cutoff = dtype.type(self.damping**2) * np.maximum(variance, tiny)
+        offset = op.restrict(np.broadcast_to(per_image(self.background, op), op.shape_out))
         x = self.initial(observed)
         previous = None
         # The corrections made by the last two RL steps (Biggs-Andrews).
@@ -145,6 +155,7 @@ class RichardsonLucy(Solver):
                 alpha = float(np.clip(alpha, 0, 0.95))
                 point = np.maximum(x + alpha * (x - previous), tiny)
             blurred = op.apply(point)
+            blurred += offset
             misfit = blurred - y
             residual = mean_squared_misfit(op, misfit)
             ratio = y / np.maximum(blurred, tiny)
