@@ -1,3 +1,5 @@
+import re
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -229,6 +231,23 @@ def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
     np.testing.assert_allclose(layer.scale, (2.0, 2.0))
     assert "2 source(s)" in widget.report.value
     assert "FWHM" in layer.metadata["psf_report"]
+
+
+def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, errors, rng):
+    viewer = make_napari_viewer()
+    # A bead of sigma (3, 2, 2) voxels on 0.2 x 0.1 x 0.1 um voxels, with noise.
+    bead = gaussian_psf((3.0, 2.0, 2.0), ndim=3, shape=(41, 41, 41)) * 2e5
+    stack = rng.poisson(bead + 20).astype(np.float32)
+    viewer.add_image(stack, name="bead", scale=(0.2, 0.1, 0.1), units="um")
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["bead"]
+    widget.measure_button.native.click()
+    assert errors == []
+    found = re.search(r"px = ([\d. x]+) (\w+)", widget.report.value)
+    fwhm = [float(v) for v in found.group(1).split(" x ")]
+    assert found.group(2) == "micrometer"
+    # FWHM = 2.355 sigma: 1.41 um in z, 0.47 um in y and x.
+    np.testing.assert_allclose(fwhm, [1.41, 0.47, 0.47], rtol=0.1)
 
 
 def test_clipped_point_light_warns(make_napari_viewer, errors, notices):

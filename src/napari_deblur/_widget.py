@@ -359,7 +359,13 @@ class PointSourceWidget(Container):
         except (ValueError, TypeError) as error:
             show_error(f"PSF from point source: {error}")
             return None
-        self.report.value = measured.report()
+        # napari's default scale (all 1) says nothing about the voxels.
+        scale = None if np.allclose(photo.scale, 1) else photo.scale
+        units = {str(u) for u in photo.units}
+        report = measured.report(
+            scale, units.pop() if scale is not None and len(units) == 1 else ""
+        )
+        self.report.value = report
         layer = self._viewer.add_image(
             # RGB layers hold values in [0, 1]; the scale of a PSF is irrelevant.
             psf / psf.max() if photo.rgb else psf,
@@ -367,6 +373,6 @@ class PointSourceWidget(Container):
             rgb=photo.rgb,
             scale=photo.scale,
             colormap=None if photo.rgb else "magma",
-            metadata={"psf_report": measured.report()},
+            metadata={"psf_report": report},
         )
         return layer

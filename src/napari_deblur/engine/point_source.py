@@ -97,14 +97,25 @@ class PointSourcePSF:
             )
         return found
 
-    def report(self) -> str:
-        """A few lines on what was measured."""
+    def report(self, spacing=None, unit: str = "") -> str:
+        """A few lines on what was measured.
+
+        With `spacing` (the sample size per axis, in `unit`), the FWHM is
+        given in that unit too: microscopists read a bead's extent in
+        micrometres, along z, y and x.
+        """
         centre = ", ".join(f"{c:.2f}" for c in self.centres[0])
         fwhm = " x ".join(f"{w:.2f}" for w in self.fwhm)
+        if spacing is not None:
+            sizes = np.broadcast_to(np.asarray(spacing, float), (len(self.fwhm),))
+            physical = " x ".join(f"{w * d:.3g}" for w, d in zip(self.fwhm, sizes))
+            fwhm += f" px = {physical} {unit}".rstrip()
+        else:
+            fwhm += " px"
         lines = [
             f"PSF {' x '.join(map(str, self.psf.shape))} from {self.sources} source(s), "
             f"{self.encoding} light",
-            f"centre ({centre}) px, FWHM {fwhm} px, half the light within "
+            f"centre ({centre}) px, FWHM {fwhm}, half the light within "
             f"{self.energy_radius:.2f} px",
             f"peak SNR {self.snr:.0f}, background {self.background:.4g} +- {self.noise:.2g}, "
             f"clipped samples {self.clipped}",
