@@ -225,8 +225,9 @@ def deblur_steps(
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
-    # Poisson data carry their background in the noise: it is fitted, not
-    # deblurred (the other methods' data terms are blind to a constant).
+    # Poisson data carry their background in the noise: it is fitted under
+    # the blur, not deblurred (the other methods' data terms are blind to a
+    # constant).
     background = (
         estimate_background(linear, batch_ndim=1)
         if method in ("richardson_lucy", "rl_tv") and linear.min() >= 0
@@ -258,8 +259,13 @@ def deblur_steps(
     )
     out_scale = full_scale(image.dtype)
 
+    # The fitted background is light the image had: it is given back, so
+    # that the result keeps the input's level (settings["background"] says
+    # how much of it is offset or haze, to subtract where that is wanted).
+    restored = backend.asarray(background, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
+
     def to_output(estimate: np.ndarray) -> np.ndarray:
-        x = backend.crop(estimate, frame, linear.shape[1:])
+        x = backend.crop(estimate, frame, linear.shape[1:]) + restored
         if encoding_image == "srgb":
             x = linear_to_srgb(x) * x.dtype.type(out_scale)
         return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
