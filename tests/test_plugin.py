@@ -18,6 +18,7 @@ def test_manifest_is_valid_and_lists_contributions():
     assert [w.display_name for w in manifest.contributions.widgets] == [
         "Deblur",
         "PSF from point source",
+        "PSF model",
     ]
     assert {s.key for s in manifest.contributions.sample_data} == {
         "defocused_photo",

@@ -6,7 +6,7 @@ import pytest
 
 from napari_deblur import _widget, deblur
 from napari_deblur._sample_data import make_defocused_photo
-from napari_deblur._widget import DeblurWidget, PointSourceWidget
+from napari_deblur._widget import DeblurWidget, PointSourceWidget, PSFModelWidget
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import gaussian_psf
@@ -298,3 +298,37 @@ def test_labels_layer_marks_bad_pixels(make_napari_viewer, qtbot, errors):
     away = ~near & (photo < 253)
     assert np.abs(result - sharp)[away].mean() < 0.8 * np.abs(fitted - sharp)[away].mean()
     assert "clipped or bad samples left out" in widget.report.value
+
+
+def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, PSFModelWidget)
+    widget.na.value, widget.immersion.value, widget.sample.value = 1.0, 1.33, 1.33
+    widget.dz.value, widget.dxy.value = 0.3, 0.1
+    widget.planes.value, widget.side.value = 15, 15
+    widget.make_button.native.click()
+    assert errors == []
+    (layer,) = viewer.layers
+    assert layer.data.shape == (15, 15, 15) and abs(layer.data.sum() - 1) < 1e-4
+    np.testing.assert_allclose(layer.scale, (0.3, 0.1, 0.1))
+    # Confocal is narrower than widefield; a water sample under oil lengthens it.
+    widget.kind.value = "confocal"
+    widget.make_button.native.click()
+    confocal = viewer.layers[-1].data
+    assert confocal[7, 7, 7] > layer.data[7, 7, 7]
+    # An objective with the NA above the immersion's index is refused, not crashed.
+    widget.kind.value, widget.na.value, widget.immersion.value = "widefield", 1.4, 1.33
+    widget.make_button.native.click()
+    assert len(errors) == 1 and "na" in errors[0]
+
+    # The model PSF deblurs a stack it blurred, scales and all.
+    scene = np.zeros((15, 40, 40))
+    scene[5:10, 15:25, 18:22] = 100
+    blurred = Convolution(layer.data, scene.shape, boundary="zero").apply(scene) + 5
+    stack = viewer.add_image(blurred.astype(np.float32), name="stack", scale=(0.3, 0.1, 0.1))
+    deblur_widget = dock(viewer)
+    deblur_widget.image.value = stack
+    deblur_widget.psf.value = layer
+    run_to_end(deblur_widget, qtbot)
+    result = viewer.layers["stack deblurred (rl_tv)"].data
+    assert np.abs(result - scene - 5).mean() < 0.7 * np.abs(blurred - scene - 5).mean()

@@ -1,7 +1,8 @@
 """Dock widgets: layers in, the API in between, layers out.
 
 "Deblur" runs :func:`deblur_steps` in a thread worker; "PSF from point
-source" turns a photo of point lights into a PSF layer.
+source" turns a photo of point lights into a PSF layer; "PSF model" makes a
+theoretical microscope PSF as a layer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
@@ -30,6 +32,7 @@ from .engine.color import ENCODINGS
 from .engine.methods import WEIGHT_MEANING
 from .engine.operators import BOUNDARIES
 from .engine.point_source import PointSourcePSF, PSFQualityWarning, psf_from_point_source
+from .engine.psf import confocal_psf, widefield_psf
 
 
 def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> list:
@@ -376,3 +379,85 @@ class PointSourceWidget(Container):
             metadata={"psf_report": report},
         )
         return layer
+
+
+class PSFModelWidget(Container):
+    """Make a theoretical microscope PSF (widefield or confocal) as a layer.
+
+    Widefield is Born-Wolf, or Gibson-Lanni when the sample's refractive
+    index differs from the immersion's (a point at some depth in water under
+    an oil objective); confocal is the excitation PSF times the emission
+    PSF. Lengths are in micrometres; the layer's scale is the voxel size.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer the layer is added to.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+
+        def number(value, label, low, high, step=0.01):
+            return FloatSpinBox(value=value, min=low, max=high, step=step, label=label)
+
+        self.kind = ComboBox(choices=("widefield", "confocal"), value="widefield", label="kind")
+        self.na = number(1.4, "NA", 0.05, 1.7)
+        self.emission = number(0.52, "emission (um)", 0.2, 2.0, 0.005)
+        self.excitation = number(0.488, "excitation (um)", 0.2, 2.0, 0.005)
+        self.immersion = number(1.518, "immersion index", 1.0, 2.0, 0.001)
+        self.sample = number(1.518, "sample index", 1.0, 2.0, 0.001)
+        self.depth = number(0.0, "depth (um)", 0.0, 500.0, 0.5)
+        self.dz = number(0.2, "z step (um)", 0.005, 10.0, 0.005)
+        self.dxy = number(0.065, "pixel (um)", 0.005, 10.0, 0.005)
+        self.planes = SpinBox(value=41, min=3, max=401, step=2, label="planes")
+        self.side = SpinBox(value=41, min=3, max=401, step=2, label="rows, columns")
+        self.make_button = PushButton(text="Make PSF")
+        self.extend(
+            [
+                self.kind,
+                self.na,
+                self.emission,
+                self.excitation,
+                self.immersion,
+                self.sample,
+                self.depth,
+                self.dz,
+                self.dxy,
+                self.planes,
+                self.side,
+                self.make_button,
+            ]
+        )
+        self.make_button.changed.connect(self.make)
+
+    def make(self) -> napari.layers.Image | None:
+        """Compute the PSF and add it as a layer scaled by the voxel size."""
+        shape = (self.planes.value, self.side.value, self.side.value)
+        voxel = (self.dz.value, self.dxy.value, self.dxy.value)
+        optics = {
+            "na": self.na.value,
+            "voxel_size": voxel,
+            "refractive_index": self.immersion.value,
+            "sample_index": self.sample.value,
+            "depth": self.depth.value,
+        }
+        try:
+            if self.kind.value == "confocal":
+                psf = confocal_psf(
+                    shape, excitation=self.excitation.value, emission=self.emission.value, **optics
+                )
+            else:
+                psf = widefield_psf(shape, wavelength=self.emission.value, **optics)
+        except ValueError as error:
+            show_error(f"PSF model: {error}")
+            return None
+        return self._viewer.add_image(
+            psf.astype(np.float32),
+            name=f"{self.kind.value} PSF NA {self.na.value:g}",
+            scale=voxel,
+            units="um",
+            colormap="magma",
+            metadata={"psf_model": {"kind": self.kind.value, "shape": shape, **optics}},
+        )

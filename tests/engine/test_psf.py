@@ -6,6 +6,7 @@ from napari_deblur.engine.psf import (
     airy_psf,
     center_psf,
     centroid,
+    confocal_psf,
     defocus_psf,
     gaussian_psf,
     motion_psf,
@@ -156,6 +157,42 @@ def test_widefield_psf_is_symmetric_and_elongated():
     axial_fwhm = 0.2 * (axial > 0.5).sum()
     lateral_fwhm = 0.05 * (lateral > 0.5).sum()
     assert axial_fwhm > 2.5 * lateral_fwhm
+
+
+def test_gibson_lanni_mismatch_shifts_lengthens_and_breaks_symmetry():
+    # An oil objective (NA 1.4, n 1.518) imaging a bead 10 um deep in water.
+    options = {"wavelength": 0.52, "na": 1.4, "voxel_size": (0.1, 0.065, 0.065)}
+    matched = widefield_psf((61, 25, 25), **options)
+    deep = widefield_psf((61, 25, 25), **options, sample_index=1.33, depth=10.0)
+    np.testing.assert_allclose(
+        widefield_psf((61, 25, 25), **options, sample_index=1.518, depth=10.0),
+        matched,
+        atol=1e-12,
+    )
+
+    def axial(psf):
+        profile = psf[:, 12, 12] / psf[:, 12, 12].max()
+        return profile, 0.1 * (profile > 0.5).sum()
+
+    _, fwhm_matched = axial(matched)
+    profile_deep, fwhm_deep = axial(deep)
+    assert fwhm_deep > 1.5 * fwhm_matched
+    # The focus moves towards the objective (the stage overestimates depth in water).
+    assert np.argmax(profile_deep) != 30
+    assert np.abs(profile_deep - profile_deep[::-1]).max() > 0.2
+
+
+def test_confocal_psf_is_narrower_than_widefield():
+    options = {"na": 1.2, "voxel_size": (0.1, 0.04, 0.04), "refractive_index": 1.33}
+    wide = widefield_psf((41, 41, 41), wavelength=0.52, **options)
+    confocal = confocal_psf((41, 41, 41), excitation=0.488, emission=0.52, **options)
+    assert confocal.sum() == pytest.approx(1)
+
+    def lateral_fwhm(psf):
+        profile = psf[20, 20, :] / psf[20, 20, :].max()
+        return (profile > 0.5).sum()
+
+    assert lateral_fwhm(confocal) < 0.85 * lateral_fwhm(wide)
 
 
 def test_resample_psf_to_coarser_and_finer_voxels():
