@@ -286,3 +286,31 @@ def test_camera_offset_of_photon_counts_is_fitted(rng):
     assert abs(result.sum() / stack.sum() - 1) < 0.01
     # Sharper: the peaks stand higher above the offset than in the data.
     assert (result.max() - background) > 1.5 * (stack.max() - 100)
+
+
+def test_time_series_is_deblurred_frame_by_frame(rng):
+    psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
+    frames = []
+    for _ in range(3):
+        scene = np.zeros((16, 24, 24))
+        z, y, x = rng.integers(5, 11), rng.integers(6, 18), rng.integers(6, 18)
+        scene[z - 1 : z + 2, y - 2 : y + 2, x - 2 : x + 2] = 50
+        blurred = Convolution(psf, scene.shape, boundary="zero").apply(scene)
+        frames.append(rng.poisson(np.clip(blurred, 0, None) + 2).astype(np.float32))
+    # Time on the second axis (ZTYX), to check that the axis is kept.
+    series = np.stack(frames, axis=1)
+    steps = list(deblur_steps(series, psf, time_axis=1, max_iter=5))
+    fractions = [step.fraction for step in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1
+    assert {step.settings["frame"] for step in steps} == {0, 1, 2}
+    result = steps[-1].image
+    assert result.shape == series.shape
+    for t, frame in enumerate(frames):
+        np.testing.assert_allclose(result[:, t], deblur(frame, psf, max_iter=5), rtol=1e-5)
+    # Mid-way, the frames not reached yet are shown as they came.
+    middle = next(step for step in steps if step.settings["frame"] == 1)
+    np.testing.assert_array_equal(middle.image[:, 2], frames[2])
+    with pytest.raises(ValueError, match="differ"):
+        deblur(series, psf, time_axis=1, channel_axis=1)
+    with pytest.raises(ValueError, match="time_axis"):
+        deblur(series, psf, time_axis=4)

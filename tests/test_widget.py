@@ -332,3 +332,26 @@ def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, 
     run_to_end(deblur_widget, qtbot)
     result = viewer.layers["stack deblurred (rl_tv)"].data
     assert np.abs(result - scene - 5).mean() < 0.7 * np.abs(blurred - scene - 5).mean()
+
+
+def test_time_series_layer_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, errors, rng):
+    viewer = make_napari_viewer()
+    psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
+    scene = np.zeros((3, 16, 32, 32))
+    for t in range(3):
+        scene[t, 6:10, 8 + 4 * t : 14 + 4 * t, 10:16] = 60
+    blurred = np.stack([Convolution(psf, s.shape, boundary="zero").apply(s) for s in scene])
+    series = rng.poisson(np.clip(blurred, 0, None) + 2).astype(np.float32)
+    layer = viewer.add_image(series, name="movie", scale=(10, 0.3, 0.1, 0.1))
+    viewer.add_image(psf.astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value, widget.psf.value = layer, viewer.layers["psf"]
+    run_to_end(widget, qtbot)
+    assert errors == []
+    (result,) = [lay for lay in viewer.layers if lay.name.startswith("movie deblurred")]
+    assert result.data.shape == series.shape
+    np.testing.assert_allclose(result.scale, layer.scale)
+    assert "frame 3 of 3" in widget.report.value and widget.progress.value == 100
+    truth = scene + 2
+    for t in range(3):
+        assert np.abs(result.data[t] - truth[t]).mean() < np.abs(series[t] - truth[t]).mean()

@@ -124,6 +124,7 @@ def deblur_steps(
     saturation: float | str | None = "auto",
     spacing=None,
     psf_spacing=None,
+    time_axis: int | None = None,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -132,6 +133,83 @@ def deblur_steps(
     iterator is consumed. Stopping early (for example from a Cancel button)
     leaves the last yielded estimate as a valid, less sharp result.
     """
+    options = {
+        "method": method,
+        "boundary": boundary,
+        "encoding": encoding,
+        "noise": noise,
+        "weight": weight,
+        "max_iter": max_iter,
+        "bad_pixels": bad_pixels,
+        "saturation": saturation,
+        "spacing": spacing,
+        "psf_spacing": psf_spacing,
+    }
+    if time_axis is not None:
+        return _frame_by_frame(image, psf, time_axis, channel_axis, options)
+    return _one_image(image, psf, channel_axis=channel_axis, **options)
+
+
+def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Progress]:
+    """:func:`deblur_steps` for each frame along `time_axis` in turn, as one progress."""
+    image = _as_image(image, "image")
+    for name, axis in (("time_axis", time_axis), ("channel_axis", channel_axis)):
+        if axis is not None and not -image.ndim <= axis < image.ndim:
+            raise ValueError(f"{name} {axis} is out of range for an image of {image.ndim} axes")
+    time_axis %= image.ndim
+    if channel_axis is not None:
+        channel_axis %= image.ndim
+        if channel_axis == time_axis:
+            raise ValueError("time_axis and channel_axis must differ")
+        channel_axis -= channel_axis > time_axis
+    frames = np.moveaxis(image, time_axis, 0)
+    # The first frame's steps check every argument now, not when iterated.
+    first = _one_image(frames[0], psf, channel_axis=channel_axis, **options)
+
+    def steps() -> Iterator[Progress]:
+        done = []
+        for t in range(len(frames)):
+            frame_steps = (
+                first
+                if t == 0
+                else _one_image(frames[t], psf, channel_axis=channel_axis, **options)
+            )
+            finished = tuple(done)
+            for step in frame_steps:
+
+                def to_output(estimate, step=step, t=t, finished=finished):
+                    # Frames done, this one as it stands, the rest as they came.
+                    rest = [f.astype(np.float32) for f in frames[t + 1 :]]
+                    stack = np.stack([*finished, step.to_output(estimate), *rest])
+                    return np.moveaxis(stack, 0, time_axis)
+
+                settings = {**step.settings, "frame": t, "frames": len(frames)}
+                fraction = (t + step.fraction) / len(frames)
+                yield Progress(
+                    step.iteration, fraction, step.metrics, settings, step.estimate, to_output
+                )
+            done.append(step.to_output(step.estimate))
+
+    return steps()
+
+
+def _one_image(
+    image,
+    psf,
+    *,
+    method,
+    boundary,
+    channel_axis,
+    encoding,
+    noise,
+    weight,
+    max_iter,
+    bad_pixels,
+    saturation,
+    spacing,
+    psf_spacing,
+) -> Iterator[Progress]:
+    """:func:`deblur_steps` for one image (or stack)."""
     image = _as_image(image, "image")
     if not np.all(np.isfinite(image)):
         raise ValueError("image contains NaN or infinite values; replace them first")
@@ -291,6 +369,7 @@ def deblur(
     saturation: float | str | None = "auto",
     spacing=None,
     psf_spacing=None,
+    time_axis: int | None = None,
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
@@ -343,6 +422,10 @@ def deblur(
         Voxel size of the image and of the PSF (one number, or one per
         spatial axis, in the same unit), for a bead stack taken with other
         steps than the image: the PSF is resampled to the image's voxels.
+    time_axis : int, optional
+        Axis of time points (TZYX, TYX): each frame is deblurred in turn
+        with the same PSF and its own noise level and weight; the progress
+        runs over all of them.
 
     Returns
     -------
@@ -396,6 +479,7 @@ def deblur(
         saturation=saturation,
         spacing=spacing,
         psf_spacing=psf_spacing,
+        time_axis=time_axis,
     )
     (last,) = deque(steps, maxlen=1)
     return last.image

@@ -177,11 +177,15 @@ class DeblurWidget(Container):
         # A PSF layer with napari's default scale was opened without one: it
         # is taken to share the image's voxels. Otherwise the scales say how
         # each was sampled, and the PSF is resampled to the image's.
-        voxels = {}
+        # A grey layer with one axis more than the PSF is a time series
+        # (TZYX, TYX): its frames are deblurred in turn.
+        over_time = not image_layer.rgb and image_layer.ndim == psf.ndim + 1
+        options = {"time_axis": 0} if over_time else {}
         if not np.allclose(psf_layer.scale, 1):
-            voxels = {"spacing": image_layer.scale, "psf_spacing": psf_layer.scale}
+            spatial = image_layer.scale[1:] if over_time else image_layer.scale
+            options |= {"spacing": spatial, "psf_spacing": psf_layer.scale}
         channel_axis = -1 if image_layer.rgb else None
-        return np.asarray(image_layer.data), psf, channel_axis, bad, voxels
+        return np.asarray(image_layer.data), psf, channel_axis, bad, options
 
     def _weight(self) -> float | None:
         text = self.weight.value.strip().lower()
@@ -198,7 +202,7 @@ class DeblurWidget(Container):
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
-            image, psf, channel_axis, bad, voxels = self._inputs()
+            image, psf, channel_axis, bad, options = self._inputs()
             steps = deblur_steps(
                 image,
                 psf,
@@ -208,7 +212,7 @@ class DeblurWidget(Container):
                 weight=self._weight(),
                 max_iter=self.max_iter.value,
                 bad_pixels=bad,
-                **voxels,
+                **options,
             )
         except (ValueError, TypeError) as error:
             show_error(f"Deblur: {error}")
@@ -266,6 +270,8 @@ class DeblurWidget(Container):
             chosen += " (auto)"
         left_out = settings["left_out"]
         left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
+        if "frames" in settings:
+            left_out += f"\nframe {settings['frame'] + 1} of {settings['frames']}"
         self.report.value = (
             f"{settings['method']}, boundary {settings['boundary']}, "
             f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"
