@@ -314,3 +314,24 @@ def test_time_series_is_deblurred_frame_by_frame(rng):
         deblur(series, psf, time_axis=1, channel_axis=1)
     with pytest.raises(ValueError, match="time_axis"):
         deblur(series, psf, time_axis=4)
+
+
+def test_channels_of_a_stack_each_get_their_own_psf(rng):
+    # CZYX: two fluorophores, the red one blurred more along z.
+    psfs = np.stack(
+        [
+            gaussian_psf((1.5, 1.0, 1.0), ndim=3),
+            gaussian_psf((3.0, 1.0, 1.0), ndim=3, shape=(13, 13, 13))[:, 2:-2, 2:-2],
+        ]
+    )
+    scene = np.zeros((2, 20, 32, 32))
+    scene[:, 8:12, 10:20, 12:18] = 80
+    blurred = np.stack(
+        [Convolution(p, s.shape, boundary="zero").apply(s) for p, s in zip(psfs, scene)]
+    )
+    stack = rng.poisson(np.clip(blurred, 0, None) + 2).astype(np.float32)
+    own = deblur(stack, psfs, channel_axis=0)
+    swapped = deblur(stack, psfs[::-1], channel_axis=0)
+    truth = scene + 2
+    for c in range(2):
+        assert np.abs(own[c] - truth[c]).mean() < np.abs(swapped[c] - truth[c]).mean()
