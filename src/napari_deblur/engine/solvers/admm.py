@@ -137,9 +137,9 @@ class ADMM(Solver):
         inverse_denominator += rho_z * gradient_spectrum(grid, dtype) + rho_w
         inverse_denominator = (1 / inverse_denominator).astype(dtype, copy=False)
         # The v step's weights: on observed samples (mask 1) half the data and
-        # half the estimate, elsewhere the estimate. Only these two arrays
-        # of the data stay in memory.
-        # Without a mask every channel has the same shares: one copy serves all.
+        # half the estimate, elsewhere the estimate. Only these two arrays of
+        # the data stay in memory; without a mask one copy of the shares
+        # serves every channel.
         mask = (
             backend.ones((1,) * op.batch_ndim + observed.shape[op.batch_ndim :], dtype)
             if op.mask is None
