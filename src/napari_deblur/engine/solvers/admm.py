@@ -76,6 +76,12 @@ class ADMM(Solver):
         By default the primal and dual residuals (the step's ``'change'``)
         below 1e-3 of the iterates, or 150 iterations.
 
+    Notes
+    -----
+    The data's penalty is fixed by the weight; the prior's starts at
+    :data:`RHO_PRIOR` and, for TV, is balanced every :data:`CHECK_EVERY`
+    iterations against the residuals (Boyd et al. 3.4.1).
+
     References
     ----------
     .. [1] S. Boyd et al., "Distributed optimization and statistical learning
@@ -133,9 +139,14 @@ class ADMM(Solver):
         rho_v = 1 / per_image(self.weight, op)
         rho_z = dtype.type(RHO_PRIOR[self.prior])
         rho_w = rho_z
-        inverse_denominator = rho_v * np.abs(otf) ** 2
-        inverse_denominator += rho_z * gradient_spectrum(grid, dtype) + rho_w
-        inverse_denominator = (1 / inverse_denominator).astype(dtype, copy=False)
+        otf_power = rho_v * np.abs(otf) ** 2
+        differences_power = gradient_spectrum(grid, dtype)
+
+        def solve_spectrum(rho):
+            # 1 / (rho_v |H|^2 + rho |G|^2 + rho): the x step's division.
+            return (1 / (otf_power + rho * (differences_power + 1))).astype(dtype, copy=False)
+
+        inverse_denominator = solve_spectrum(rho_z)
         # The v step's weights: on observed samples (mask 1) half the data and
         # half the estimate, elsewhere the estimate. Only these two arrays of
         # the data stay in memory; without a mask one copy of the shares
@@ -234,6 +245,22 @@ class ADMM(Solver):
                 primal = _norm(u_v - u_v_old, u_z - u_z_old, u_w - u_w_old)
                 dual = _norm(v - v_old, z - z_old, w - w_old)
                 metrics["change"] = max(primal, dual) / max(_norm(v, z, w), 1e-30)
+                # Residual balancing (Boyd et al. 3.4.1) of TV's penalty: a
+                # primal residual ten times the dual one doubles it, the
+                # reverse halves it. Scenes of high contrast (clipped lamps)
+                # need penalties far from the typical one. (The
+                # hyper-Laplacian prior is not convex: moving its penalty
+                # moves the minimum it finds, so it keeps its own.)
+                r_prior = _norm(u_z - u_z_old, u_w - u_w_old)
+                s_prior = rho_z * _norm(z - z_old, w - w_old)
+                factor = 2 if r_prior > 10 * s_prior else 0.5 if s_prior > 10 * r_prior else 1
+                if factor != 1 and self.prior == "tv":
+                    rho_z = rho_w = dtype.type(rho_z * factor)
+                    threshold = 1 / rho_z
+                    # The scaled duals are the unscaled ones over the penalty.
+                    u_z /= factor
+                    u_w /= factor
+                    inverse_denominator = solve_spectrum(rho_z)
             done = self.stop.done(iteration, metrics)
             estimate = backend.crop(w, origin, op.shape_in[op.batch_ndim :])
             yield Step(
