@@ -197,14 +197,15 @@ def fill_unobserved(
     filled = y.reshape((-1,) + spatial).copy()
     unobserved = operator.mask.reshape(filled.shape) == 0
     if around is not None:
-        reach = np.ones(operator.psf.shape[operator.batch_ndim :], bool)
+        reach = operator.psf.shape[operator.batch_ndim :]
         for hole, clipped in zip(unobserved, np.reshape(around, unobserved.shape)):
             # Lights are clipped spots about a PSF across; a clipped sky or
             # white wall is scene, its edges real detail.
             labels, count = ndimage.label(clipped)
             sizes = ndimage.sum_labels(clipped, labels, np.arange(1, count + 1))
-            lights = np.isin(labels, 1 + np.flatnonzero(sizes <= 4 * reach.size))
-            glare = ndimage.binary_dilation(lights, reach)
+            lights = np.isin(labels, 1 + np.flatnonzero(sizes <= 4 * np.prod(reach)))
+            # A box as large as the PSF round each light (a separable maximum).
+            glare = ndimage.maximum_filter(lights, size=reach)
             # Scattered clipped samples (noise at the top of the range) would
             # spread over everything: then only they are filled.
             if np.mean(glare) < 0.5:

@@ -78,9 +78,9 @@ class ADMM(Solver):
 
     Notes
     -----
-    The data's penalty is fixed by the weight; the prior's starts at
-    :data:`RHO_PRIOR` and, for TV, is balanced every :data:`CHECK_EVERY`
-    iterations against the residuals (Boyd et al. 3.4.1).
+    The data's penalty is fixed by the weight; the prior's is
+    :data:`RHO_PRIOR`, and for TV round clipped samples it is balanced every
+    :data:`CHECK_EVERY` iterations against the residuals (Boyd et al. 3.4.1).
 
     References
     ----------
@@ -245,16 +245,17 @@ class ADMM(Solver):
                 primal = _norm(u_v - u_v_old, u_z - u_z_old, u_w - u_w_old)
                 dual = _norm(v - v_old, z - z_old, w - w_old)
                 metrics["change"] = max(primal, dual) / max(_norm(v, z, w), 1e-30)
-                # Residual balancing (Boyd et al. 3.4.1) of TV's penalty: a
-                # primal residual ten times the dual one doubles it, the
-                # reverse halves it. Scenes of high contrast (clipped lamps)
-                # need penalties far from the typical one. (The
-                # hyper-Laplacian prior is not convex: moving its penalty
-                # moves the minimum it finds, so it keeps its own.)
+                # Residual balancing (Boyd et al. 3.4.1) of TV's penalty
+                # round clipped lamps, whose contrast puts the right penalty
+                # far from the typical one: a primal residual ten times the
+                # dual one doubles it, the reverse halves it. (Elsewhere the
+                # typical penalty converges sooner; the hyper-Laplacian
+                # prior is not convex, and moving its penalty would move
+                # the minimum it finds.)
                 r_prior = _norm(u_z - u_z_old, u_w - u_w_old)
                 s_prior = rho_z * _norm(z - z_old, w - w_old)
                 factor = 2 if r_prior > 10 * s_prior else 0.5 if s_prior > 10 * r_prior else 1
-                if factor != 1 and self.prior == "tv":
+                if factor != 1 and self.prior == "tv" and lower is not None:
                     rho_z = rho_w = dtype.type(rho_z * factor)
                     threshold = 1 / rho_z
                     # The scaled duals are the unscaled ones over the penalty.
