@@ -279,10 +279,11 @@ def _one_image(
         batch_ndim=1,
         mask=None if invalid is None else ~invalid,
     )
+    # The noise level and the weights are measured on the image with its
+    # unobserved samples (and the glare round clipped lights) filled in.
+    filled = fill_unobserved(operator, linear, around=clipped)
     level = (
-        estimate_noise_level(fill_unobserved(operator, linear, around=clipped), batch_ndim=1)
-        if noise is None or method == "auto"
-        else None
+        estimate_noise_level(filled, batch_ndim=1) if noise is None or method == "auto" else None
     )
     if noise is None:
         # No image is cleaner than its rounding to integers; a noise-free
@@ -314,7 +315,7 @@ def _one_image(
     solver, chosen = build_solver(
         method,
         operator,
-        linear,
+        filled,
         variance=variance,
         weight=weight,
         max_iter=max_iter,

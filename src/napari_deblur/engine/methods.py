@@ -25,7 +25,6 @@ from .solvers import (
     RichardsonLucy,
     Solver,
     Wiener,
-    fill_unobserved,
 )
 
 #: Methods by name; ``'auto'`` picks one for the data (:func:`choose_method`).
@@ -90,7 +89,9 @@ def build_solver(
     operator : Convolution
         Blur model.
     observed : ndarray
-        The data, batch axes first.
+        The data the weights are chosen on, batch axes first, with samples
+        outside the operator's mask filled in
+        (:func:`~napari_deblur.engine.solvers.fill_unobserved`).
     variance : ndarray
         Noise variance per batch image.
     weight : float, optional
@@ -113,9 +114,6 @@ def build_solver(
     if method not in METHODS or method == "auto":
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
     batch_ndim = operator.batch_ndim
-    # The weights are chosen on the image with unobserved samples, and the
-    # light they spread, filled in.
-    observed = fill_unobserved(operator, observed, around=clipped)
 
     def nsr() -> np.ndarray:
         return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)

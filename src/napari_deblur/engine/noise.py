@@ -183,13 +183,8 @@ def estimate_background(image, *, batch_ndim: int = 0) -> np.ndarray:
     # deviations below the mean: the raw noise of the darkest twentieth,
     # scaled by the Gaussian's sqrt(sum of squares), gives it.
     dark = flat <= np.percentile(flat, 5, axis=-1, keepdims=True)
-    spread = np.array(
-        [
-            np.std(r[d])
-            for r, d in zip(raw.reshape(-1, raw.shape[-1]), dark.reshape(-1, raw.shape[-1]))
-        ]
-    )
-    spread = spread.reshape(lowest.shape) * (2 * sigma * np.sqrt(np.pi)) ** (-spatial / 2)
+    spread = np.std(raw, axis=-1, where=dark, keepdims=True)
+    spread *= (2 * sigma * np.sqrt(np.pi)) ** (-spatial / 2)
     return np.maximum(lowest + 2.33 * spread, 0)[..., 0]
 
 
