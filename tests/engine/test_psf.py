@@ -118,6 +118,17 @@ def test_defocus_ball_3d():
     assert defocus_psf(3.0, ndim=3).ndim == 3
 
 
+def test_ball_on_anisotropic_voxels_is_an_ellipsoid():
+    # A 1 um ball on 0.25 x 0.1 x 0.1 um voxels: radii 2 x 5 x 5 samples.
+    ball = defocus_psf((2.0, 5.0, 5.0), edge=0.05)
+    assert [np.ptp(i) + 1 for i in np.nonzero(ball)] == [5, 11, 11]
+    assert 1 / ball.max() == pytest.approx(4 / 3 * np.pi * 2 * 5 * 5, rel=0.05)
+    centre = ball[ball.shape[0] // 2] > 0.5 * ball.max()
+    assert centre[ball.shape[1] // 2].sum() == 9
+    with pytest.raises(ValueError, match="radius"):
+        defocus_psf((2.0, -1.0))
+
+
 @pytest.mark.parametrize(("length", "angle"), [(10, 0), (15, 90), (12, 30), (20, 135)])
 def test_motion_psf_extent_and_direction(length, angle):
     psf = motion_psf(length, angle)

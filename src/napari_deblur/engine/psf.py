@@ -282,7 +282,7 @@ def gaussian_psf(
 
 
 def defocus_psf(
-    radius: float,
+    radius: float | Sequence[float],
     *,
     shape: Sequence[int] | None = None,
     ndim: int = 2,
@@ -294,15 +294,17 @@ def defocus_psf(
 
     Parameters
     ----------
-    radius : float
-        Radius of the disc in pixels.
+    radius : float or sequence of float
+        Radius of the disc in pixels, or one per axis for an ellipse (a
+        ball sampled on anisotropic voxels).
     shape : sequence of int, optional
         Array size; by default odd and just large enough.
     ndim : int
-        2 for a disc, 3 for a ball.
+        2 for a disc, 3 for a ball, when `radius` is a single value.
     edge : float
-        Width in pixels of the linear fall-off at the rim (aberrations and
-        diffraction soften it; larger values soften more).
+        Width in pixels of the linear fall-off at the rim along the axis of
+        the smallest radius (aberrations and diffraction soften it; larger
+        values soften more).
     offset : sequence of float, optional
         Position of the centre relative to the centre sample, in pixels.
     supersample : int
@@ -313,16 +315,21 @@ def defocus_psf(
     ndarray
         float64 PSF with unit sum.
     """
-    if not radius > 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+    radii = np.broadcast_to(
+        np.asarray(radius, dtype=float), (ndim,) if np.ndim(radius) == 0 else np.shape(radius)
+    )
+    if not np.all(radii > 0):
+        raise ValueError(f"radius must be positive, got {radii.tolist()}")
     if not edge > 0:
         raise ValueError(f"edge must be positive, got {edge}")
-    shifts = _offsets(offset, ndim)
-    reach = radius + edge / 2 + np.abs(shifts)
+    shifts = _offsets(offset, len(radii))
+    reach = radii + edge / 2 + np.abs(shifts)
     shape = _default_shape(reach) if shape is None else tuple(shape)
     grid = _grid(shape, supersample)
-    dist = np.sqrt(sum((c - shift) ** 2 for c, shift in zip(grid, shifts)))
-    return normalize_psf(_bin(np.clip((radius - dist) / edge + 0.5, 0, 1), supersample))
+    # Distances scaled so that the rim lies at the smallest radius on every axis.
+    smallest = radii.min()
+    dist = np.sqrt(sum(((c - s) * (smallest / r)) ** 2 for c, s, r in zip(grid, shifts, radii)))
+    return normalize_psf(_bin(np.clip((smallest - dist) / edge + 0.5, 0, 1), supersample))
 
 
 def motion_psf(
