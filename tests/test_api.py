@@ -109,7 +109,7 @@ def test_srgb_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"psf": np.full((80, 80), 0.5)}, ValueError, "larger than the image"),
+        ({"psf": np.pad(np.full((78, 78), 0.5), 1)}, ValueError, "larger than the image"),
         ({"psf": gaussian_psf(30.0)}, ValueError, "larger than the image"),
         ({"psf": np.zeros((5, 5))}, ValueError, "no light"),
         ({"psf": -np.ones((5, 5))}, ValueError, "no light"),

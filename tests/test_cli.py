@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -5,12 +6,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage
 
 from napari_deblur._cli import main
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
-from napari_deblur.engine.psf import gaussian_psf
+from napari_deblur.engine.psf import defocus_psf, gaussian_psf
 from tests.conftest import psnr
 
 
@@ -183,6 +185,25 @@ def test_psf_command_writes_a_clean_psf_and_reports(photo_files, capsys):
     np.testing.assert_allclose(psf.sum(axis=(0, 1)), 1, rtol=1e-4)
     report = capsys.readouterr().out
     assert "FWHM" in report and "1 source(s)" in report and "srgb" in report
+
+
+def test_psf_command_takes_out_the_bead_size(tmp_path, capsys, rng):
+    # A 1 um bead on 0.2 x 0.1 x 0.1 um voxels through a PSF of sigma (3, 1.5, 1.5) voxels.
+    light = np.zeros((64, 48, 48))
+    light[32, 24, 24] = 1
+    light = ndimage.convolve(light, defocus_psf((2.5, 5.0, 5.0), edge=0.05), mode="constant")
+    light = ndimage.convolve(light, gaussian_psf((3.0, 1.5, 1.5), ndim=3), mode="constant")
+    tifffile.imwrite(
+        tmp_path / "bead.tif", rng.poisson(light / light.max() * 3000 + 100).astype(np.uint16)
+    )
+    out = tmp_path / "psf.tif"
+    args = ["psf", str(tmp_path / "bead.tif"), "-o", str(out), "--spacing", "0.2,0.1,0.1"]
+    assert main([*args, "--bead-diameter", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "size of the bead (1) removed" in report
+    fwhm = [float(v) for v in re.search(r"px = ([\d. x]+)", report).group(1).split(" x ")]
+    np.testing.assert_allclose(fwhm, [1.41, 0.35, 0.35], rtol=0.1)
+    assert tifffile.imread(out).sum() == pytest.approx(1, rel=1e-4)
 
 
 def test_psf_command_bad_roi_is_one_line(photo_files, capsys):

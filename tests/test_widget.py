@@ -3,13 +3,14 @@ import re
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_deblur import _widget, deblur
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur._widget import DeblurWidget, PointSourceWidget, PSFModelWidget
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
-from napari_deblur.engine.psf import gaussian_psf
+from napari_deblur.engine.psf import defocus_psf, gaussian_psf
 from tests.conftest import psnr
 
 
@@ -179,7 +180,7 @@ def test_cancel_stops_within_an_iteration(make_napari_viewer, qtbot, errors, mon
         (gaussian_psf(30.0).astype(np.float32), "larger than the image"),
         (np.zeros((9, 9), np.float32), "no light"),
         (np.full((9, 9), np.nan, np.float32), "NaN"),
-        (np.ones((5, 9, 9), np.float32), "axes"),
+        (gaussian_psf(1.5, ndim=3).astype(np.float32), "axes"),
     ],
 )
 def test_bad_psf_is_a_notification(make_napari_viewer, errors, psf, message):
@@ -248,6 +249,28 @@ def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, errors, rng):
     assert found.group(2) == "micrometer"
     # FWHM = 2.355 sigma: 1.41 um in z, 0.47 um in y and x.
     np.testing.assert_allclose(fwhm, [1.41, 0.47, 0.47], rtol=0.1)
+
+
+def test_bead_size_entered_in_micrometres(make_napari_viewer, errors, rng):
+    viewer = make_napari_viewer()
+    # A 1 um bead (radii 2.5 x 5 x 5 voxels) seen through a PSF of sigma (3, 1.5, 1.5) voxels.
+    ball = defocus_psf((2.5, 5.0, 5.0), edge=0.05)
+    light = np.zeros((64, 48, 48))
+    light[32, 24, 24] = 1
+    light = ndimage.convolve(light, ball, mode="constant")
+    light = ndimage.convolve(light, gaussian_psf((3.0, 1.5, 1.5), ndim=3), mode="constant")
+    stack = rng.poisson(light / light.max() * 3000 + 100).astype(np.float32)
+    viewer.add_image(stack, name="bead", scale=(0.2, 0.1, 0.1), units="um")
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["bead"]
+    widget.bead_diameter.value = 1.0
+    widget.measure_button.native.click()
+    assert errors == []
+    found = re.search(r"px = ([\d. x]+) (\w+)", widget.report.value)
+    fwhm = [float(v) for v in found.group(1).split(" x ")]
+    # FWHM = 2.355 sigma: 1.41 um in z, 0.35 um in y and x (the bead alone is 1 um wide).
+    np.testing.assert_allclose(fwhm, [1.41, 0.35, 0.35], rtol=0.1)
+    assert "size of the bead" in widget.report.value
 
 
 def test_clipped_point_light_warns(make_napari_viewer, errors, notices):

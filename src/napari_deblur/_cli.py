@@ -102,11 +102,24 @@ def psf(args: argparse.Namespace) -> None:
             channel_axis=photo.channel_axis,
             energy=args.energy,
             symmetric=args.symmetric,
+            bead_diameter=args.bead_diameter,
+            spacing=args.spacing or 1.0,
         )
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
     image = ImageFile(data.astype(np.float32), photo.channel_axis)
     write_image(args.output, image, overwrite=args.overwrite)
-    print(measured.report())
+    print(measured.report(args.spacing))
+
+
+def _spacing(text: str) -> tuple[float, ...]:
+    """``'0.2,0.1,0.1'`` -> ``(0.2, 0.1, 0.1)``: a sample's size per spatial axis."""
+    try:
+        sizes = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(s > 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 0.2,0.1,0.1, got {text!r}")
+    return sizes
 
 
 def _roi(text: str) -> tuple[tuple[int, int], ...]:
@@ -228,6 +241,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--energy", type=float, default=0.995, help="fraction of the light kept")
     p.add_argument("--symmetric", action="store_true", help="average over rotations")
+    p.add_argument(
+        "--spacing",
+        type=_spacing,
+        help="Z,Y,X (or Y,X) size of a sample, e.g. voxels in um; FWHM is reported in it too",
+    )
+    p.add_argument(
+        "--bead-diameter",
+        type=float,
+        help="diameter of the beads, in the unit of --spacing: their size is taken out",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=psf)
 

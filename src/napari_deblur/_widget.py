@@ -334,6 +334,14 @@ class PointSourceWidget(Container):
             tooltip="Without regions: how many of the brightest isolated lights; 0 for all",
         )
         self.symmetric = CheckBox(value=False, text="radially symmetric (defocus, beads)")
+        self.bead_diameter = FloatSpinBox(
+            value=0.0,
+            min=0.0,
+            max=1e6,
+            step=0.01,
+            label="bead diameter",
+            tooltip="In the layer's unit (its scale); 0 for beads below the resolution",
+        )
         self.encoding = ComboBox(choices=ENCODINGS, value="auto", label="encoding")
         self.measure_button = PushButton(text="Measure PSF")
         self.report = Label(value="")
@@ -343,6 +351,7 @@ class PointSourceWidget(Container):
                 self.regions,
                 self.sources,
                 self.symmetric,
+                self.bead_diameter,
                 self.encoding,
                 self.measure_button,
                 self.report,
@@ -364,6 +373,8 @@ class PointSourceWidget(Container):
                 sources=self.sources.value or "auto",
                 symmetric=self.symmetric.value,
                 encoding=self.encoding.value,
+                bead_diameter=self.bead_diameter.value or None,
+                spacing=tuple(photo.scale),
             )
         except (ValueError, TypeError) as error:
             show_error(f"PSF from point source: {error}")

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage
 
 from napari_deblur.engine.color import linear_to_srgb
@@ -120,6 +121,58 @@ def test_bead_stack(rng):
     assert measured.fwhm[0] == pytest.approx(2.355 * 2.5, rel=0.1)
     assert measured.fwhm[1] == pytest.approx(2.355 * 1.2, rel=0.15)
     assert relative_error(measured.psf, psf) < 0.1
+
+
+def bead_stack(psf, rng, diameter, spacing, positions):
+    """Beads of `diameter` (in the unit of `spacing`) imaged through `psf` on a camera offset."""
+    ball = defocus_psf(diameter / 2 / np.broadcast_to(spacing, (3,)), edge=0.05)
+    scene = np.zeros((64, 80, 80))
+    for position in positions:
+        scene[position] = 1
+    light = ndimage.convolve(ndimage.convolve(scene, ball, mode="constant"), psf, mode="constant")
+    return rng.poisson(light / light.max() * 3000 + 100).astype(np.uint16)
+
+
+def test_bead_size_is_taken_out(rng):
+    # Three 1 um beads on 0.2 x 0.1 x 0.1 um voxels, a PSF of FWHM 1.4 x 0.35 x 0.35 um:
+    # the beads look twice as wide as the PSF laterally.
+    spacing = (0.2, 0.1, 0.1)
+    psf = gaussian_psf((3.0, 1.5, 1.5), ndim=3, shape=(25, 13, 13))
+    stack = bead_stack(psf, rng, 1.0, spacing, [(30, 20, 25), (34, 55, 30), (32, 35, 60)])
+    as_seen = psf_from_point_source(stack, sources="auto")
+    measured = psf_from_point_source(stack, sources="auto", bead_diameter=1.0, spacing=spacing)
+    assert measured.sources == 3
+    assert relative_error(as_seen.psf, psf) > 0.5
+    assert relative_error(measured.psf, psf) < 0.1
+    np.testing.assert_allclose(measured.fwhm, 2.355 * np.array([3.0, 1.5, 1.5]), rtol=0.1)
+    assert "size of the bead (1 um) removed" in measured.report(spacing, "um")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bead_diameter": -1.0}, "bead_diameter"),
+        ({"bead_diameter": 1.0, "spacing": (0.1, 0.1)}, "spacing"),
+        ({"bead_diameter": 50.0}, "larger than the measured spot"),
+    ],
+)
+def test_bad_bead_arguments(kwargs, message, rng):
+    stack = bead_stack(gaussian_psf((3.0, 1.5, 1.5), ndim=3), rng, 0.5, 0.1, [(32, 40, 40)])
+    with pytest.raises(ValueError, match=message):
+        psf_from_point_source(stack, **kwargs)
+
+
+def test_real_bead_stack(shared_data):
+    stack = tifffile.imread(shared_data / "microscopy-bead" / "data.tif")
+    measured = psf_from_point_source(stack)
+    # The stack is smooth (averaged down) but sits on a camera offset of about 200 counts.
+    assert 200 < measured.background < stack.min() + 20
+    assert measured.psf.min() >= 0 and measured.psf.sum() == pytest.approx(1, rel=1e-5)
+    # The bead's focus, not the middle of the stack: the planes where the light
+    # through its brightest column exceeds half its peak.
+    column = stack[:, 31, 31] - measured.background
+    focus = np.flatnonzero(column > column.max() / 2)
+    assert focus.min() <= measured.centres[0][0] <= focus.max()
 
 
 def test_srgb_photo_is_linearised(rng):

@@ -16,9 +16,11 @@ import numpy as np
 from scipy import ndimage
 
 from .color import resolve_encoding, to_linear
-from .noise import estimate_noise, quantisation_noise
-from .psf import centroid, normalize_psf, shift_subpixel
+from .noise import estimate_background, estimate_noise, quantisation_noise
+from .operators import Convolution
+from .psf import centroid, defocus_psf, normalize_psf, shift_subpixel
 from .saturation import NEAR_SATURATION, saturation_level
+from .solvers import Discrepancy, MaxIterations, RelativeChange, RichardsonLucy
 
 #: A source must hold this fraction of the brightest one's light to count.
 MIN_RELATIVE_FLUX = 0.1
@@ -60,6 +62,9 @@ class PointSourcePSF:
         Samples at the sensor's saturation level inside the sources.
     encoding : str
         How the photo's values were read: ``'srgb'`` or ``'linear'``.
+    bead_diameter : float or None
+        Diameter of the bead whose size was taken out of the PSF, in the
+        unit of the spacing given, or None.
     """
 
     psf: np.ndarray
@@ -71,6 +76,7 @@ class PointSourcePSF:
     noise: float
     clipped: int
     encoding: str
+    bead_diameter: float | None = None
 
     @property
     def grey(self) -> np.ndarray:
@@ -120,6 +126,10 @@ class PointSourcePSF:
             f"peak SNR {self.snr:.0f}, background {self.background:.4g} +- {self.noise:.2g}, "
             f"clipped samples {self.clipped}",
         ]
+        if self.bead_diameter is not None:
+            lines.append(
+                f"size of the bead ({self.bead_diameter:.3g} {unit}".rstrip() + ") removed"
+            )
         return "\n".join(lines + [f"warning: {p}" for p in self.problems()])
 
 
@@ -133,6 +143,8 @@ def psf_from_point_source(
     energy: float = 0.995,
     symmetric: bool = False,
     saturation: float | str | None = "auto",
+    bead_diameter: float | None = None,
+    spacing: float | Sequence[float] = 1.0,
 ) -> PointSourcePSF:
     """Measure a PSF from a photo of one or more point lights.
 
@@ -143,6 +155,7 @@ def psf_from_point_source(
     of the tapered light; its sub-pixel centroid is moved to the centre
     sample of the smallest odd box holding `energy` of its light; several
     sources are registered that way and averaged, weighted by their light.
+    A bead of known size is then deconvolved out of the average.
 
     Parameters
     ----------
@@ -169,6 +182,15 @@ def psf_from_point_source(
     saturation : float, 'auto' or None
         The sensor's saturation level in the photo's values, to report
         clipped sources (see :func:`~napari_deblur.engine.saturation.saturation_level`).
+    bead_diameter : float, optional
+        Diameter of the beads (in the unit of `spacing`): a bead image is
+        the PSF blurred by the bead's ball, which Richardson-Lucy takes out,
+        stopped once the PSF fits the average to its noise. For beads
+        smaller than the resolution (under about a third of the FWHM), leave
+        it out.
+    spacing : float or sequence of float
+        Size of a sample along each spatial axis (a stack's voxel size), in
+        the unit of `bead_diameter`.
 
     Returns
     -------
@@ -195,7 +217,8 @@ def psf_from_point_source(
     linear = to_linear(raw, encoding)
     spatial = linear.shape[1:]
     regions = _regions(rois, spatial)
-    if rois is None and not symmetric and encoding == "linear" and _is_clean(raw):
+    bead = None if bead_diameter is None else _bead(bead_diameter, spacing, len(spatial))
+    if rois is None and bead is None and not symmetric and encoding == "linear" and _is_clean(raw):
         # A PSF cleaned before, or a model: every value is light already.
         total = raw.sum(axis=0) / raw.shape[0]
         return PointSourcePSF(
@@ -231,11 +254,18 @@ def psf_from_point_source(
     if symmetric:
         psf = np.stack([_rotational_average(channel) for channel in psf])
     psf = np.stack([normalize_psf(np.clip(channel, 0, None)) for channel in psf])
-
-    total = psf.sum(axis=0) / psf.shape[0]
     brightest = int(np.argmax(fluxes.sum(axis=1)))
-    peak = float(fluxes[brightest].sum() * total.max())
-    snr = peak / noise if noise > 0 else np.inf
+    snr = float(fluxes[brightest].sum() * psf.mean(axis=0).max()) / noise if noise > 0 else np.inf
+    if bead is not None:
+        # The noise of each channel's average, as a share of its light.
+        shares = (
+            noise
+            / np.sqrt(len(psf))
+            * np.sqrt((weights**2).sum(axis=0))
+            / (weights * fluxes).sum(axis=0)
+        )
+        psf = np.stack([_without_bead(c, bead, share) for c, share in zip(psf, shares)])
+    total = psf.sum(axis=0) / psf.shape[0]
     level = saturation_level(raw, saturation)
     clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
     result = PointSourcePSF(
@@ -248,6 +278,7 @@ def psf_from_point_source(
         noise=noise,
         clipped=clipped,
         encoding=encoding,
+        bead_diameter=bead_diameter,
     )
     for problem in result.problems():
         warnings.warn(problem, PSFQualityWarning, stacklevel=2)
@@ -313,11 +344,14 @@ def _find_sources(
         # A flat, finely quantised background can read as noise-free.
         fits = [(plane, max(noise, q)) for (plane, noise), q in zip(fits, floor)]
     elif clean_band or all(
-        noise <= np.abs(channel).max() / MAX_PHOTO_SNR for (_, noise), channel in zip(fits, region)
+        max(noise, abs(float(channel.min()))) <= np.abs(channel).max() / MAX_PHOTO_SNR
+        for (_, noise), channel in zip(fits, region)
     ):
-        # No camera photographs a point light this cleanly (noise, or the
-        # whole outer band, at a thousandth of the peak): floating-point data
-        # this clean is a model PSF, whose every value is light.
+        # No camera photographs a point light this cleanly (noise and darkest
+        # sample, or the whole outer band, at a thousandth of the peak):
+        # floating-point data this clean is a model PSF, whose every value is
+        # light. A smooth stack on a camera's offset (a bead stack averaged
+        # down) is a photo.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif region.min() >= 0:
         # Non-negative floats whose band sits within the noise of zero have no
@@ -368,13 +402,26 @@ def _find_sources(
         mask = ~np.isin(labels[window], [c for c in candidates if c != label])
         light = np.clip(signal[(slice(None),) + window] * (weight[window] * mask), 0, None)
         start = np.array([b.start + w.start for b, w in zip(box, window)])
-        centre = centroid(light.sum(axis=0)) + start
+        centre = _centre(light.sum(axis=0)) + start
         global_window = (slice(None),) + tuple(
             slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, window)
         )
         blobs.append(_Blob(light, global_window, centre))
     levels = [float(plane.mean()) for plane, _ in fits]
     return _Found(blobs, float(np.mean(levels)), noise)
+
+
+def _centre(light: np.ndarray) -> np.ndarray:
+    """Where a source is: the centroid of its light, of its core in a stack.
+
+    A stack cuts off a widefield PSF's out-of-focus light, which fills every
+    plane, at its first and last planes; unless the bead is midway, that
+    pulls the centroid of all the light towards the middle of the stack. The
+    light above half the peak (the focus) is not cut off.
+    """
+    if light.ndim >= 3:
+        light = np.clip(light - light.max() / 2, 0, None)
+    return centroid(light)
 
 
 def _dilate(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -417,15 +464,21 @@ def _band(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """Background plane and noise level, fitted to the outer band of the frame.
+    """Background and noise level of a photo of point lights.
 
-    A plane (constant plus one slope per axis) absorbs uneven illumination
-    and stray light; the fit is least squares, repeated without the samples
-    more than 3 robust standard deviations away (the tail of the source).
-    The noise is the white noise of the band (finest wavelet details), which
-    smooth structure such as a PSF's tail does not inflate.
+    The noise is the white noise of the frame's outer band (finest wavelet
+    details), which smooth structure such as a PSF's tail does not inflate.
+    In a photo, a plane (constant plus one slope per axis) fitted to the band
+    absorbs uneven illumination and stray light; the fit is least squares,
+    repeated without the samples more than 3 robust standard deviations away
+    (the tail of the source). In a stack, every plane holds a widefield PSF's
+    light, spread ever wider out of focus, so the band is no background: the
+    background is the darkest level the stack reaches (the camera's offset).
     """
     band = _band(image.shape)
+    noise = float(estimate_noise(image, mask=band))
+    if image.ndim >= 3:
+        return np.full_like(image, estimate_background(image)), noise
     coords = np.indices(image.shape, dtype=np.float64)
     design = np.stack([np.ones(int(band.sum()))] + [c[band] for c in coords], axis=1)
     values = image[band].astype(np.float64)
@@ -439,7 +492,6 @@ def _background(image: np.ndarray) -> tuple[np.ndarray, float]:
             break
         keep = new_keep
     plane = params[0] + sum(p * c for p, c in zip(params[1:], coords))
-    noise = float(estimate_noise(image, mask=band))
     return plane.astype(image.dtype), noise
 
 
@@ -498,6 +550,37 @@ def _centred_window(blob: _Blob, half: np.ndarray) -> np.ndarray:
     shift = anchor + start - blob.centre
     inner = tuple(slice(2, -2) for _ in half)
     return np.stack([shift_subpixel(channel, shift)[inner] for channel in padded[window]])
+
+
+def _bead(diameter: float, spacing, ndim: int) -> np.ndarray:
+    """A bead's ball sampled on voxels of size `spacing`, unit sum."""
+    sizes = np.asarray(spacing, dtype=float)
+    if sizes.ndim > 1 or sizes.size not in (1, ndim) or not np.all(sizes > 0):
+        raise ValueError(
+            f"spacing must be one positive size or one per axis ({ndim}), got {spacing}"
+        )
+    if not (np.isfinite(diameter) and diameter > 0):
+        raise ValueError(f"bead_diameter must be positive, got {diameter}")
+    radii = np.broadcast_to(diameter / 2 / sizes, (ndim,))
+    # A sharp rim: pixel integration alone softens it.
+    return defocus_psf(radii, edge=0.05)
+
+
+def _without_bead(measured: np.ndarray, bead: np.ndarray, noise: float) -> np.ndarray:
+    """The PSF that blurs `bead` into `measured` (unit sum), by Richardson-Lucy.
+
+    The PSF is zero beyond the measured box (which holds its light), and
+    Richardson-Lucy keeps it non-negative with unit sum; it stops when the
+    fit reaches the noise of the measurement (Morozov) or stops improving.
+    """
+    if any(b > m for b, m in zip(bead.shape, measured.shape)):
+        raise ValueError(
+            f"bead_diameter gives a bead of {bead.shape} samples, larger than the measured "
+            f"spot {measured.shape}: check it and the spacing"
+        )
+    operator = Convolution(bead, measured.shape, boundary="zero", dtype=measured.dtype)
+    stop = Discrepancy(noise**2) | RelativeChange(1e-3) | MaxIterations(1000)
+    return normalize_psf(RichardsonLucy(operator, stop=stop).run(measured))
 
 
 def _rotational_average(psf: np.ndarray, angles: int = 36) -> np.ndarray:
