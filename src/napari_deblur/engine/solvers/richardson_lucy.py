@@ -127,6 +127,9 @@ class RichardsonLucy(Solver):
         norm = op.adjoint(backend.ones(op.shape_out, dtype))
         floor = norm.max() * 1e-6
         tiny = np.finfo(dtype).tiny
+        # FFTs blur with an error of about eps times the data's scale: below
+        # that, a blurred value is round-off, and dividing by it overflows.
+        resolution = dtype.type(max(float(np.finfo(dtype).eps) * float(np.abs(y).max()), tiny))
         regularised = bool(np.any(self.tv_weight > 0))
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
@@ -158,7 +161,7 @@ class RichardsonLucy(Solver):
             blurred += offset
             misfit = blurred - y
             residual = mean_squared_misfit(op, misfit)
-            ratio = y / np.maximum(blurred, tiny)
+            ratio = y / np.maximum(blurred, resolution)
             if self.damping is not None:
                 # White's damping: u = (misfit / threshold)^2, the correction
                 # (ratio - 1) scaled by u^(N-1) (N - (N-1) u) below u = 1 (N = 10).
