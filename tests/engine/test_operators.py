@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_deblur.engine.operators import BOUNDARIES, Convolution, Gradient, gradient_spectrum
+from napari_deblur.engine.operators import (
+    BOUNDARIES,
+    Convolution,
+    Gradient,
+    VaryingConvolution,
+    gradient_spectrum,
+    interpolation_weights,
+)
 from tests.conftest import adjointness_error
 
 CASES = [
@@ -161,3 +168,84 @@ def test_gradient_of_ramp():
     np.testing.assert_array_equal(g[0, :-1], 1)
     np.testing.assert_array_equal(g[1, :, :-1], 2)
     np.testing.assert_array_equal(g[0, -1], 0)
+
+
+def varying_psfs(rng, count, kernel=(7, 7), channels=()):
+    return rng.random((count, *channels, *kernel))
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("batch_ndim", [0, 1])
+def test_varying_convolution_dot_test(boundary, batch_ndim, rng):
+    shape = (3, 30, 28)[1 - batch_ndim :]
+    channels = (3,) if batch_ndim else ()
+    positions = [(5, 5), (5, 22), (25, 5), (25, 22), (15, 14)]
+    op = VaryingConvolution(
+        varying_psfs(rng, 5, channels=channels),
+        positions,
+        shape,
+        boundary=boundary,
+        batch_ndim=batch_ndim,
+        mask=rng.random(shape[batch_ndim:]) > 0.2,
+    )
+    assert adjointness_error(op, rng) < 1e-10
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_one_psf_everywhere_is_a_convolution(boundary, rng):
+    psf = rng.random((5, 7))
+    positions = [(3, 3), (3, 30), (20, 16)]
+    op = VaryingConvolution(np.stack([psf] * 3), positions, (24, 33), boundary=boundary)
+    plain = Convolution(psf, (24, 33), boundary=boundary)
+    x = rng.random(op.shape_in)
+    np.testing.assert_allclose(op.apply(x), plain.apply(x), atol=1e-12)
+
+
+def test_a_point_at_a_psfs_position_is_blurred_by_that_psf(rng):
+    psfs = varying_psfs(rng, 4)
+    positions = np.array([(10, 10), (10, 40), (40, 10), (40, 40)])
+    op = VaryingConvolution(psfs, positions, (50, 50), boundary="zero")
+    for psf, (r, c) in zip(psfs, positions):
+        point = np.zeros((50, 50))
+        point[r, c] = 1
+        np.testing.assert_allclose(op.apply(point)[r - 3 : r + 4, c - 3 : c + 4], psf, atol=1e-12)
+    # Midway between two PSFs, the blur is their mean.
+    point = np.zeros((50, 50))
+    point[10, 25] = 1
+    np.testing.assert_allclose(op.apply(point)[7:14, 22:29], (psfs[0] + psfs[1]) / 2, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        [(2.0, 3.0), (30.5, 4.0), (12.0, 40.0), (33.0, 37.0), (20.0, 20.0)],
+        [(5.0, 5.0), (15.0, 15.0), (30.0, 30.0)],
+    ],
+    ids=["scattered", "on a line"],
+)
+def test_interpolation_weights_interpolate_and_sum_to_one(positions):
+    weights = interpolation_weights(positions, (36, 44))
+    np.testing.assert_allclose(weights.sum(axis=0), 1, atol=1e-12)
+    assert weights.min() >= -1e-12
+    for k, (r, c) in enumerate(positions):
+        if r == int(r) and c == int(c):
+            np.testing.assert_allclose(
+                weights[:, int(r), int(c)], np.eye(len(positions))[k], atol=1e-12
+            )
+
+
+def test_varying_lipschitz_bounds_the_norm(rng):
+    op = VaryingConvolution(
+        varying_psfs(rng, 3), [(4, 4), (4, 25), (20, 14)], (24, 30), boundary="valid"
+    )
+    x = rng.random(op.shape_in)
+    for _ in range(50):
+        x = op.adjoint(op.apply(x))
+        x /= np.linalg.norm(x)
+    norm = np.linalg.norm(op.adjoint(op.apply(x)))
+    assert norm <= op.lipschitz() <= 2 * norm
+
+
+def test_varying_convolution_rejects_mismatched_positions(rng):
+    with pytest.raises(ValueError, match="positions"):
+        VaryingConvolution(varying_psfs(rng, 3), [(1, 1), (2, 2)], (20, 20))

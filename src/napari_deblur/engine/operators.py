@@ -108,19 +108,7 @@ class Convolution:
         self.dtype = dtype
         self.shape_out = shape
         self.axes = tuple(range(batch_ndim, len(shape)))
-        self.mask = None
-        self.observed_count = int(np.prod(shape))
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            try:
-                mask = np.broadcast_to(mask, shape)
-            except ValueError:
-                raise ValueError(
-                    f"mask of shape {mask.shape} does not fit images of {shape}"
-                ) from None
-            if not mask.all():
-                self.mask = mask.astype(dtype)
-                self.observed_count = int(np.count_nonzero(mask))
+        self.mask, self.observed_count = _mask(mask, shape, dtype)
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
         # one: y[j] sums x[j - (k - 1 - c)] .. x[j + c] with c = k // 2.
@@ -336,6 +324,20 @@ class Gradient:
         return out
 
 
+def _mask(mask, shape: tuple[int, ...], dtype) -> tuple[np.ndarray | None, int]:
+    """A mask of observed samples as 0/1 values of `shape` (None if all are), and their count."""
+    if mask is None:
+        return None, int(np.prod(shape))
+    mask = np.asarray(mask, dtype=bool)
+    try:
+        mask = np.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(f"mask of shape {mask.shape} does not fit images of {shape}") from None
+    if mask.all():
+        return None, int(np.prod(shape))
+    return mask.astype(dtype), int(np.count_nonzero(mask))
+
+
 def _along(ndim: int, axis: int, part: slice) -> tuple[slice, ...]:
     """Index taking `part` of `axis` and everything of the other axes."""
     index = [slice(None)] * ndim
@@ -350,3 +352,204 @@ def gradient_spectrum(shape: Sequence[int], dtype) -> np.ndarray:
         term = 2 - 2 * np.cos(2 * np.pi * f)
         total = term if total is None else total + term
     return total.astype(dtype, copy=False)
+
+
+class VaryingConvolution:
+    """Blur that changes across the frame, from PSFs measured at a few places.
+
+    ``A x = Mask . Crop . sum_k H_k Pad (w_k x)``: the unknown is split into
+    overlapping windows ``w_k x`` by weights that sum to one everywhere and
+    interpolate linearly between the PSFs' positions; each window is blurred
+    by its own PSF ``h_k`` under the shared boundary model, and the blurred
+    windows are added (the interpolated PSFs of Nagy and O'Leary; Hirsch et
+    al.'s efficient filter flow with windows as large as the frame). A point
+    at a PSF's position is blurred by that PSF, one between positions by the
+    mix of its neighbours'. The adjoint is exact:
+    ``A^T y = sum_k w_k Pad^T H_k^T Crop^T Mask y``. One product costs one
+    FFT per PSF and one more: the blurred windows are added as spectra.
+
+    Parameters
+    ----------
+    psfs : array_like
+        One PSF per position, stacked on the first axis; each laid out as
+        :class:`Convolution`'s `psf`, all of one shape.
+    positions : array_like
+        Where each PSF was measured, shape (PSFs, spatial axes), in the
+        observed image's sample coordinates.
+    shape, boundary, batch_ndim, dtype, mask
+        As for :class:`Convolution`.
+
+    Attributes
+    ----------
+    psf : ndarray
+        The mean of the PSFs, for the rules that want one (starting points,
+        weight choice).
+    weights : ndarray
+        Interpolation weights over the unknown's spatial axes, one per PSF.
+
+    References
+    ----------
+    .. [1] J. G. Nagy and D. P. O'Leary, "Restoring images degraded by
+       spatially variant blur", SIAM J. Sci. Comput. 19(4), 1063-1082, 1998.
+    .. [2] M. Hirsch et al., "Efficient filter flow for space-variant
+       multiframe blind deconvolution", CVPR 2010.
+    """
+
+    def __init__(
+        self,
+        psfs,
+        positions,
+        shape: Sequence[int],
+        *,
+        boundary: str = "periodic",
+        batch_ndim: int = 0,
+        dtype=None,
+        mask=None,
+    ):
+        psfs = np.asarray(psfs)
+        positions = np.asarray(positions, dtype=float)
+        spatial = len(shape) - batch_ndim
+        if psfs.ndim != len(shape) + 1 or positions.shape != (len(psfs), spatial):
+            raise ValueError(
+                f"psfs of shape {psfs.shape} and positions of shape {positions.shape} do not "
+                f"give one PSF and one position ({spatial} coordinates) per place"
+            )
+        self.parts = [
+            Convolution(
+                p, shape, boundary=boundary, batch_ndim=batch_ndim, method="fft", dtype=dtype
+            )
+            for p in psfs
+        ]
+        first = self.parts[0]
+        self.boundary = boundary
+        self.batch_ndim = batch_ndim
+        self.dtype = first.dtype
+        self.shape_in, self.shape_out, self.axes = first.shape_in, first.shape_out, first.axes
+        self.psfs = np.stack([p.psf for p in self.parts])
+        self.psf = self.psfs.mean(axis=0)
+        self.mask, self.observed_count = _mask(mask, self.shape_out, self.dtype)
+        # The unknown's sample u lies at u - offset in the observed frame.
+        kernel = self.psf.shape[batch_ndim:]
+        offset = [k - 1 - k // 2 if boundary == "valid" else 0 for k in kernel]
+        self.weights = interpolation_weights(
+            positions + np.asarray(offset), self.shape_in[batch_ndim:], self.dtype
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"VaryingConvolution({len(self.parts)} PSFs of {self.psf.shape}, "
+            f"shape={self.shape_out}, boundary={self.boundary!r})"
+        )
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Blur: ``A x``, from `shape_in` to `shape_out`."""
+        x = backend.asarray(x, self.dtype)
+        if x.shape != self.shape_in:
+            raise ValueError(f"x must have shape {self.shape_in}, got {x.shape}")
+        first = self.parts[0]
+        total = None
+        for part, weight in zip(self.parts, self.weights):
+            extended = backend.pad(x * weight, part.pad_widths, part.pad_mode)
+            spectrum = backend.rfftn(extended, self.axes, shape=part.fft_shape)
+            spectrum *= part.otf
+            if total is None:
+                total = spectrum
+            else:
+                total += spectrum
+        z = backend.irfftn(total, first.fft_shape, self.axes).astype(self.dtype, copy=False)
+        y = backend.crop(z, (0,) * len(first.fft_shape), self.shape_out[self.batch_ndim :])
+        return self.restrict(y)
+
+    def adjoint(self, y: np.ndarray) -> np.ndarray:
+        """Adjoint: ``A^T y``, from `shape_out` to `shape_in`."""
+        y = backend.asarray(y, self.dtype)
+        if y.shape != self.shape_out:
+            raise ValueError(f"y must have shape {self.shape_out}, got {y.shape}")
+        first = self.parts[0]
+        spectrum = backend.rfftn(self.restrict(y), self.axes, shape=first.fft_shape)
+        size = [n + b + a for n, (b, a) in zip(self.shape_in[self.batch_ndim :], first.pad_widths)]
+        x = backend.zeros(self.shape_in, self.dtype)
+        for part, weight in zip(self.parts, self.weights):
+            z = backend.irfftn(spectrum * part.otf.conj(), first.fft_shape, self.axes)
+            extended = backend.crop(z.astype(self.dtype, copy=False), (0,) * len(size), size)
+            x += weight * backend.pad_adjoint(extended, part.pad_widths, part.pad_mode)
+        return x
+
+    def restrict(self, y: np.ndarray) -> np.ndarray:
+        """`y` with the samples outside the mask set to zero: the data the model fits."""
+        return y if self.mask is None else y * self.mask
+
+    def lipschitz(self) -> float:
+        """An upper bound of ``||A||^2``.
+
+        For non-negative PSFs ``A`` is a non-negative matrix, and Schur's
+        test bounds its norm by its largest row sum times its largest column
+        sum: ``max(A 1) max(A^T 1)``, two products. Otherwise it is measured
+        by power iteration (with a margin).
+        """
+        if np.all(self.psfs >= 0):
+            rows = self.apply(backend.ones(self.shape_in, self.dtype))
+            columns = self.adjoint(backend.ones(self.shape_out, self.dtype))
+            return float(rows.max()) * float(columns.max())
+        x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
+        value = 1.0
+        for _ in range(30):
+            x = self.adjoint(self.apply(x))
+            value = float(np.linalg.norm(x.ravel()))
+            x = x / value
+        return 1.05 * value
+
+
+def interpolation_weights(positions, shape: Sequence[int], dtype=np.float64) -> np.ndarray:
+    """Weights that interpolate linearly between `positions` over a grid of `shape`.
+
+    Piecewise-linear interpolation on the Delaunay triangulation of the
+    positions (barycentric coordinates): each weight is 1 at its position, 0
+    at the others', and the weights sum to one everywhere. Beyond the
+    positions' hull a sample takes the weights of the nearest point of their
+    bounding box, or of the nearest position. Positions on a line (or a
+    plane in 3D) are interpolated along it.
+
+    Parameters
+    ----------
+    positions : array_like
+        Shape (points, axes), in sample coordinates of the grid.
+    shape : sequence of int
+        The grid.
+    dtype : dtype
+        Type of the weights.
+
+    Returns
+    -------
+    ndarray
+        Weights of shape ``(points,) + shape``.
+    """
+    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+
+    positions = np.asarray(positions, dtype=float)
+    count = len(positions)
+    if count == 1:
+        return backend.ones((1, *shape), dtype)
+    # The positions' own coordinates: their affine span's principal axes.
+    centre = positions.mean(axis=0)
+    _, singular, axes = np.linalg.svd(positions - centre, full_matrices=False)
+    rank = int(np.sum(singular > 1e-6 * singular[0]))
+    if rank == 0:
+        raise ValueError("the PSFs' positions all coincide: there is nothing to interpolate")
+    axes = axes[:rank]
+    nodes = (positions - centre) @ axes.T
+    grid = np.indices(shape, dtype=np.float64).reshape(len(shape), -1).T
+    points = (grid - centre) @ axes.T
+    points = np.clip(points, nodes.min(axis=0), nodes.max(axis=0))
+    identity = np.eye(count)
+    if rank == 1:
+        order = np.argsort(nodes[:, 0])
+        weights = np.stack(
+            [np.interp(points[:, 0], nodes[order, 0], identity[order, k]) for k in range(count)]
+        )
+    else:
+        weights = LinearNDInterpolator(nodes, identity)(points).T
+        outside = np.isnan(weights[0])
+        if outside.any():
+            weights[:, outside] = NearestNDInterpolator(nodes, identity)(points[outside]).T
+    return weights.reshape((count, *shape)).astype(dtype)
