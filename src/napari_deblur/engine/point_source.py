@@ -44,6 +44,10 @@ class PointSourcePSF:
     psf : ndarray
         Non-negative, unit sum (per channel, channels first), odd sizes,
         centroid on the centre sample.
+    each : ndarray
+        Each source's own PSF, cleaned the same way, stacked on a first axis
+        in the order of `centres`: where several sources across the frame
+        see different blur, the blur at each place.
     centres : ndarray
         Sub-pixel centroid of each source used, in the photo's pixel
         coordinates, shape (sources, spatial axes).
@@ -68,6 +72,7 @@ class PointSourcePSF:
     """
 
     psf: np.ndarray
+    each: np.ndarray
     centres: np.ndarray
     fwhm: tuple[float, ...]
     energy_radius: float
@@ -223,6 +228,7 @@ def psf_from_point_source(
         total = raw.sum(axis=0) / raw.shape[0]
         return PointSourcePSF(
             psf=raw[0] if channel_axis is None else raw,
+            each=raw if channel_axis is None else raw[None],
             centres=centroid(total)[None],
             fwhm=_fwhm(total),
             energy_radius=_energy_radius(total, 0.5),
@@ -250,26 +256,23 @@ def psf_from_point_source(
         fluxes.append(blob.signal.sum(axis=tuple(range(1, blob.signal.ndim))))
     fluxes = np.array(fluxes)
     weights = fluxes / fluxes.sum(axis=0)
-    psf = sum(w.reshape((-1,) + (1,) * len(spatial)) * p for w, p in zip(weights, stack))
-    if symmetric:
-        psf = np.stack([_rotational_average(channel) for channel in psf])
-    psf = np.stack([normalize_psf(np.clip(channel, 0, None)) for channel in psf])
-    brightest = int(np.argmax(fluxes.sum(axis=1)))
-    snr = float(fluxes[brightest].sum() * psf.mean(axis=0).max()) / noise if noise > 0 else np.inf
-    if bead is not None:
-        # The noise of each channel's average, as a share of its light.
-        shares = (
-            noise
-            / np.sqrt(len(psf))
-            * np.sqrt((weights**2).sum(axis=0))
-            / (weights * fluxes).sum(axis=0)
-        )
-        psf = np.stack([_without_bead(c, bead, share) for c, share in zip(psf, shares)])
+    light = sum(w.reshape((-1,) + (1,) * len(spatial)) * p for w, p in zip(weights, stack))
+    # The noise of each channel, as a share of its light: of the average and
+    # of each source's window.
+    channel_noise = noise / np.sqrt(len(light))
+    shares = channel_noise * np.sqrt((weights**2).sum(axis=0)) / (weights * fluxes).sum(axis=0)
+    psf = _finish(light, symmetric, bead, shares)
+    each = np.stack(
+        [_finish(p, symmetric, bead, channel_noise / f) for p, f in zip(stack, fluxes)]
+    )
+    brightest = blobs[int(np.argmax(fluxes.sum(axis=1)))]
+    snr = float(brightest.total.max()) / noise if noise > 0 else np.inf
     total = psf.sum(axis=0) / psf.shape[0]
     level = saturation_level(raw, saturation)
     clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
     result = PointSourcePSF(
         psf=psf[0] if channel_axis is None else psf,
+        each=each[:, 0] if channel_axis is None else each,
         centres=np.array([b.centre for b in blobs]),
         fwhm=_fwhm(total),
         energy_radius=_energy_radius(total, 0.5),
@@ -550,6 +553,19 @@ def _centred_window(blob: _Blob, half: np.ndarray) -> np.ndarray:
     shift = anchor + start - blob.centre
     inner = tuple(slice(2, -2) for _ in half)
     return np.stack([shift_subpixel(channel, shift)[inner] for channel in padded[window]])
+
+
+def _finish(light: np.ndarray, symmetric: bool, bead, noise_shares) -> np.ndarray:
+    """A PSF (channels first) from registered light: non-negative, unit sum.
+
+    Symmetrised first if asked, and the bead's size taken out if given.
+    """
+    if symmetric:
+        light = np.stack([_rotational_average(channel) for channel in light])
+    psf = np.stack([normalize_psf(np.clip(channel, 0, None)) for channel in light])
+    if bead is not None:
+        psf = np.stack([_without_bead(c, bead, share) for c, share in zip(psf, noise_shares)])
+    return psf
 
 
 def _bead(diameter: float, spacing, ndim: int) -> np.ndarray:
