@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .noise import gcv_nsr, tv_weight
-from .operators import Convolution
+from .operators import Convolution, VaryingConvolution
 from .solvers import (
     ADMM,
     Discrepancy,
@@ -24,6 +24,7 @@ from .solvers import (
     RelativeChange,
     RichardsonLucy,
     Solver,
+    StoppingRule,
     Wiener,
 )
 
@@ -54,7 +55,13 @@ WEIGHT_MEANING = {
 }
 
 
-def choose_method(*, encoding: str, boundary: str, photon_share: float) -> str:
+#: Methods that divide spectra, so need one PSF for the whole frame.
+ONE_PSF_METHODS = ("wiener", "admm_tv", "admm_hyper_laplacian")
+
+
+def choose_method(
+    *, encoding: str, boundary: str, photon_share: float, varying: bool = False
+) -> str:
     """The method for these data: RL-TV for photon counts, least-squares TV for photos.
 
     Linear data whose noise is mostly photon noise (`photon_share`, from
@@ -62,11 +69,12 @@ def choose_method(*, encoding: str, boundary: str, photon_share: float) -> str:
     a telescope) follow Poisson statistics, which RL-TV models; camera
     photos (sRGB) and data with mostly additive noise get total variation
     with a least-squares data term: by ADMM, which converges in the fewest
-    iterations, where the boundary allows it, else by FISTA.
+    iterations, where the boundary and one PSF for the whole frame allow
+    it, else by FISTA (for blur that varies across the frame, `varying`).
     """
     if encoding == "linear" and photon_share > 0.5:
         return "rl_tv"
-    return "admm_tv" if boundary in ("valid", "periodic") else "fista_tv"
+    return "admm_tv" if boundary in ("valid", "periodic") and not varying else "fista_tv"
 
 
 def build_solver(
@@ -116,10 +124,27 @@ def build_solver(
     batch_ndim = operator.batch_ndim
 
     def nsr() -> np.ndarray:
+        if isinstance(operator, VaryingConvolution):
+            # Each PSF judged where it holds, with the part of the image it
+            # blurs; one weight for the frame must keep the noise down in the
+            # region that needs the most (where the interpolated blur fits the
+            # data worst, too), or that region's noise shows.
+            return np.max(
+                [
+                    gcv_nsr(window, psf, batch_ndim=batch_ndim)
+                    for window, psf in operator.regions(observed)
+                ],
+                axis=0,
+            )
         return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)
 
-    def converged(default: int) -> RelativeChange | MaxIterations:
-        return RelativeChange(1e-3) | MaxIterations(max_iter or default)
+    varying = isinstance(operator, VaryingConvolution)
+
+    def converged(default: int) -> StoppingRule:
+        rule = RelativeChange(1e-3) | MaxIterations(max_iter or default)
+        # An interpolated blur is not the true one: its error adds to the
+        # noise, and fitting the data closer than the noise fits that error.
+        return Discrepancy(variance) | rule if varying else rule
 
     if method == "richardson_lucy":
         stop = Discrepancy(variance) | converged(100)

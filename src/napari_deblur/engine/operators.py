@@ -479,6 +479,24 @@ class VaryingConvolution:
         """`y` with the samples outside the mask set to zero: the data the model fits."""
         return y if self.mask is None else y * self.mask
 
+    def regions(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each PSF with the part of the observation it weighs most in.
+
+        Returns ``(window, psf)`` pairs: the bounding box, in `y` (of
+        `shape_out`), of the samples where the PSF's weight is the largest.
+        """
+        spatial = self.shape_out[self.batch_ndim :]
+        kernel = self.psf.shape[self.batch_ndim :]
+        offset = [k - 1 - k // 2 if self.boundary == "valid" else 0 for k in kernel]
+        nearest = np.argmax(backend.crop(self.weights, offset, spatial), axis=0)
+        pairs = []
+        for index, psf in enumerate(self.psfs):
+            where = np.nonzero(nearest == index)
+            if where[0].size:
+                box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in where)
+                pairs.append((y[(Ellipsis, *box)], psf))
+        return pairs
+
     def lipschitz(self) -> float:
         """An upper bound of ``||A||^2``.
 
