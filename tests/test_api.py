@@ -335,3 +335,35 @@ def test_channels_of_a_stack_each_get_their_own_psf(rng):
     truth = scene + 2
     for c in range(2):
         assert np.abs(own[c] - truth[c]).mean() < np.abs(swapped[c] - truth[c]).mean()
+
+
+def test_varying_blur_beats_every_single_psf(varying_scene):
+    blurred, photo, sharp = varying_scene
+    steps = list(deblur_steps(blurred, photo, varying=True))
+    result, settings = steps[-1].image, steps[-1].settings
+    assert settings["psfs"] == 9 and settings["method"] == "fista_tv"
+    measured = psf_from_point_source(photo, sources="auto")
+    singles = [psnr(sharp, deblur(blurred, psf), 1) for psf in (*measured.each, measured.psf)]
+    assert psnr(sharp, result, 1) > max(singles) + 1.5
+    assert psnr(sharp, result, 1) > psnr(sharp, blurred, 1) + 1.5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"method": "admm_tv"}, "one PSF for the whole frame"),
+        ({"method": "wiener"}, "one PSF for the whole frame"),
+        ({"photo": "cropped"}, "framed like the image"),
+        ({"photo": "one light"}, "several point lights"),
+    ],
+)
+def test_varying_blur_bad_input(varying_scene, change, message):
+    blurred, photo, _ = varying_scene
+    if change.get("photo") == "cropped":
+        photo = photo[:-8]
+    elif change.get("photo") == "one light":
+        photo = photo.copy()
+        photo[40:] = photo[:, 40:] = 0
+    method = change.get("method", "auto")
+    with pytest.raises(ValueError, match=message):
+        deblur(blurred, photo, varying=True, method=method)

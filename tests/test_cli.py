@@ -285,3 +285,15 @@ def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     with pytest.raises(ValueError, match="TIFF"):
         write_image(tmp_path / "out.png", image)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_varying_blur(tmp_path, caplog, varying_scene):
+    blurred, photo, sharp = varying_scene
+    tifffile.imwrite(tmp_path / "blurred.tif", blurred)
+    tifffile.imwrite(tmp_path / "lights.tif", photo)
+    out = tmp_path / "out.tif"
+    args = ["run", str(tmp_path / "blurred.tif"), "--psf", str(tmp_path / "lights.tif")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main([*args, "-o", str(out), "--varying"]) == 0
+    assert "with 9 PSFs across the frame" in caplog.text
+    assert psnr(sharp, tifffile.imread(out), 1) > psnr(sharp, blurred, 1) + 1.5

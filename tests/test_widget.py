@@ -378,3 +378,22 @@ def test_time_series_layer_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     truth = scene + 2
     for t in range(3):
         assert np.abs(result.data[t] - truth[t]).mean() < np.abs(series[t] - truth[t]).mean()
+
+
+def test_varying_blur_checkbox_shows_the_psfs(make_napari_viewer, qtbot, errors, varying_scene):
+    blurred, photo, sharp = varying_scene
+    viewer = make_napari_viewer()
+    viewer.add_image(blurred, name="tilted")
+    viewer.add_image(photo, name="lights")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["tilted"]
+    widget.psf.value = viewer.layers["lights"]
+    widget.varying.value = True
+    run_to_end(widget, qtbot)
+    assert errors == []
+    placed = viewer.layers["lights PSFs"].data
+    peaks = ndimage.label(placed > 0.5)[1]
+    assert peaks == 9
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("tilted deblurred")]
+    assert result.metadata["deblur"]["psfs"] == 9
+    assert psnr(sharp, result.data, 1) > psnr(sharp, blurred, 1) + 1.5

@@ -10,9 +10,9 @@ import numpy as np
 
 from .engine import backend
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
-from .engine.methods import METHODS, build_solver, choose_method
+from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
 from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
-from .engine.operators import BOUNDARIES, Convolution
+from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.point_source import psf_from_point_source
 from .engine.psf import resample_psf
 from .engine.saturation import clipped_mask, clipped_regions
@@ -125,6 +125,7 @@ def deblur_steps(
     spacing=None,
     psf_spacing=None,
     time_axis: int | None = None,
+    varying: bool = False,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -144,6 +145,7 @@ def deblur_steps(
         "saturation": saturation,
         "spacing": spacing,
         "psf_spacing": psf_spacing,
+        "varying": varying,
     }
     if time_axis is not None:
         return _frame_by_frame(image, psf, time_axis, channel_axis, options)
@@ -208,6 +210,7 @@ def _one_image(
     saturation,
     spacing,
     psf_spacing,
+    varying,
 ) -> Iterator[Progress]:
     """:func:`deblur_steps` for one image (or stack)."""
     image = _as_image(image, "image")
@@ -251,8 +254,34 @@ def _one_image(
     encoding_image = resolve_encoding(encoding, image.dtype)
     linear = to_linear(image, encoding_image)
     linear = linear[None] if channel_axis is None else np.moveaxis(linear, channel_axis, 0)
-    measured = psf_from_point_source(psf, encoding=encoding, channel_axis=psf_channel_axis)
+    measured = psf_from_point_source(
+        psf,
+        encoding=encoding,
+        channel_axis=psf_channel_axis,
+        sources="auto" if varying else 1,
+    )
     kernel = measured.psf if psf_channel_axis is not None else measured.psf[None]
+    if varying:
+        if method in ONE_PSF_METHODS:
+            raise ValueError(
+                f"method {method!r} needs one PSF for the whole frame; for blur that varies "
+                "use 'fista_tv', 'rl_tv', 'richardson_lucy' or 'landweber'"
+            )
+        photo_shape = (
+            tuple(np.delete(psf.shape, psf_channel_axis))
+            if psf_channel_axis is not None
+            else psf.shape
+        )
+        if photo_shape != linear.shape[1:]:
+            raise ValueError(
+                f"varying blur needs the point-light photo framed like the image: its size "
+                f"{photo_shape} is not the image's {linear.shape[1:]}"
+            )
+        if measured.sources < 2:
+            raise ValueError(
+                "varying blur needs a photo of several point lights spread over the frame; "
+                "found one isolated light"
+            )
     if psf_spacing is not None or spacing is not None:
         if psf_spacing is None or spacing is None:
             raise ValueError("give both spacing (the image's) and psf_spacing, or neither")
@@ -261,6 +290,8 @@ def _one_image(
             for v, name in ((spacing, "spacing"), (psf_spacing, "psf_spacing"))
         ]
         if not np.allclose(*spacings):
+            if varying:
+                raise ValueError("varying blur needs the PSF photo taken with the image's spacing")
             kernel = np.stack([resample_psf(k, spacings[1], spacings[0]) for k in kernel])
     kernel = backend.asarray(kernel, linear.dtype)
     if any(k > n for k, n in zip(kernel.shape[1:], linear.shape[1:])):
@@ -272,13 +303,19 @@ def _one_image(
     boundary = "valid" if boundary == "auto" else boundary
     if clipped is not None:
         clipped = clipped_regions(clipped, kernel.shape[1:])
-    operator = Convolution(
-        kernel,
-        linear.shape,
-        boundary=boundary,
-        batch_ndim=1,
-        mask=None if invalid is None else ~invalid,
-    )
+    mask = None if invalid is None else ~invalid
+    if varying:
+        each = measured.each if psf_channel_axis is not None else measured.each[:, None]
+        operator = VaryingConvolution(
+            backend.asarray(each, linear.dtype),
+            measured.centres,
+            linear.shape,
+            boundary=boundary,
+            batch_ndim=1,
+            mask=mask,
+        )
+    else:
+        operator = Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1, mask=mask)
     # The noise level and the weights are measured on the image with its
     # unobserved samples (and the glare round clipped lights) filled in.
     filled = fill_unobserved(operator, linear, around=clipped)
@@ -299,7 +336,9 @@ def _one_image(
     if method == "auto":
         # Signed data are not photon counts, whatever their noise looks like.
         photons = level.photon_share if linear.min() >= 0 else 0.0
-        method = choose_method(encoding=encoding_image, boundary=boundary, photon_share=photons)
+        method = choose_method(
+            encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
+        )
     if boundary not in ("valid", "periodic") and method.startswith("admm"):
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
@@ -330,6 +369,7 @@ def _one_image(
         "weight": chosen,
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
+        "psfs": len(measured.each) if varying else 1,
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
         "background": float(np.mean(background)),
     }
@@ -371,6 +411,7 @@ def deblur(
     spacing=None,
     psf_spacing=None,
     time_axis: int | None = None,
+    varying: bool = False,
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
@@ -427,6 +468,14 @@ def deblur(
         Axis of time points (TZYX, TYX): each frame is deblurred in turn
         with the same PSF and its own noise level and weight; the progress
         runs over all of them.
+    varying : bool
+        The blur changes across the frame (lens blur off-axis, a tilted
+        scene): `psf` is then a photo of several point lights spread over
+        the frame, framed like the image; each light gives the PSF where it
+        is, and the blur between them is interpolated
+        (:class:`~napari_deblur.engine.operators.VaryingConvolution`).
+        Methods that need one PSF (Wiener, ADMM) are not available;
+        ``'auto'`` takes FISTA-TV for photos.
 
     Returns
     -------
@@ -481,6 +530,7 @@ def deblur(
         spacing=spacing,
         psf_spacing=psf_spacing,
         time_axis=time_axis,
+        varying=varying,
     )
     (last,) = deque(steps, maxlen=1)
     return last.image

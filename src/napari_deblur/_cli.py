@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> None:
             bad_pixels = bad_pixels.any(axis=-1)
     psf_data = psf.data
     if psf.channel_axis is not None and image.channel_axis is None:
+        if args.varying:
+            raise ValueError("--varying with a grey image needs a grey photo of the lights")
         psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=args.encoding).grey
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -61,14 +63,16 @@ def run(args: argparse.Namespace) -> None:
             max_iter=args.max_iter,
             bad_pixels=bad_pixels,
             saturation=args.saturation,
+            varying=args.varying,
         )
         (last,) = deque(steps, maxlen=1)
     for warning in caught:
         log.warning("warning: %s", warning.message)
     settings = last.settings
     log.info(
-        "%s, %d iterations, noise %.3g%s",
+        "%s%s, %d iterations, noise %.3g%s",
         settings["method"],
+        f" with {settings['psfs']} PSFs across the frame" if settings["psfs"] > 1 else "",
         last.iteration,
         settings["noise"],
         f", {settings['left_out']} clipped or bad samples left out of the fit"
@@ -215,6 +219,12 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="stored value at which the sensor clipped ('auto': the top of the file's range; "
         "'none': nothing is clipped); clipped pixels are left out of the fit",
+    )
+    p.add_argument(
+        "--varying",
+        action="store_true",
+        help="the blur changes across the frame: --psf is a photo of several point lights "
+        "spread over it, framed like the image; the blur is interpolated between them",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)

@@ -118,6 +118,12 @@ class DeblurWidget(Container):
                 "(hot or dead pixels, dust, scratches); clipped pixels are found by themselves"
             },
         )
+        self.varying = CheckBox(
+            value=False,
+            text="blur varies across the frame",
+            tooltip="The PSF layer is a photo of several point lights spread over the frame, "
+            "framed like the image: each gives the blur where it is",
+        )
         self.method = ComboBox(choices=METHODS, value="auto", label="method")
         self.boundary = ComboBox(
             choices=("auto", *BOUNDARIES),
@@ -144,6 +150,7 @@ class DeblurWidget(Container):
                 self.psf,
                 self.psf_region,
                 self.bad_pixels,
+                self.varying,
                 self.method,
                 self.boundary,
                 self.weight,
@@ -171,7 +178,10 @@ class DeblurWidget(Container):
             raise ValueError("choose both a blurred image layer and a PSF layer")
         if image_layer is psf_layer:
             raise ValueError("the PSF layer must differ from the image layer")
-        psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
+        if self.varying.value:
+            psf = self._varying_psfs(image_layer, psf_layer)
+        else:
+            psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
         labels = self.bad_pixels.value
         bad = None if labels is None else np.asarray(labels.data) != 0
         # A PSF layer with napari's default scale was opened without one: it
@@ -179,13 +189,41 @@ class DeblurWidget(Container):
         # each was sampled, and the PSF is resampled to the image's.
         # A grey layer with one axis more than the PSF is a time series
         # (TZYX, TYX): its frames are deblurred in turn.
-        over_time = not image_layer.rgb and image_layer.ndim == psf.ndim + 1
+        over_time = not image_layer.rgb and image_layer.ndim == psf_layer.ndim + 1
         options = {"time_axis": 0} if over_time else {}
+        if self.varying.value:
+            options["varying"] = True
         if not np.allclose(psf_layer.scale, 1):
             spatial = image_layer.scale[1:] if over_time else image_layer.scale
             options |= {"spacing": spatial, "psf_spacing": psf_layer.scale}
         channel_axis = -1 if image_layer.rgb else None
         return np.asarray(image_layer.data), psf, channel_axis, bad, options
+
+    def _varying_psfs(
+        self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image
+    ) -> np.ndarray:
+        """The photo of the lights, for blur that varies; its PSFs are shown as a layer."""
+        if self.psf_region.value is not None:
+            raise ValueError(
+                "with varying blur the lights are found by themselves: choose no PSF region"
+            )
+        if psf_layer.rgb and not image_layer.rgb:
+            raise ValueError("varying blur in a grey image needs a grey photo of the lights")
+        photo = np.asarray(psf_layer.data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PSFQualityWarning)
+            measured = psf_from_point_source(
+                photo, sources="auto", channel_axis=-1 if psf_layer.rgb else None
+            )
+        name = f"{psf_layer.name} PSFs"
+        placed = measured.placed(photo.shape[:-1] if psf_layer.rgb else photo.shape)
+        if name in self._viewer.layers:
+            self._viewer.layers[name].data = placed
+        else:
+            self._viewer.add_image(
+                placed, name=name, scale=psf_layer.scale, colormap="magma", blending="additive"
+            )
+        return photo
 
     def _weight(self) -> float | None:
         text = self.weight.value.strip().lower()

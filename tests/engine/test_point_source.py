@@ -243,3 +243,21 @@ def test_bad_arguments(kwargs, message, rng):
     arguments = {"image": camera_photo(MODELS["gaussian"][0], rng), **kwargs}
     with pytest.raises(ValueError, match=message):
         psf_from_point_source(**arguments)
+
+
+def test_each_source_keeps_its_own_psf(rng):
+    # Two lights with different blur: each keeps its own, the average mixes them.
+    small, large = gaussian_psf(1.5, shape=(21, 21)), gaussian_psf(3.0, shape=(21, 21))
+    frame = np.zeros((100, 100))
+    frame[10:31, 10:31] = small
+    frame[60:81, 65:86] = large
+    photo = frame / frame.max() + 0.02 + rng.normal(0, 1e-3, frame.shape)
+    measured = psf_from_point_source(photo, sources="auto")
+    assert measured.sources == 2
+    by_size = sorted(measured.each, key=lambda p: p.max(), reverse=True)
+    assert relative_error(by_size[0], small) < 0.05
+    assert relative_error(by_size[1], large) < 0.1
+    np.testing.assert_allclose(measured.each.sum(axis=(1, 2)), 1, rtol=1e-6)
+    placed = measured.placed(photo.shape)
+    for centre in np.round(measured.centres).astype(int):
+        assert placed[tuple(centre)] == pytest.approx(1, abs=0.05)

@@ -93,6 +93,24 @@ class PointSourcePSF:
         """Number of sources averaged."""
         return len(self.centres)
 
+    def placed(self, shape: Sequence[int]) -> np.ndarray:
+        """Each source's PSF at its place in a frame of `shape`, each scaled to a peak of 1.
+
+        The blur across the frame, to look at: the channels are summed, and
+        where two boxes overlap the brighter value is kept.
+        """
+        frame = np.zeros(tuple(shape))
+        for psf, centre in zip(self.each, self.centres):
+            light = psf if psf.ndim == len(shape) else psf.sum(axis=0)
+            light = light / light.max()
+            start = np.round(centre).astype(int) - np.array(light.shape) // 2
+            target = tuple(
+                slice(max(0, a), min(n, a + k)) for a, k, n in zip(start, light.shape, shape)
+            )
+            source = tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, start))
+            frame[target] = np.maximum(frame[target], light[source])
+        return frame
+
     def problems(self) -> list[str]:
         """What makes this PSF doubtful, in words (empty when nothing does)."""
         found = []
