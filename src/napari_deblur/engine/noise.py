@@ -278,6 +278,26 @@ def gcv_weight(
        as a method for choosing a good ridge parameter", Technometrics 21(2),
        215-223, 1979.
     """
+    return gcv_minimum(data_power, otf_power, prior_power, weights, bounds=bounds)[0]
+
+
+def gcv_minimum(
+    data_power: np.ndarray,
+    otf_power: np.ndarray,
+    prior_power: np.ndarray,
+    weights: np.ndarray,
+    *,
+    bounds: tuple[float, float] = (1e-9, 1e2),
+) -> tuple[float, float]:
+    """The GCV-minimising weight of :func:`gcv_weight` and the criterion's value there.
+
+    The value compares blurs: the PSF that lets the filter predict left-out
+    samples best has the lowest (Reeves and Mersereau's blur identification).
+
+    Returns
+    -------
+    lam, value : float
+    """
     # A regular subsample of at most 2^18 frequencies estimates the sums well
     # and bounds the cost of each evaluation.
     otf_power, prior_power, data_power, weights = np.broadcast_arrays(
@@ -301,7 +321,27 @@ def gcv_weight(
     result = minimize_scalar(
         criterion, bounds=(best - 0.5, best + 0.5), method="bounded", options={"xatol": 0.01}
     )
-    return float(10.0**result.x)
+    return float(10.0**result.x), float(result.fun)
+
+
+def tapered_power(observed, reach, *, batch_ndim: int = 0) -> np.ndarray:
+    """Power spectrum (``rfftn``) of the frame, tapered over `reach` at each border.
+
+    The taper removes the mismatch between the frame's opposite borders,
+    which a spectrum would otherwise read as sharp detail, and is wide
+    enough (a PSF's size, `reach` samples per spatial axis) to add no sharp
+    edge of its own.
+    """
+    observed = np.asarray(observed)
+    dtype = backend.float_dtype(observed.dtype)
+    frame = observed.shape[batch_ndim:]
+    axes = tuple(range(batch_ndim, observed.ndim))
+    taper = backend.asarray(1, dtype)
+    for axis, (n, k) in enumerate(zip(frame, reach)):
+        view = [1] * len(frame)
+        view[axis] = n
+        taper = taper * backend.asarray(tukey(n, min(1.0, 2 * k / n)).reshape(view), dtype)
+    return np.abs(backend.rfftn(observed * taper, axes)) ** 2
 
 
 def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
@@ -331,13 +371,7 @@ def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
     psf = np.asarray(psf)
     dtype = backend.float_dtype(observed.dtype)
     frame = observed.shape[batch_ndim:]
-    axes = tuple(range(batch_ndim, observed.ndim))
-    taper = backend.asarray(1, dtype)
-    for axis, (n, k) in enumerate(zip(frame, psf.shape[batch_ndim:])):
-        view = [1] * len(frame)
-        view[axis] = n
-        taper = taper * backend.asarray(tukey(n, min(1.0, 2 * k / n)).reshape(view), dtype)
-    data_power = np.abs(backend.rfftn(observed * taper, axes)) ** 2
+    data_power = tapered_power(observed, psf.shape[batch_ndim:], batch_ndim=batch_ndim)
     otf_power = np.abs(psf_to_otf(psf, frame)) ** 2
     prior = gradient_spectrum(frame, dtype)
     weights = rfft_weights(frame)
