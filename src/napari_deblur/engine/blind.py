@@ -1,0 +1,206 @@
+"""A PSF from the blurred image alone: blur identification by generalised cross-validation.
+
+Without a photo of a point light, the common blurs still have a known shape
+with one or two numbers to find: a defocus disc (its radius), a Gaussian
+(its sigma), a straight motion (its length and direction). For each
+candidate PSF, the gradient-prior Wiener filter with its GCV-chosen weight
+predicts left-out samples of the image; the PSF whose filter predicts them
+best (the lowest GCV value) is the blur's estimate (Reeves and Mersereau).
+A wrong PSF either leaves detail the data still hold (too small) or needs
+detail the data lack (too large, or in the wrong direction): both predict
+worse.
+
+References
+----------
+.. [1] S. J. Reeves and R. M. Mersereau, "Blur identification by the method
+   of generalized cross-validation", IEEE TIP 1(3), 301-311, 1992.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+
+from .color import resolve_encoding, to_linear
+from .noise import gcv_minimum, rfft_weights, tapered_power
+from .operators import gradient_spectrum
+from .psf import defocus_psf, gaussian_psf, motion_psf, psf_to_otf
+
+#: The blur families searched, with the PSF each parameter vector makes.
+FAMILIES: dict[str, Callable[..., np.ndarray]] = {
+    "defocus": lambda radius: defocus_psf(radius),
+    "gaussian": lambda sigma: gaussian_psf(sigma),
+    "motion": lambda length, angle: motion_psf(length, angle),
+}
+#: Names of each family's parameters, in the order its PSF takes them.
+PARAMETERS = {"defocus": ("radius",), "gaussian": ("sigma",), "motion": ("length", "angle")}
+#: Side of the central crop the search looks at (enough frequencies, bounded cost).
+CROP = 512
+
+
+@dataclass(frozen=True)
+class BlurEstimate:
+    """A blur estimated from the blurred image alone.
+
+    Attributes
+    ----------
+    kind : str
+        The family: ``'defocus'``, ``'gaussian'`` or ``'motion'``.
+    parameters : dict
+        Its parameters in pixels (``angle`` in degrees, counter-clockwise
+        from the column axis).
+    psf : ndarray
+        The PSF they make (unit sum, odd sizes).
+    scores : dict
+        The best GCV value found in each family searched (lower predicts
+        better).
+    """
+
+    kind: str
+    parameters: dict[str, float]
+    psf: np.ndarray
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> str:
+        """One line on what was found."""
+        values = ", ".join(
+            f"{name} {value:.1f}{' deg' if name == 'angle' else ' px'}"
+            for name, value in self.parameters.items()
+        )
+        return f"estimated blur: {self.kind}, {values}"
+
+
+def estimate_blur(
+    image,
+    *,
+    kind: str = "auto",
+    encoding: str = "auto",
+    channel_axis: int | None = None,
+    max_extent: float = 40.0,
+) -> BlurEstimate:
+    """Estimate a defocus, Gaussian or motion PSF from a blurred image alone.
+
+    The image is taken to linear light and grey, and its central part (at
+    most 512 samples a side) is searched: a coarse grid of each family's
+    parameters, then a local refinement of the best.
+
+    Parameters
+    ----------
+    image : array_like
+        The blurred 2D image, optionally with colour channels.
+    kind : {'auto', 'defocus', 'gaussian', 'motion'}
+        The family to search, or all of them (``'auto'``) and the one that
+        predicts best.
+    encoding : {'auto', 'srgb', 'linear'}
+        Whether values are gamma-encoded (``'auto'``: sRGB for uint8).
+    channel_axis : int, optional
+        Axis of colour channels.
+    max_extent : float
+        The largest blur searched, in pixels: a disc's diameter, about six
+        sigmas, a motion's length.
+
+    Returns
+    -------
+    BlurEstimate
+
+    Raises
+    ------
+    ValueError
+        If the image is not 2D, too small for `max_extent`, or an argument is
+        invalid.
+    """
+    if kind != "auto" and kind not in FAMILIES:
+        raise ValueError(f"kind must be 'auto' or one of {tuple(FAMILIES)}, got {kind!r}")
+    if not max_extent >= 2:
+        raise ValueError(f"max_extent must be at least 2 pixels, got {max_extent}")
+    raw = np.asarray(image)
+    if raw.dtype.kind not in "iubf":
+        raise TypeError(f"image must hold real numbers, got {raw.dtype}")
+    linear = to_linear(raw, resolve_encoding(encoding, raw.dtype))
+    if channel_axis is not None:
+        linear = linear.mean(axis=channel_axis)
+    if linear.ndim != 2:
+        raise ValueError(f"blur is estimated on 2D images, got {linear.ndim} spatial axes")
+    if min(linear.shape) < 4 * max_extent:
+        raise ValueError(
+            f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px; "
+            "use a larger image or a smaller max_extent"
+        )
+    start = [max(0, (n - CROP) // 2) for n in linear.shape]
+    crop = linear[start[0] : start[0] + CROP, start[1] : start[1] + CROP].astype(np.float64)
+    crop = crop - crop.mean()
+    frame = crop.shape
+    data_power = tapered_power(crop, (max_extent, max_extent))
+    prior = gradient_spectrum(frame, np.float64)
+    weights = rfft_weights(frame)
+
+    def score(family: str, values) -> float:
+        try:
+            psf = FAMILIES[family](*values)
+        except ValueError:
+            return np.inf
+        otf_power = np.abs(psf_to_otf(psf, frame)) ** 2
+        return gcv_minimum(data_power, otf_power, prior, weights)[1]
+
+    found = {}
+    for family in FAMILIES if kind == "auto" else (kind,):
+        found[family] = _search(family, max_extent, lambda v, f=family: score(f, v))
+    best = min(found, key=lambda f: found[f][1])
+    values = found[best][0]
+    if best == "motion":
+        values = (values[0], float(values[1]) % 180)
+    return BlurEstimate(
+        kind=best,
+        parameters={name: float(v) for name, v in zip(PARAMETERS[best], values)},
+        psf=FAMILIES[best](*values),
+        scores={f: s for f, (_, s) in found.items()},
+    )
+
+
+#: Ratio between neighbouring lengths searched: a wrong blur's GCV differs
+#: from the right one's mostly in a narrow dip, where the PSF's spectral
+#: zeros meet the data's (about 5% wide for a disc), which a coarser grid
+#: steps over.
+STEP = 1.03
+
+
+def _search(family: str, max_extent: float, score) -> tuple[tuple[float, ...], float]:
+    """Best parameters of `family` and their score: a fine grid, then a local refinement."""
+    if family == "motion":
+        # The direction first, on a coarse grid (a wrong length still shows
+        # it), then the length along it, then both together.
+        coarse = [
+            (length, angle)
+            for length in np.geomspace(2, max_extent, 8)
+            for angle in np.arange(0, 180, 7.5)
+        ]
+        _, angle = coarse[int(np.argmin([score(p) for p in coarse]))]
+        lengths = _fine(2, max_extent)
+        length = lengths[int(np.argmin([score((v, angle)) for v in lengths]))]
+        result = minimize(
+            score,
+            (length, angle),
+            method="Nelder-Mead",
+            options={
+                "initial_simplex": [(length, angle), (length * STEP, angle), (length, angle + 2)],
+                "xatol": 0.05,
+                "fatol": 1e-12,
+            },
+        )
+        return tuple(result.x), float(result.fun)
+    top = max_extent / 2 if family == "defocus" else max_extent / 6
+    values = _fine(0.3, top)
+    i = int(np.argmin([score((v,)) for v in values]))
+    low, high = values[max(0, i - 1)], values[min(len(values) - 1, i + 1)]
+    result = minimize_scalar(
+        lambda v: score((v,)), bounds=(low, high), method="bounded", options={"xatol": 0.01}
+    )
+    return (float(result.x),), float(result.fun)
+
+
+def _fine(low: float, high: float) -> np.ndarray:
+    """Values from `low` to `high`, each :data:`STEP` times the last."""
+    return np.geomspace(low, high, int(np.ceil(np.log(high / low) / np.log(STEP))) + 1)

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+from skimage import data
+
+from napari_deblur.engine.blind import estimate_blur
+from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import defocus_psf, gaussian_psf, motion_psf
+
+
+def camera_made(psf, rng, size=256):
+    """The centre of skimage's camera blurred by `psf` in linear light, with photon
+    and read noise, stored as sRGB 8-bit: what a camera writes."""
+    scene = srgb_to_linear(data.camera()[100 : 100 + size, 150 : 150 + size] / 255.0)
+    k = psf.shape
+    blurred = Convolution(psf, (size - k[0] + 1, size - k[1] + 1), boundary="valid").apply(scene)
+    noisy = rng.poisson(np.clip(blurred, 0, None) * 3000) / 3000 + rng.normal(
+        0, 0.002, blurred.shape
+    )
+    return np.round(linear_to_srgb(np.clip(noisy, 0, 1)) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("psf", "kind", "truth"),
+    [
+        (defocus_psf(5.0), "defocus", {"radius": 5.0}),
+        (gaussian_psf(2.0), "gaussian", {"sigma": 2.0}),
+        (motion_psf(15, 40), "motion", {"length": 15.0, "angle": 40.0}),
+    ],
+    ids=["defocus", "gaussian", "motion"],
+)
+def test_parametric_blur_is_found_within_ten_percent(psf, kind, truth, rng):
+    found = estimate_blur(camera_made(psf, rng))
+    assert found.kind == kind
+    for name, value in truth.items():
+        assert found.parameters[name] == pytest.approx(value, rel=0.1)
+    assert found.scores[kind] == min(found.scores.values())
+    np.testing.assert_allclose(found.psf.sum(), 1)
+
+
+def test_estimate_report_and_bad_input(rng):
+    found = estimate_blur(camera_made(defocus_psf(4.0), rng), kind="defocus")
+    assert found.report().startswith("estimated blur: defocus, radius")
+    with pytest.raises(ValueError, match="kind"):
+        estimate_blur(np.zeros((200, 200)), kind="shake")
+    with pytest.raises(ValueError, match="too small"):
+        estimate_blur(np.zeros((60, 60)))
+    with pytest.raises(ValueError, match="2D"):
+        estimate_blur(np.zeros((4, 200, 200)))
