@@ -367,3 +367,16 @@ def test_varying_blur_bad_input(varying_scene, change, message):
     method = change.get("method", "auto")
     with pytest.raises(ValueError, match=message):
         deblur(blurred, photo, varying=True, method=method)
+
+
+def test_psf_auto_estimates_the_blur_and_deblurs(rng):
+    from tests.engine.test_blind import camera_made
+
+    sharp = data.camera()[100:356, 150:406]
+    blurred = camera_made(defocus_psf(5.0), rng)
+    steps = list(deblur_steps(blurred, "auto"))
+    assert steps[-1].settings["psf_estimate"].startswith("estimated blur: defocus")
+    truth = sharp[6:-6, 6:-6]
+    assert psnr(truth, steps[-1].image, 255) > psnr(truth, blurred, 255) + 1.5
+    with pytest.raises(ValueError, match="'auto'"):
+        deblur(blurred, "guess")

@@ -12,7 +12,7 @@ from napari_deblur._cli import main
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
-from napari_deblur.engine.psf import defocus_psf, gaussian_psf
+from napari_deblur.engine.psf import defocus_psf, gaussian_psf, motion_psf
 from tests.conftest import psnr
 
 
@@ -297,3 +297,14 @@ def test_run_varying_blur(tmp_path, caplog, varying_scene):
         assert main([*args, "-o", str(out), "--varying"]) == 0
     assert "with 9 PSFs across the frame" in caplog.text
     assert psnr(sharp, tifffile.imread(out), 1) > psnr(sharp, blurred, 1) + 1.5
+
+
+def test_run_estimates_the_psf(tmp_path, caplog, rng):
+    from tests.engine.test_blind import camera_made
+
+    iio.imwrite(tmp_path / "blurred.png", camera_made(motion_psf(15, 40), rng))
+    args = ["run", str(tmp_path / "blurred.png"), "--psf", "auto", "-o", str(tmp_path / "o.png")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main(args) == 0
+    assert "estimated blur: motion" in caplog.text
+    assert iio.imread(tmp_path / "o.png").shape == (244, 242)

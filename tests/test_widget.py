@@ -397,3 +397,18 @@ def test_varying_blur_checkbox_shows_the_psfs(make_napari_viewer, qtbot, errors,
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("tilted deblurred")]
     assert result.metadata["deblur"]["psfs"] == 9
     assert psnr(sharp, result.data, 1) > psnr(sharp, blurred, 1) + 1.5
+
+
+def test_estimate_psf_button_adds_the_psf_layer(make_napari_viewer, qtbot, errors, rng):
+    from tests.engine.test_blind import camera_made
+
+    viewer = make_napari_viewer()
+    viewer.add_image(camera_made(defocus_psf(5.0), rng), name="soft")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["soft"]
+    widget.estimate_button.native.click()
+    qtbot.waitUntil(lambda: "soft estimated PSF" in viewer.layers, timeout=60_000)
+    assert errors == []
+    assert widget.psf.value is viewer.layers["soft estimated PSF"]
+    assert "defocus, radius" in widget.report.value
+    qtbot.waitUntil(lambda: widget.estimate_button.enabled, timeout=10_000)

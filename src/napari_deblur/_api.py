@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engine import backend
+from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
 from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
@@ -235,6 +236,14 @@ def _one_image(
     spatial_ndim = image.ndim - (channel_axis is not None)
     invalid, clipped = _left_out(image, channel_axis, bad_pixels, saturation)
 
+    estimate = None
+    if isinstance(psf, str):
+        if psf != "auto":
+            raise ValueError(f"psf must be an array or 'auto', got {psf!r}")
+        if varying:
+            raise ValueError("varying blur needs a photo of point lights, not psf='auto'")
+        estimate = estimate_blur(image, encoding=encoding, channel_axis=channel_axis)
+        psf = estimate.psf
     psf = _as_image(psf, "psf")
     if psf.ndim == spatial_ndim:
         psf_channel_axis = None
@@ -370,6 +379,7 @@ def _one_image(
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
         "psfs": len(measured.each) if varying else 1,
+        "psf_estimate": None if estimate is None else estimate.report(),
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
         "background": float(np.mean(background)),
     }
@@ -420,11 +430,13 @@ def deblur(
     image : array_like
         Blurred image: 2D, 3D (planes, rows, columns), optionally with a
         colour axis. Integers are taken as they are (no rescaling).
-    psf : array_like
+    psf : array_like or 'auto'
         The PSF, or a photo of a point light through the same optics, with
         the image's spatial axes and, for a colour image, optionally one PSF
         per channel. Either is cleaned by :func:`psf_from_point_source`
-        (which changes a clean PSF very little).
+        (which changes a clean PSF very little). ``'auto'``: a defocus,
+        Gaussian or motion PSF estimated from the 2D image itself
+        (:func:`~napari_deblur.engine.blind.estimate_blur`).
     method : str
         One of :data:`METHODS`: ``'wiener'``, ``'landweber'`` (accelerated
         projected gradient with the Wiener prior), ``'richardson_lucy'``,

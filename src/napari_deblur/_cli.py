@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     if Path(args.output).resolve() in inputs:
         raise ValueError(f"{args.output} is an input; choose another output file")
     image = read_image(args.blurred)
-    psf = read_image(args.psf)
+    psf = None if args.psf == "auto" else read_image(args.psf)
     bad_pixels = None
     if args.mask is not None:
         mask = read_image(args.mask)
@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> None:
         if mask.channel_axis is not None:
             # A colour mask file marks a pixel bad where any of its channels is set.
             bad_pixels = bad_pixels.any(axis=-1)
-    psf_data = psf.data
-    if psf.channel_axis is not None and image.channel_axis is None:
+    psf_data = "auto" if psf is None else psf.data
+    if psf is not None and psf.channel_axis is not None and image.channel_axis is None:
         if args.varying:
             raise ValueError("--varying with a grey image needs a grey photo of the lights")
         psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=args.encoding).grey
@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> None:
     for warning in caught:
         log.warning("warning: %s", warning.message)
     settings = last.settings
+    if settings["psf_estimate"]:
+        log.info("%s", settings["psf_estimate"])
     log.info(
         "%s%s, %d iterations, noise %.3g%s",
         settings["method"],
@@ -202,7 +204,12 @@ def _parser() -> argparse.ArgumentParser:
         "run", parents=[logging_flags], help="deblur an image file with a PSF file"
     )
     p.add_argument("blurred", help="blurred image (PNG, JPEG, TIFF; gray, RGB or a stack)")
-    p.add_argument("--psf", required=True, help="PSF or photo of a point light")
+    p.add_argument(
+        "--psf",
+        required=True,
+        help="PSF or photo of a point light, or 'auto' to estimate a defocus, Gaussian or "
+        "motion blur from the image itself",
+    )
     p.add_argument("-o", "--output", required=True, help="result file (PNG, JPEG, TIFF)")
     p.add_argument("--method", choices=METHODS, default="auto")
     p.add_argument("--boundary", choices=("auto", *BOUNDARIES), default="auto")

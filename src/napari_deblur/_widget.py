@@ -24,10 +24,11 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.qt.threading import GeneratorWorker, create_worker
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ._api import METHODS, Progress, deblur_steps
+from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
 from .engine.methods import WEIGHT_MEANING
 from .engine.operators import BOUNDARIES
@@ -100,11 +101,16 @@ class DeblurWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
+        self._estimator: FunctionWorker | None = None
         self._result: napari.layers.Image | None = None
         self._iterates: list[np.ndarray] = []
 
         self.image = create_widget(annotation=napari.layers.Image, label="blurred image")
         self.psf = create_widget(annotation=napari.layers.Image, label="PSF or point light")
+        self.estimate_button = PushButton(
+            text="Estimate PSF from the image",
+            tooltip="No point light? Find a defocus, Gaussian or motion blur in the image itself",
+        )
         self.psf_region = create_widget(
             annotation=napari.layers.Shapes | None,
             label="PSF region",
@@ -148,6 +154,7 @@ class DeblurWidget(Container):
             [
                 self.image,
                 self.psf,
+                self.estimate_button,
                 self.psf_region,
                 self.bad_pixels,
                 self.varying,
@@ -164,6 +171,7 @@ class DeblurWidget(Container):
             ]
         )
         self.run_button.changed.connect(self.run)
+        self.estimate_button.changed.connect(self.estimate_psf)
         self.cancel_button.changed.connect(self.cancel)
         self.side_by_side.changed.connect(self._show_side_by_side)
 
@@ -224,6 +232,34 @@ class DeblurWidget(Container):
                 placed, name=name, scale=psf_layer.scale, colormap="magma", blending="additive"
             )
         return photo
+
+    def estimate_psf(self) -> None:
+        """Estimate a parametric PSF from the image layer in a thread; add it as the PSF layer."""
+        layer = self.image.value
+        if layer is None:
+            show_error("Estimate PSF: choose the blurred image layer first")
+            return
+        data = np.asarray(layer.data)
+        channel_axis = -1 if layer.rgb else None
+        self.estimate_button.enabled = False
+        self.report.value = "estimating the blur..."
+        worker = create_worker(estimate_blur, data, channel_axis=channel_axis, _start_thread=False)
+        worker.returned.connect(lambda estimate: self._add_estimate(layer, estimate))
+        worker.errored.connect(lambda e: show_error(f"Estimate PSF: {e}"))
+        worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
+        self._estimator = worker
+        worker.start()
+
+    def _add_estimate(self, layer: napari.layers.Image, estimate: BlurEstimate) -> None:
+        report = estimate.report()
+        psf_layer = self._viewer.add_image(
+            estimate.psf.astype(np.float32),
+            name=f"{layer.name} estimated PSF",
+            colormap="magma",
+            metadata={"psf_report": report},
+        )
+        self.psf.value = psf_layer
+        self.report.value = report
 
     def _weight(self) -> float | None:
         text = self.weight.value.strip().lower()
