@@ -380,3 +380,16 @@ def test_psf_auto_estimates_the_blur_and_deblurs(rng):
     assert psnr(truth, steps[-1].image, 255) > psnr(truth, blurred, 255) + 1.5
     with pytest.raises(ValueError, match="'auto'"):
         deblur(blurred, "guess")
+
+
+def test_refine_psf_option(rng):
+    from tests.engine.test_blind import camera_made
+
+    blurred = camera_made(defocus_psf(5.0), rng)
+    truth = data.camera()[100:356, 150:406][6:-6, 6:-6]
+    steps = list(deblur_steps(blurred, defocus_psf(6.0), refine_psf=True))
+    assert steps[-1].settings["psf_refined"] > 0.05
+    as_given = deblur(blurred, defocus_psf(6.0))
+    assert psnr(truth, steps[-1].image, 255) > psnr(truth, as_given, 255) + 3
+    with pytest.raises(ValueError, match="refine_psf"):
+        deblur(np.zeros((8, 32, 32)), gaussian_psf(1.0, ndim=3), refine_psf=True)

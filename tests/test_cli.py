@@ -308,3 +308,14 @@ def test_run_estimates_the_psf(tmp_path, caplog, rng):
         assert main(args) == 0
     assert "estimated blur: motion" in caplog.text
     assert iio.imread(tmp_path / "o.png").shape == (244, 242)
+
+
+def test_run_refines_the_psf(tmp_path, caplog, rng):
+    from tests.engine.test_blind import camera_made
+
+    iio.imwrite(tmp_path / "blurred.png", camera_made(defocus_psf(5.0), rng))
+    tifffile.imwrite(tmp_path / "psf.tif", defocus_psf(6.0).astype(np.float32))
+    args = ["run", str(tmp_path / "blurred.png"), "--psf", str(tmp_path / "psf.tif")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main([*args, "-o", str(tmp_path / "o.png"), "--refine-psf"]) == 0
+    assert "PSF refined on the image" in caplog.text

@@ -412,3 +412,20 @@ def test_estimate_psf_button_adds_the_psf_layer(make_napari_viewer, qtbot, error
     assert widget.psf.value is viewer.layers["soft estimated PSF"]
     assert "defocus, radius" in widget.report.value
     qtbot.waitUntil(lambda: widget.estimate_button.enabled, timeout=10_000)
+
+
+def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
+    from tests.engine.test_blind import camera_made
+
+    viewer = make_napari_viewer()
+    viewer.add_image(camera_made(defocus_psf(5.0), rng), name="soft")
+    viewer.add_image(defocus_psf(6.0).astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["soft"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.refine_psf.value = True
+    run_to_end(widget, qtbot)
+    assert errors == []
+    assert "PSF refined on the image" in widget.report.value
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("soft deblurred")]
+    assert result.metadata["deblur"]["psf_refined"] > 0.05

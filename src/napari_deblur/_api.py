@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import backend
+from .engine import backend, psf_fit
 from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
@@ -127,6 +127,7 @@ def deblur_steps(
     psf_spacing=None,
     time_axis: int | None = None,
     varying: bool = False,
+    refine_psf: bool = False,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -147,6 +148,7 @@ def deblur_steps(
         "spacing": spacing,
         "psf_spacing": psf_spacing,
         "varying": varying,
+        "refine_psf": refine_psf,
     }
     if time_axis is not None:
         return _frame_by_frame(image, psf, time_axis, channel_axis, options)
@@ -212,6 +214,7 @@ def _one_image(
     spacing,
     psf_spacing,
     varying,
+    refine_psf,
 ) -> Iterator[Progress]:
     """:func:`deblur_steps` for one image (or stack)."""
     image = _as_image(image, "image")
@@ -270,6 +273,8 @@ def _one_image(
         sources="auto" if varying else 1,
     )
     kernel = measured.psf if psf_channel_axis is not None else measured.psf[None]
+    if refine_psf and (varying or spatial_ndim != 2):
+        raise ValueError("refine_psf refines one PSF of a 2D image (not varying blur, not stacks)")
     if varying:
         if method in ONE_PSF_METHODS:
             raise ValueError(
@@ -360,16 +365,20 @@ def _one_image(
         if method in ("richardson_lucy", "rl_tv") and linear.min() >= 0
         else np.zeros(linear.shape[0])
     )
-    solver, chosen = build_solver(
-        method,
-        operator,
-        filled,
-        variance=variance,
-        weight=weight,
-        max_iter=max_iter,
-        clipped=clipped,
-        background=background,
-    )
+
+    def solver_for(operator, filled):
+        return build_solver(
+            method,
+            operator,
+            filled,
+            variance=variance,
+            weight=weight,
+            max_iter=max_iter,
+            clipped=clipped,
+            background=background,
+        )
+
+    solver, chosen = solver_for(operator, filled)
     settings = {
         "method": method,
         "boundary": boundary,
@@ -382,10 +391,8 @@ def _one_image(
         "psf_estimate": None if estimate is None else estimate.report(),
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
         "background": float(np.mean(background)),
+        "psf_refined": None,
     }
-    frame = (
-        [(k - 1 - k // 2) for k in kernel.shape[1:]] if boundary == "valid" else [0] * spatial_ndim
-    )
     out_scale = full_scale(image.dtype)
 
     # The fitted background is light the image had: it is given back, so
@@ -393,16 +400,41 @@ def _one_image(
     # how much of it is offset or haze, to subtract where that is wanted).
     restored = backend.asarray(background, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
 
-    def to_output(estimate: np.ndarray) -> np.ndarray:
-        x = backend.crop(estimate, frame, linear.shape[1:]) + restored
-        if encoding_image == "srgb":
-            x = linear_to_srgb(x) * x.dtype.type(out_scale)
-        return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
+    def steps() -> Iterator[Progress]:
+        current, psf_shape = solver, kernel.shape[1:]
+        if refine_psf:
+            # The PSF is refined on the channels' mean, whose noise is the
+            # channels' mean variance over their number; the work starts here,
+            # when the steps are consumed (in a widget's thread).
+            refined, change = psf_fit.refine_psf(
+                filled.mean(axis=0),
+                kernel.mean(axis=0),
+                variance=float(np.mean(variance)) / len(linear),
+            )
+            model = Convolution(
+                backend.asarray(refined[None], linear.dtype),
+                linear.shape,
+                boundary=boundary,
+                batch_ndim=1,
+                mask=mask,
+            )
+            current, _ = solver_for(model, fill_unobserved(model, linear, around=clipped))
+            psf_shape = refined.shape
+            settings.update(psf_shape=psf_shape, psf_refined=change)
+        frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]
 
-    return (
-        Progress(step.iteration, step.fraction, step.metrics, settings, step.estimate, to_output)
-        for step in solver.iterate(linear)
-    )
+        def to_output(estimate: np.ndarray) -> np.ndarray:
+            x = backend.crop(estimate, frame, linear.shape[1:]) + restored
+            if encoding_image == "srgb":
+                x = linear_to_srgb(x) * x.dtype.type(out_scale)
+            return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
+
+        for step in current.iterate(linear):
+            yield Progress(
+                step.iteration, step.fraction, step.metrics, settings, step.estimate, to_output
+            )
+
+    return steps()
 
 
 def deblur(
@@ -422,6 +454,7 @@ def deblur(
     psf_spacing=None,
     time_axis: int | None = None,
     varying: bool = False,
+    refine_psf: bool = False,
 ) -> np.ndarray:
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
@@ -488,6 +521,13 @@ def deblur(
         (:class:`~napari_deblur.engine.operators.VaryingConvolution`).
         Methods that need one PSF (Wiener, ADMM) are not available;
         ``'auto'`` takes FISTA-TV for photos.
+    refine_psf : bool
+        The PSF is a bit wrong (taken at another distance, noisy): it is
+        refined on the image first, alternating image and PSF estimates
+        with the PSF kept non-negative, of unit sum, compact and near the
+        measurement (:func:`~napari_deblur.engine.psf_fit.refine_psf`);
+        2D images, one PSF for all channels. Clipped and bad pixels are not
+        left out of the refinement.
 
     Returns
     -------
@@ -543,6 +583,7 @@ def deblur(
         psf_spacing=psf_spacing,
         time_axis=time_axis,
         varying=varying,
+        refine_psf=refine_psf,
     )
     (last,) = deque(steps, maxlen=1)
     return last.image

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> None:
             bad_pixels=bad_pixels,
             saturation=args.saturation,
             varying=args.varying,
+            refine_psf=args.refine_psf,
         )
         (last,) = deque(steps, maxlen=1)
     for warning in caught:
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> None:
     settings = last.settings
     if settings["psf_estimate"]:
         log.info("%s", settings["psf_estimate"])
+    if settings["psf_refined"] is not None:
+        log.info("PSF refined on the image: it moved %.0f%%", 100 * settings["psf_refined"])
     log.info(
         "%s%s, %d iterations, noise %.3g%s",
         settings["method"],
@@ -232,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the blur changes across the frame: --psf is a photo of several point lights "
         "spread over it, framed like the image; the blur is interpolated between them",
+    )
+    p.add_argument(
+        "--refine-psf",
+        action="store_true",
+        help="the PSF is a bit wrong (another distance, noisy): refine it on the image first",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)

@@ -130,6 +130,12 @@ class DeblurWidget(Container):
             tooltip="The PSF layer is a photo of several point lights spread over the frame, "
             "framed like the image: each gives the blur where it is",
         )
+        self.refine_psf = CheckBox(
+            value=False,
+            text="refine the PSF on the image",
+            tooltip="For a PSF that is a bit wrong (taken at another distance, noisy): "
+            "image and PSF are estimated in turn, the PSF kept near the given one",
+        )
         self.method = ComboBox(choices=METHODS, value="auto", label="method")
         self.boundary = ComboBox(
             choices=("auto", *BOUNDARIES),
@@ -158,6 +164,7 @@ class DeblurWidget(Container):
                 self.psf_region,
                 self.bad_pixels,
                 self.varying,
+                self.refine_psf,
                 self.method,
                 self.boundary,
                 self.weight,
@@ -201,6 +208,8 @@ class DeblurWidget(Container):
         options = {"time_axis": 0} if over_time else {}
         if self.varying.value:
             options["varying"] = True
+        if self.refine_psf.value:
+            options["refine_psf"] = True
         if not np.allclose(psf_layer.scale, 1):
             spatial = image_layer.scale[1:] if over_time else image_layer.scale
             options |= {"spacing": spatial, "psf_spacing": psf_layer.scale}
@@ -346,6 +355,8 @@ class DeblurWidget(Container):
         left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
         if "frames" in settings:
             left_out += f"\nframe {settings['frame'] + 1} of {settings['frames']}"
+        if settings["psf_refined"] is not None:
+            left_out += f"\nPSF refined on the image (moved {settings['psf_refined']:.0%})"
         self.report.value = (
             f"{settings['method']}, boundary {settings['boundary']}, "
             f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"
