@@ -8,7 +8,8 @@ predicts left-out samples of the image; the PSF whose filter predicts them
 best (the lowest GCV value) is the blur's estimate (Reeves and Mersereau).
 A wrong PSF either leaves detail the data still hold (too small) or needs
 detail the data lack (too large, or in the wrong direction): both predict
-worse.
+worse. A blur of no such shape (a camera shake) is estimated sample by
+sample instead (:func:`~napari_deblur.engine.psf_fit.blind_psf`).
 
 References
 ----------
@@ -28,6 +29,7 @@ from .color import resolve_encoding, to_linear
 from .noise import gcv_minimum, rfft_weights, tapered_power
 from .operators import gradient_spectrum
 from .psf import defocus_psf, gaussian_psf, motion_psf, psf_to_otf
+from .psf_fit import blind_psf
 
 #: The blur families searched, with the PSF each parameter vector makes.
 FAMILIES: dict[str, Callable[..., np.ndarray]] = {
@@ -36,7 +38,11 @@ FAMILIES: dict[str, Callable[..., np.ndarray]] = {
     "motion": lambda length, angle: motion_psf(length, angle),
 }
 #: Names of each family's parameters, in the order its PSF takes them.
-PARAMETERS = {"defocus": ("radius",), "gaussian": ("sigma",), "motion": ("length", "angle")}
+PARAMETERS = {
+    "defocus": ("radius",),
+    "gaussian": ("sigma",),
+    "motion": ("length", "angle"),
+}
 #: Side of the central crop the search looks at (enough frequencies, bounded cost).
 CROP = 512
 
@@ -48,10 +54,11 @@ class BlurEstimate:
     Attributes
     ----------
     kind : str
-        The family: ``'defocus'``, ``'gaussian'`` or ``'motion'``.
+        The family: ``'defocus'``, ``'gaussian'``, ``'motion'`` or
+        ``'general'``.
     parameters : dict
         Its parameters in pixels (``angle`` in degrees, counter-clockwise
-        from the column axis).
+        from the column axis); a general PSF's box ``size``.
     psf : ndarray
         The PSF they make (unit sum, odd sizes).
     scores : dict
@@ -66,6 +73,9 @@ class BlurEstimate:
 
     def report(self) -> str:
         """One line on what was found."""
+        if self.kind == "general":
+            side = int(self.parameters["size"])
+            return f"estimated blur: general (camera shake), in a {side} x {side} px box"
         values = ", ".join(
             f"{name} {value:.1f}{' deg' if name == 'angle' else ' px'}"
             for name, value in self.parameters.items()
@@ -81,19 +91,21 @@ def estimate_blur(
     channel_axis: int | None = None,
     max_extent: float = 40.0,
 ) -> BlurEstimate:
-    """Estimate a defocus, Gaussian or motion PSF from a blurred image alone.
+    """Estimate a defocus, Gaussian, motion or general PSF from a blurred image alone.
 
     The image is taken to linear light and grey, and its central part (at
-    most 512 samples a side) is searched: a coarse grid of each family's
-    parameters, then a local refinement of the best.
+    most 512 samples a side) is searched: a fine grid of each family's
+    parameters, then a local refinement of the best; or, for a general
+    PSF, a blind estimate coarse to fine.
 
     Parameters
     ----------
     image : array_like
         The blurred 2D image, optionally with colour channels.
-    kind : {'auto', 'defocus', 'gaussian', 'motion'}
-        The family to search, or all of them (``'auto'``) and the one that
-        predicts best.
+    kind : {'auto', 'defocus', 'gaussian', 'motion', 'general'}
+        The family to search, or the three shapes (``'auto'``) and the one
+        that predicts best; ``'general'``: any PSF in a box of `max_extent`
+        (camera shake; slower, and less sure than a shape that fits).
     encoding : {'auto', 'srgb', 'linear'}
         Whether values are gamma-encoded (``'auto'``: sRGB for uint8).
     channel_axis : int, optional
@@ -112,8 +124,10 @@ def estimate_blur(
         If the image is not 2D, too small for `max_extent`, or an argument is
         invalid.
     """
-    if kind != "auto" and kind not in FAMILIES:
-        raise ValueError(f"kind must be 'auto' or one of {tuple(FAMILIES)}, got {kind!r}")
+    if kind not in ("auto", "general", *FAMILIES):
+        raise ValueError(
+            f"kind must be 'auto', 'general' or one of {tuple(FAMILIES)}, got {kind!r}"
+        )
     if not max_extent >= 2:
         raise ValueError(f"max_extent must be at least 2 pixels, got {max_extent}")
     raw = np.asarray(image)
@@ -142,12 +156,17 @@ def estimate_blur(
             psf = FAMILIES[family](*values)
         except ValueError:
             return np.inf
-        otf_power = np.abs(psf_to_otf(psf, frame)) ** 2
-        return gcv_minimum(data_power, otf_power, prior, weights)[1]
+        return gcv_minimum(data_power, _power(psf, frame), prior, weights)[1]
 
-    found = {}
-    for family in FAMILIES if kind == "auto" else (kind,):
-        found[family] = _search(family, max_extent, lambda v, f=family: score(f, v))
+    if kind == "general":
+        size = int(np.ceil(max_extent)) | 1
+        psf = blind_psf(crop, size)
+        value = gcv_minimum(data_power, _power(psf, frame), prior, weights)[1]
+        return BlurEstimate("general", {"size": float(size)}, psf, {"general": value})
+    found = {
+        family: _search(family, max_extent, lambda v, f=family: score(f, v))
+        for family in (FAMILIES if kind == "auto" else (kind,))
+    }
     best = min(found, key=lambda f: found[f][1])
     values = found[best][0]
     if best == "motion":
@@ -158,6 +177,10 @@ def estimate_blur(
         psf=FAMILIES[best](*values),
         scores={f: s for f, (_, s) in found.items()},
     )
+
+
+def _power(psf: np.ndarray, frame: tuple[int, ...]) -> np.ndarray:
+    return np.abs(psf_to_otf(psf, frame)) ** 2
 
 
 #: Ratio between neighbouring lengths searched: a wrong blur's GCV differs

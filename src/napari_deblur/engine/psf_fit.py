@@ -1,15 +1,18 @@
 """The PSF estimated together with the image: refining a measured PSF, and blind deblurring.
 
-Both alternate two convex steps (Chan and Wong; Levin et al.'s analysis of
-why the image step must favour sparse gradients):
+Both alternate an image step and a PSF step (Chan and Wong):
 
-- the image with the PSF fixed: total-variation deconvolution under the
-  unknown-boundary model (the engine's ADMM);
+- the image with the PSF fixed: for refinement, total-variation
+  deconvolution under the unknown-boundary model (the engine's ADMM) with a
+  heavy weight; for blind deblurring, an L0 gradient prior
+  (:func:`sparse_edges`), which, unlike TV, prefers the sharp scene to a
+  blurred one and so keeps the estimate from the no-blur solution (Levin et
+  al.; Xu, Zheng and Jia);
 - the PSF with the image fixed: least squares on the images' gradients,
   ``sum_d ||(d_d x) * h - d_d y||^2 / 2 + mu ||h - h0||^2 / 2``, with ``h``
   non-negative, of unit sum and inside a box (a PSF is compact); fitted on
   gradients, where the data are sparse and the fit well conditioned, by
-  FISTA with projections on that set.
+  FISTA with projections on that set (:class:`KernelFit`).
 
 Blind deblurring starts at a coarse scale, where the blur is a few pixels
 and the problem nearly convex, and carries the PSF up a pyramid.
@@ -23,7 +26,9 @@ References
 .. [3] S. Cho and S. Lee, "Fast motion deblurring", ACM TOG 28(5), 2009.
 .. [4] L. Xu and J. Jia, "Two-phase kernel estimation for robust motion
    deblurring", ECCV 2010.
-.. [5] J. Duchi et al., "Efficient projections onto the l1-ball for
+.. [5] L. Xu, S. Zheng and J. Jia, "Unnatural L0 sparse representation for
+   natural image deblurring", CVPR 2013.
+.. [6] J. Duchi et al., "Efficient projections onto the l1-ball for
    learning in high dimensions", ICML 2008.
 """
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .psf import psf_to_otf
 
 #: The image step's TV weight when the PSF is fitted, over the weight chosen
 #: to deblur. The detail a weaker prior restores is restored with the PSF's
@@ -41,6 +47,11 @@ from . import backend
 #: refinement recovers on camera-made images, by factor: 3x 40%, 10x 60%,
 #: 30x 60-90%, 100x 60-80%.
 EDGES_WEIGHT = 30.0
+#: Weight of ``||h||^2`` in the blind PSF step, relative to the data term's
+#: curvature (Cho and Lee's kernel prior): it keeps the PSF from collapsing
+#: into a few spikes. Gains over the blurred input on four camera-shake
+#: images: 6.4, 7.4, 6.2, -0.1 dB with it, 6.1, -1.6, 5.5, -0.2 without.
+KERNEL_L2 = 1e-3
 
 
 def project_simplex(values: np.ndarray) -> np.ndarray:
@@ -217,3 +228,116 @@ def refine_psf(
         if change < 0.01:
             break
     return h, float(np.linalg.norm(h - measured) / np.linalg.norm(measured))
+
+
+def sparse_edges(observed: np.ndarray, psf: np.ndarray, weight: float) -> np.ndarray:
+    """The scene's main edges: ``argmin ||h * x - y||^2 + weight ||grad x||_0``.
+
+    Half-quadratic splitting (Xu, Zheng and Jia): the gradient ``g`` is split
+    off and kept only where its squared length exceeds ``weight / beta``,
+    while the splitting's weight ``beta`` doubles from ``2 weight`` to
+    ``1e5``; each ``x`` step is a division of spectra. Unlike total
+    variation, an L0 prior prefers the sharp scene to a blurred one at every
+    scale (Levin et al.), which keeps a blind estimate from the no-blur
+    solution. The frame is extended by its mirror image (the division is
+    periodic) and the scene returned is the observed frame grown by the
+    PSF's size less one, as :class:`KernelFit` wants.
+    """
+    k = psf.shape
+    margin = [(kk, kk) for kk in k]
+    y = np.pad(observed, margin, mode="symmetric")
+    grid = y.shape
+    axes = (0, 1)
+    otf = psf_to_otf(psf, grid)
+    differences = [np.zeros(grid) for _ in axes]
+    differences[0][0, 0], differences[0][-1, 0] = -1, 1
+    differences[1][0, 0], differences[1][0, -1] = -1, 1
+    spectra = [backend.rfftn(d, axes) for d in differences]
+    data = otf.conj() * backend.rfftn(y, axes)
+    blur_power = np.abs(otf) ** 2
+    prior_power = sum(np.abs(s) ** 2 for s in spectra)
+    x = y
+    beta = 2 * weight
+    while beta < 1e5:
+        gradients = [backend.irfftn(s * backend.rfftn(x, axes), grid, axes) for s in spectra]
+        small = sum(g * g for g in gradients) < weight / beta
+        for g in gradients:
+            g[small] = 0
+        numerator = data + beta * sum(
+            s.conj() * backend.rfftn(g, axes) for s, g in zip(spectra, gradients)
+        )
+        x = backend.irfftn(numerator / (blur_power + beta * prior_power), grid, axes)
+        beta *= 2
+    # The scene's sample 0 lies k - 1 - k // 2 samples before the frame, which
+    # starts k samples into the extended grid.
+    size = [n + kk - 1 for n, kk in zip(observed.shape, k)]
+    return backend.crop(x, [1 + kk // 2 for kk in k], size)
+
+
+def blind_psf(observed: np.ndarray, size: int, *, rounds: int = 12) -> np.ndarray:
+    """Estimate a general PSF (camera shake) from the blurred image alone.
+
+    Coarse to fine: on a pyramid of the image (steps of sqrt(2), from the
+    scale where the PSF is about 3 samples wide), the scene's main edges
+    (:func:`sparse_edges`, the L0 weight falling from 8e-3 to 2e-3 of the
+    linear range within each scale: the main edges first) and the PSF
+    (:class:`KernelFit`, with a small penalty :data:`KERNEL_L2` on its
+    energy) are estimated in turn, the PSF found at each scale
+    being the start at the next; at the end of each scale, values under a
+    twentieth of the PSF's peak are noise and are dropped.
+
+    Parameters
+    ----------
+    observed : ndarray
+        The blurred image, 2D, in linear light.
+    size : int
+        Side of the PSF's box (made odd), larger than the blur.
+    rounds : int
+        Alternations per scale.
+
+    Returns
+    -------
+    ndarray
+        The PSF, ``size`` x ``size``, non-negative with unit sum.
+    """
+    from scipy import ndimage
+    from skimage.transform import rescale
+
+    observed = np.asarray(observed, dtype=np.float64)
+    if observed.ndim != 2:
+        raise ValueError("a PSF is estimated blind on a 2D image")
+    size = int(size) | 1
+    if min(observed.shape) < 4 * size:
+        raise ValueError(f"the image {observed.shape} is too small for a PSF of {size} samples")
+    steps = max(0, int(np.floor(np.log(size / 3) / np.log(np.sqrt(2)))))
+    h = None
+    for level in range(steps, -1, -1):
+        scale = np.sqrt(2) ** -level
+        kernel = int(np.ceil(size * scale)) | 1
+        image = rescale(observed, scale, anti_aliasing=True) if level else observed
+        if h is None:
+            h = np.zeros((kernel, kernel))
+            h[kernel // 2 - 1 : kernel // 2 + 2, kernel // 2 - 1 : kernel // 2 + 2] = 1 / 9
+        else:
+            h = _resized(ndimage.zoom(h, kernel / h.shape[0], order=1), kernel)
+        for weight in np.geomspace(8e-3, 2e-3, rounds):
+            scene = sparse_edges(image, h, weight)
+            fit = KernelFit(scene, image, (kernel, kernel))
+            h = fit.solve(h, prior=np.zeros_like(h), mu=KERNEL_L2)
+        h = np.where(h < 0.05 * h.max(), 0, h)
+        h /= h.sum()
+    return h
+
+
+def _resized(h: np.ndarray, size: int) -> np.ndarray:
+    """`h` centred in a box of `size` (cropped or zero-padded), non-negative with unit sum."""
+    out = np.zeros((size, size))
+    n = h.shape[0]
+    if n >= size:
+        start = (n - size) // 2
+        out[:] = h[start : start + size, start : start + size]
+    else:
+        start = (size - n) // 2
+        out[start : start + n, start : start + n] = h
+    out = np.clip(out, 0, None)
+    return out / out.sum()
