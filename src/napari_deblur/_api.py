@@ -241,11 +241,11 @@ def _one_image(
 
     estimate = None
     if isinstance(psf, str):
-        if psf != "auto":
-            raise ValueError(f"psf must be an array or 'auto', got {psf!r}")
+        if psf not in ("auto", "general"):
+            raise ValueError(f"psf must be an array, 'auto' or 'general', got {psf!r}")
         if varying:
-            raise ValueError("varying blur needs a photo of point lights, not psf='auto'")
-        estimate = estimate_blur(image, encoding=encoding, channel_axis=channel_axis)
+            raise ValueError(f"varying blur needs a photo of point lights, not psf={psf!r}")
+        estimate = estimate_blur(image, kind=psf, encoding=encoding, channel_axis=channel_axis)
         psf = estimate.psf
     psf = _as_image(psf, "psf")
     if psf.ndim == spatial_ndim:
@@ -468,7 +468,8 @@ def deblur(
         the image's spatial axes and, for a colour image, optionally one PSF
         per channel. Either is cleaned by :func:`psf_from_point_source`
         (which changes a clean PSF very little). ``'auto'``: a defocus,
-        Gaussian or motion PSF estimated from the 2D image itself
+        Gaussian or motion PSF estimated from the 2D image itself;
+        ``'general'``: any PSF (camera shake) estimated from it blind
         (:func:`~napari_deblur.engine.blind.estimate_blur`).
     method : str
         One of :data:`METHODS`: ``'wiener'``, ``'landweber'`` (accelerated

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     if Path(args.output).resolve() in inputs:
         raise ValueError(f"{args.output} is an input; choose another output file")
     image = read_image(args.blurred)
-    psf = None if args.psf == "auto" else read_image(args.psf)
+    psf = None if args.psf in ("auto", "general") else read_image(args.psf)
     bad_pixels = None
     if args.mask is not None:
         mask = read_image(args.mask)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
         if mask.channel_axis is not None:
             # A colour mask file marks a pixel bad where any of its channels is set.
             bad_pixels = bad_pixels.any(axis=-1)
-    psf_data = "auto" if psf is None else psf.data
+    psf_data = args.psf if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and image.channel_axis is None:
         if args.varying:
             raise ValueError("--varying with a grey image needs a grey photo of the lights")
@@ -210,8 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--psf",
         required=True,
-        help="PSF or photo of a point light, or 'auto' to estimate a defocus, Gaussian or "
-        "motion blur from the image itself",
+        help="PSF or photo of a point light; 'auto' to estimate a defocus, Gaussian or "
+        "motion blur from the image itself, 'general' for any blur (camera shake)",
     )
     p.add_argument("-o", "--output", required=True, help="result file (PNG, JPEG, TIFF)")
     p.add_argument("--method", choices=METHODS, default="auto")

@@ -107,9 +107,16 @@ class DeblurWidget(Container):
 
         self.image = create_widget(annotation=napari.layers.Image, label="blurred image")
         self.psf = create_widget(annotation=napari.layers.Image, label="PSF or point light")
+        self.blur_kind = ComboBox(
+            choices=("auto", "defocus", "gaussian", "motion", "general"),
+            value="auto",
+            label="blur to estimate",
+            tooltip="'auto': the defocus, Gaussian or motion blur that fits best; "
+            "'general': any blur, such as camera shake (slower)",
+        )
         self.estimate_button = PushButton(
             text="Estimate PSF from the image",
-            tooltip="No point light? Find a defocus, Gaussian or motion blur in the image itself",
+            tooltip="No point light? Find the blur in the image itself",
         )
         self.psf_region = create_widget(
             annotation=napari.layers.Shapes | None,
@@ -160,6 +167,7 @@ class DeblurWidget(Container):
             [
                 self.image,
                 self.psf,
+                self.blur_kind,
                 self.estimate_button,
                 self.psf_region,
                 self.bad_pixels,
@@ -252,7 +260,13 @@ class DeblurWidget(Container):
         channel_axis = -1 if layer.rgb else None
         self.estimate_button.enabled = False
         self.report.value = "estimating the blur..."
-        worker = create_worker(estimate_blur, data, channel_axis=channel_axis, _start_thread=False)
+        worker = create_worker(
+            estimate_blur,
+            data,
+            kind=self.blur_kind.value,
+            channel_axis=channel_axis,
+            _start_thread=False,
+        )
         worker.returned.connect(lambda estimate: self._add_estimate(layer, estimate))
         worker.errored.connect(lambda e: show_error(f"Estimate PSF: {e}"))
         worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
