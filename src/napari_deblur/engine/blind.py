@@ -8,13 +8,18 @@ predicts left-out samples of the image; the PSF whose filter predicts them
 best (the lowest GCV value) is the blur's estimate (Reeves and Mersereau).
 A wrong PSF either leaves detail the data still hold (too small) or needs
 detail the data lack (too large, or in the wrong direction): both predict
-worse. A blur of no such shape (a camera shake) is estimated sample by
+worse. A straight motion shows first in the image's cepstrum, which
+measures its length and direction. A blur of no such shape (a camera shake) is estimated sample by
 sample instead (:func:`~napari_deblur.engine.psf_fit.blind_psf`).
 
 References
 ----------
 .. [1] S. J. Reeves and R. M. Mersereau, "Blur identification by the method
    of generalized cross-validation", IEEE TIP 1(3), 301-311, 1992.
+.. [2] M. Cannon, "Blind deconvolution of spatially invariant image blurs
+   with phase", IEEE TASSP 24(1), 58-63, 1976.
+.. [3] R. Rom, "On the cepstrum of two-dimensional functions", IEEE Trans.
+   Inf. Theory 21(2), 214-217, 1975.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.optimize import minimize, minimize_scalar
 
 from .color import resolve_encoding, to_linear
@@ -45,6 +51,10 @@ PARAMETERS = {
 }
 #: Side of the central crop the search looks at (enough frequencies, bounded cost).
 CROP = 512
+#: Depth, in robust standard deviations of the cepstrum, of a motion's spike.
+#: On the camera-made benchmark set motions reach 6-15 where the scene has
+#: texture; defocus, Gaussian blur and noise stay under 5.5.
+MOTION_SIGNIFICANCE = 5.5
 
 
 @dataclass(frozen=True)
@@ -163,10 +173,17 @@ def estimate_blur(
         psf = blind_psf(crop, size)
         value = gcv_minimum(data_power, _power(psf, frame), prior, weights)[1]
         return BlurEstimate("general", {"size": float(size)}, psf, {"general": value})
-    found = {
-        family: _search(family, max_extent, lambda v, f=family: score(f, v))
-        for family in (FAMILIES if kind == "auto" else (kind,))
-    }
+    streak = _cepstral_motion(crop, max_extent) if kind in ("auto", "motion") else None
+    if streak is not None:
+        # A straight motion's echo in the cepstrum is unmistakable, and
+        # finds its length where GCV, whose dip the lens's own blur makes
+        # shallow, prefers a shorter one.
+        found = {"motion": (streak, score("motion", streak))}
+    else:
+        found = {
+            family: _search(family, max_extent, lambda v, f=family: score(f, v))
+            for family in (FAMILIES if kind == "auto" else (kind,))
+        }
     best = min(found, key=lambda f: found[f][1])
     values = found[best][0]
     if best == "motion":
@@ -188,6 +205,39 @@ def _power(psf: np.ndarray, frame: tuple[int, ...]) -> np.ndarray:
 #: zeros meet the data's (about 5% wide for a disc), which a coarser grid
 #: steps over.
 STEP = 1.03
+
+
+def _cepstral_motion(crop: np.ndarray, max_extent: float) -> tuple[float, float] | None:
+    """A straight motion's length and angle from the power cepstrum, or None if it shows none.
+
+    The spectrum of a motion of length ``L`` has zeros every ``1 / L``
+    across the motion's direction, which the log spectrum's own transform
+    (the cepstrum) turns into a negative spike at distance ``L`` along it
+    (Cannon; Rom). Only a spike :data:`MOTION_SIGNIFICANCE` robust standard
+    deviations deep, with the rest of its circle unremarkable (a defocus
+    disc makes a ring), counts.
+    """
+    power = tapered_power(crop, (max_extent, max_extent))
+    cepstrum = np.fft.fftshift(np.fft.irfft2(np.log(power + 1e-12 * power.max()), s=crop.shape))
+    centre = np.array(cepstrum.shape) // 2
+    rows, cols = np.indices(cepstrum.shape)
+    radius = np.hypot(rows - centre[0], cols - centre[1])
+    annulus = (radius >= 3) & (radius <= max_extent)
+    values = cepstrum[annulus]
+    spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+    at = np.unravel_index(np.argmin(np.where(annulus, cepstrum, np.inf)), cepstrum.shape)
+    peak = cepstrum[at]
+    length = float(np.hypot(at[0] - centre[0], at[1] - centre[1]))
+    circle = np.linspace(0, np.pi, 90, endpoint=False)
+    ring = ndimage.map_coordinates(
+        cepstrum,
+        [centre[0] - length * np.sin(circle), centre[1] + length * np.cos(circle)],
+        order=1,
+    )
+    if -peak < MOTION_SIGNIFICANCE * spread or np.median(ring) < 0.25 * peak:
+        return None
+    angle = float(np.degrees(np.arctan2(-(at[0] - centre[0]), at[1] - centre[1])) % 180)
+    return length, angle
 
 
 def _search(family: str, max_extent: float, score) -> tuple[tuple[float, ...], float]:
