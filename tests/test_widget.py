@@ -429,3 +429,18 @@ def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     assert "PSF refined on the image" in widget.report.value
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("soft deblurred")]
     assert result.metadata["deblur"]["psf_refined"] > 0.05
+
+
+def test_a_run_that_does_not_fit_is_a_notification(make_napari_viewer, errors, monkeypatch):
+    from napari_deblur.engine import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((200, 200)).astype(np.float32), name="img")
+    viewer.add_image(gaussian_psf(2.0).astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = viewer.layers["img"]
+    widget.psf.value = viewer.layers["psf"]
+    widget.run_button.native.click()
+    assert len(errors) == 1 and "GB are available" in errors[0]
+    assert widget.run_button.enabled and len(viewer.layers) == 2

@@ -11,6 +11,7 @@ import numpy as np
 from .engine import backend, psf_fit
 from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
+from .engine.memory import check_memory
 from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
 from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
@@ -362,6 +363,7 @@ def _one_image(
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
+    check_memory(method, operator)
     # Poisson data carry their background in the noise: it is fitted under
     # the blur, not deblurred (the other methods' data terms are blind to a
     # constant).

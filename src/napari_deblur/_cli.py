@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError, MemoryError) as error:
         print(f"napari-deblur: error: {error}", file=sys.stderr)
         return 1
     return 0

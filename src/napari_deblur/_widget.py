@@ -311,7 +311,7 @@ class DeblurWidget(Container):
                 bad_pixels=bad,
                 **options,
             )
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
         self._source = self.image.value
