@@ -1,6 +1,7 @@
-"""Peak memory of the default deblur on a large photo, against the photo's own size.
+"""Peak memory of deblurring a large photo, against the photo's own size.
 
 Run: python benchmarks/bench_memory.py [--megapixels 24] [--iterations 5]
+     [--methods auto,richardson_lucy,wiener] [--channels 1,3]
 
 Each measurement runs in a fresh process (its peak resident set is the
 operating system's count, NumPy and FFT workspaces included); the peak is
@@ -56,6 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, default=24)
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--methods", default="auto,richardson_lucy,wiener")
+    parser.add_argument("--channels", default="1,3", help="1 for grey, 3 for colour")
     args = parser.parse_args()
     width = int(round((args.megapixels * 1e6 * 3 / 2) ** 0.5))
     height = int(round(width * 2 / 3))
@@ -65,8 +68,8 @@ def main() -> None:
         "| peak - baseline (MB) | / float32 copy | time (s) |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for channels in (1, 3):
-        for method in ("auto", "richardson_lucy", "wiener"):
+    for channels in (int(c) for c in args.channels.split(",")):
+        for method in args.methods.split(","):
             before, peak, elapsed = measure(height, width, channels, args.iterations, method)
             copy = height * width * channels * 4
             kind = "grey" if channels == 1 else "colour"
