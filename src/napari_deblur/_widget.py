@@ -251,7 +251,7 @@ class DeblurWidget(Container):
         return photo
 
     def estimate_psf(self) -> None:
-        """Estimate a parametric PSF from the image layer in a thread; add it as the PSF layer."""
+        """Estimate the PSF from the image layer in a thread; add it as the PSF layer."""
         layer = self.image.value
         if layer is None:
             show_error("Estimate PSF: choose the blurred image layer first")

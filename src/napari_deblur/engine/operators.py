@@ -176,13 +176,7 @@ class Convolution:
         """
         if self.boundary in ("periodic", "zero", "valid"):
             return float(np.max(np.abs(self.with_fft().otf) ** 2))
-        x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
-        value = 1.0
-        for _ in range(30):
-            x = self.adjoint(self.apply(x))
-            value = float(np.linalg.norm(x.ravel()))
-            x = x / value
-        return 1.05 * value
+        return _power_iteration(self)
 
     def _circular(self, x: np.ndarray, otf: np.ndarray) -> np.ndarray:
         """Circular convolution on the FFT grid of `x`, zero-filled at the end."""
@@ -322,6 +316,17 @@ class Gradient:
                 out[head] -= gd[head]
             out[tail] += gd[head]
         return out
+
+
+def _power_iteration(operator) -> float:
+    """``||A||^2`` by 30 steps of power iteration on ``A^T A``, with a 5% margin."""
+    x = backend.asarray(np.random.default_rng(0).random(operator.shape_in), operator.dtype)
+    value = 1.0
+    for _ in range(30):
+        x = operator.adjoint(operator.apply(x))
+        value = float(np.linalg.norm(x.ravel()))
+        x = x / value
+    return 1.05 * value
 
 
 def _mask(mask, shape: tuple[int, ...], dtype) -> tuple[np.ndarray | None, int]:
@@ -509,13 +514,7 @@ class VaryingConvolution:
             rows = self.apply(backend.ones(self.shape_in, self.dtype))
             columns = self.adjoint(backend.ones(self.shape_out, self.dtype))
             return float(rows.max()) * float(columns.max())
-        x = backend.asarray(np.random.default_rng(0).random(self.shape_in), self.dtype)
-        value = 1.0
-        for _ in range(30):
-            x = self.adjoint(self.apply(x))
-            value = float(np.linalg.norm(x.ravel()))
-            x = x / value
-        return 1.05 * value
+        return _power_iteration(self)
 
 
 def interpolation_weights(positions, shape: Sequence[int], dtype=np.float64) -> np.ndarray:
