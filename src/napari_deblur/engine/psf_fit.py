@@ -50,7 +50,8 @@ EDGES_WEIGHT = 30.0
 #: Weight of ``||h||^2`` in the blind PSF step, relative to the data term's
 #: curvature (Cho and Lee's kernel prior): it keeps the PSF from collapsing
 #: into a few spikes. Gains over the blurred input on four camera-shake
-#: images: 6.4, 7.4, 6.2, -0.1 dB with it, 6.1, -1.6, 5.5, -0.2 without.
+#: images: 6.4, 7.4, 6.2, -0.1 dB with it, 5.9, 7.3, 5.6, -0.2 without (and
+#: 6.1, -1.6, 5.5, -0.2 without it when the L0 weight ends at 1e-3, not 2e-3).
 KERNEL_L2 = 1e-3
 
 
