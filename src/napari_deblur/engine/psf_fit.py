@@ -35,9 +35,13 @@ References
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from . import backend
-from .psf import psf_to_otf
+from .methods import build_solver
+from .operators import Convolution, Gradient, gradient_spectrum
+from .priors import vector_length
+from .psf import normalize_psf, psf_to_otf, resize_psf
 
 #: The image step's TV weight when the PSF is fitted, over the weight chosen
 #: to deblur. The detail a weaker prior restores is restored with the PSF's
@@ -204,10 +208,6 @@ def refine_psf(
     psf, change : ndarray, float
         The refined PSF and its relative distance from the measured one.
     """
-    from .methods import build_solver
-    from .operators import Convolution
-    from .psf import normalize_psf, resize_psf
-
     observed = np.asarray(observed, dtype=np.float64)
     if observed.ndim != 2 or np.ndim(psf) != 2:
         raise ValueError("the PSF is refined on a 2D image with a 2D PSF")
@@ -250,23 +250,16 @@ def sparse_edges(observed: np.ndarray, psf: np.ndarray, weight: float) -> np.nda
     grid = y.shape
     axes = (0, 1)
     otf = psf_to_otf(psf, grid)
-    differences = [np.zeros(grid) for _ in axes]
-    differences[0][0, 0], differences[0][-1, 0] = -1, 1
-    differences[1][0, 0], differences[1][0, -1] = -1, 1
-    spectra = [backend.rfftn(d, axes) for d in differences]
     data = otf.conj() * backend.rfftn(y, axes)
     blur_power = np.abs(otf) ** 2
-    prior_power = sum(np.abs(s) ** 2 for s in spectra)
+    prior_power = gradient_spectrum(grid, np.float64)
+    gradient = Gradient(grid, periodic=True)
     x = y
     beta = 2 * weight
     while beta < 1e5:
-        gradients = [backend.irfftn(s * backend.rfftn(x, axes), grid, axes) for s in spectra]
-        small = sum(g * g for g in gradients) < weight / beta
-        for g in gradients:
-            g[small] = 0
-        numerator = data + beta * sum(
-            s.conj() * backend.rfftn(g, axes) for s, g in zip(spectra, gradients)
-        )
+        g = gradient.apply(x)
+        g[:, vector_length(g) ** 2 < weight / beta] = 0
+        numerator = data + beta * backend.rfftn(gradient.adjoint(g), axes)
         x = backend.irfftn(numerator / (blur_power + beta * prior_power), grid, axes)
         beta *= 2
     # The scene's sample 0 lies k - 1 - k // 2 samples before the frame, which
@@ -301,7 +294,7 @@ def blind_psf(observed: np.ndarray, size: int, *, rounds: int = 12) -> np.ndarra
     ndarray
         The PSF, ``size`` x ``size``, non-negative with unit sum.
     """
-    from scipy import ndimage
+    # scikit-image's transform module is only loaded when it is wanted.
     from skimage.transform import rescale
 
     observed = np.asarray(observed, dtype=np.float64)
