@@ -280,8 +280,13 @@ def psf_from_point_source(
     channel_noise = noise / np.sqrt(len(light))
     shares = channel_noise * np.sqrt((weights**2).sum(axis=0)) / (weights * fluxes).sum(axis=0)
     psf = _finish(light, symmetric, bead, shares)
-    each = np.stack(
-        [_finish(p, symmetric, bead, channel_noise / f) for p, f in zip(stack, fluxes)]
+    # One source is its own average: its PSF is not cleaned twice.
+    each = (
+        psf[None]
+        if len(stack) == 1
+        else np.stack(
+            [_finish(p, symmetric, bead, channel_noise / f) for p, f in zip(stack, fluxes)]
+        )
     )
     brightest = blobs[int(np.argmax(fluxes.sum(axis=1)))]
     snr = float(brightest.total.max()) / noise if noise > 0 else np.inf
