@@ -9,7 +9,7 @@ from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, gaussian_psf
-from tests.conftest import psnr
+from tests.conftest import cubes, psnr
 
 PSF = gaussian_psf(1.5)
 
@@ -244,10 +244,7 @@ def test_noise_free_images_still_get_a_positive_weight(scale):
 def test_psf_taken_with_other_voxels_is_resampled(rng):
     # The bead stack has 0.1 um steps in z, the image 0.3 um: the same blur
     # (sigma 0.6 um in z, 0.12 um in y and x) spans three times the samples.
-    scene = np.zeros((24, 40, 40))
-    for _ in range(25):
-        z, y, x = rng.integers(4, 20), rng.integers(4, 36), rng.integers(4, 36)
-        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 50
+    scene = cubes(rng, (24, 40, 40), 25, 50, (4, 4, 4))
     image_psf = gaussian_psf((2.0, 1.2, 1.2), ndim=3)
     bead_psf = gaussian_psf((6.0, 1.2, 1.2), ndim=3, shape=(23, 9, 9))
     blurred = Convolution(image_psf, scene.shape, boundary="zero").apply(scene)
@@ -270,10 +267,7 @@ def test_camera_offset_of_photon_counts_is_fitted(rng):
     # A fluorescence stack on a camera offset of 100 counts: the offset is
     # found and fitted as light under the blur (not deblurred), and given
     # back: the result keeps the input's level and total light.
-    scene = np.zeros((20, 48, 48))
-    for _ in range(15):
-        z, y, x = rng.integers(4, 16), rng.integers(6, 42), rng.integers(6, 42)
-        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 200
+    scene = cubes(rng, (20, 48, 48), 15, 200, (4, 6, 6))
     psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
     blurred = Convolution(psf, scene.shape, boundary="zero").apply(scene)
     stack = rng.poisson(np.clip(blurred, 0, None) + 100).astype(np.float32)

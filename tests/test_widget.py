@@ -11,7 +11,7 @@ from napari_deblur._widget import DeblurWidget, PointSourceWidget, PSFModelWidge
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, gaussian_psf
-from tests.conftest import psnr
+from tests.conftest import cubes, psnr
 
 
 @pytest.fixture
@@ -79,10 +79,7 @@ def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, 
 
 def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors, rng):
     viewer = make_napari_viewer()
-    scene = np.zeros((24, 48, 48))
-    for _ in range(20):
-        z, y, x = rng.integers(4, 20), rng.integers(6, 42), rng.integers(6, 42)
-        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 100
+    scene = cubes(rng, (24, 48, 48), 20, 100, (4, 6, 6))
     psf = gaussian_psf((2.0, 1.2, 1.2), ndim=3)
     blurred = rng.poisson(Convolution(psf, scene.shape, boundary="zero").apply(scene).clip(0) + 1)
     image = viewer.add_image(
@@ -103,10 +100,7 @@ def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors
 
 def test_psf_layer_with_its_own_voxels_is_resampled(make_napari_viewer, qtbot, errors, rng):
     viewer = make_napari_viewer()
-    scene = np.zeros((24, 40, 40))
-    for _ in range(20):
-        z, y, x = rng.integers(4, 20), rng.integers(4, 36), rng.integers(4, 36)
-        scene[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 100
+    scene = cubes(rng, (24, 40, 40), 20, 100, (4, 4, 4))
     blurred = Convolution(gaussian_psf((2.0, 1.2, 1.2), ndim=3), scene.shape, boundary="zero")
     stack = rng.poisson(blurred.apply(scene).clip(0) + 1).astype(np.float32)
     image = viewer.add_image(stack, name="stack", scale=(0.3, 0.1, 0.1))
