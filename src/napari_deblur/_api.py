@@ -17,13 +17,53 @@ from .engine.noise import estimate_background, estimate_noise_level, quantisatio
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.point_source import psf_from_point_source
 from .engine.psf import resample_psf
-from .engine.saturation import clipped_mask, clipped_regions
+from .engine.saturation import clipped_mask, clipped_regions, saturation_level
 from .engine.solvers import fill_unobserved
 
 #: The weight with a PSF estimated blind, over the weight with a measured one.
 #: On camera-shake images at 3000 photons (benchmarks/bench_blind.py), 3x put
 #: 5 of 6 above the blurred input where the measured PSF's weight put 2.
 BLIND_WEIGHT = 3.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run decided from its data, to repeat exactly on other data.
+
+    The parts of an image too large to deblur at once are deblurred one by
+    one, each with the decisions made once for the whole (from its centre):
+    with the same noise, weight and steps they agree with the whole image
+    deblurred at once (:func:`deblur`'s `chunks`). It also deblurs a series
+    of images alike. Each :class:`Progress` carries the plan of its run so
+    far (``Progress.plan``).
+
+    Attributes
+    ----------
+    method, boundary, encoding : str
+        The method, boundary model and pixel encoding.
+    saturation : float or None
+        The stored value at which pixels count as clipped.
+    variance, weight, background, level : tuple of float
+        Per channel: the noise variance in linear light, the regularisation
+        weight (empty for plain Richardson-Lucy), the fitted background and
+        the data's mean level.
+    iterations : int
+        Iterations made.
+    schedule : tuple of float
+        The acceleration's step of each iteration (extrapolation lengths or
+        momenta; empty for methods with nothing to repeat).
+    """
+
+    method: str
+    boundary: str
+    encoding: str
+    saturation: float | None
+    variance: tuple[float, ...]
+    weight: tuple[float, ...]
+    background: tuple[float, ...]
+    level: tuple[float, ...]
+    iterations: int
+    schedule: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -43,6 +83,10 @@ class Progress:
     estimate : ndarray
         The solver's estimate, in linear light, channels first, including
         the unobserved border for the ``'valid'`` boundary.
+    to_output : callable
+        Turns an estimate into an image like the input (see :attr:`image`).
+    plan : Plan
+        The run's decisions up to this step, to repeat them elsewhere.
     """
 
     iteration: int
@@ -51,6 +95,7 @@ class Progress:
     settings: Mapping[str, object]
     estimate: np.ndarray
     to_output: Callable[[np.ndarray], np.ndarray]
+    plan: Plan
 
     @property
     def image(self) -> np.ndarray:
@@ -134,6 +179,7 @@ def deblur_steps(
     time_axis: int | None = None,
     varying: bool = False,
     refine_psf: bool = False,
+    plan: Plan | None = None,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
@@ -155,6 +201,7 @@ def deblur_steps(
         "psf_spacing": psf_spacing,
         "varying": varying,
         "refine_psf": refine_psf,
+        "plan": plan,
     }
     if time_axis is not None:
         return _frame_by_frame(image, psf, time_axis, channel_axis, options)
@@ -197,7 +244,13 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
                 settings = {**step.settings, "frame": t, "frames": len(frames)}
                 fraction = (t + step.fraction) / len(frames)
                 yield Progress(
-                    step.iteration, fraction, step.metrics, settings, step.estimate, to_output
+                    step.iteration,
+                    fraction,
+                    step.metrics,
+                    settings,
+                    step.estimate,
+                    to_output,
+                    step.plan,
                 )
             done.append(step.to_output(step.estimate))
 
@@ -221,6 +274,7 @@ def _one_image(
     psf_spacing,
     varying,
     refine_psf,
+    plan,
 ) -> Iterator[Progress]:
     """:func:`deblur_steps` for one image (or stack)."""
     image = _as_image(image, "image")
@@ -243,6 +297,16 @@ def _one_image(
             )
         channel_axis %= image.ndim
     spatial_ndim = image.ndim - (channel_axis is not None)
+    if plan is not None:
+        if isinstance(psf, str) or varying or refine_psf:
+            raise ValueError("a plan repeats a run with one given PSF (not estimated or varying)")
+        method, boundary, encoding = plan.method, plan.boundary, plan.encoding
+        channels = 1 if channel_axis is None else image.shape[channel_axis]
+        if len(plan.variance) != channels:
+            raise ValueError(
+                f"plan was made for {len(plan.variance)} channels, the image has {channels}"
+            )
+    saturation = plan.saturation if plan is not None else saturation_level(image, saturation)
     invalid, clipped = _left_out(image, channel_axis, bad_pixels, saturation)
 
     estimate = None
@@ -336,42 +400,63 @@ def _one_image(
         )
     else:
         operator = Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1, mask=mask)
-    # The noise level and the weights are measured on the image with its
-    # unobserved samples (and the glare round clipped lights) filled in.
-    filled = fill_unobserved(operator, linear, around=clipped)
-    level = (
-        estimate_noise_level(filled, batch_ndim=1) if noise is None or method == "auto" else None
-    )
-    if noise is None:
-        # No image is cleaner than its rounding to integers; a noise-free
-        # floating-point one is taken at a millionth of its range, so that
-        # every weight stays positive.
-        raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
-        rounding = quantisation_noise(raw, encoding_image)
-        if rounding is None:
-            rounding = 1e-6 * np.max(np.abs(linear), axis=tuple(range(1, linear.ndim)))
-        variance = np.maximum(level.variance, np.maximum(rounding, 1e-12) ** 2)
-    else:
-        variance = np.full(linear.shape[0], float(noise) ** 2)
-    if method == "auto":
-        # Signed data are not photon counts, whatever their noise looks like.
-        photons = level.photon_share if linear.min() >= 0 else 0.0
-        method = choose_method(
-            encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
+    if plan is not None:
+        variance, background = np.asarray(plan.variance), np.asarray(plan.background)
+        data_level = np.asarray(plan.level)
+        solver, chosen = build_solver(
+            method,
+            operator,
+            linear,
+            variance=variance,
+            weight=plan.weight or None,
+            clipped=clipped,
+            background=background,
+            iterations=plan.iterations,
+            schedule=plan.schedule or None,
+            level=data_level,
         )
+        filled = linear
+    else:
+        # The noise level and the weights are measured on the image with its
+        # unobserved samples (and the glare round clipped lights) filled in.
+        filled = fill_unobserved(operator, linear, around=clipped)
+        level = (
+            estimate_noise_level(filled, batch_ndim=1)
+            if noise is None or method == "auto"
+            else None
+        )
+        if noise is None:
+            # No image is cleaner than its rounding to integers; a noise-free
+            # floating-point one is taken at a millionth of its range, so that
+            # every weight stays positive.
+            raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
+            rounding = quantisation_noise(raw, encoding_image)
+            if rounding is None:
+                rounding = 1e-6 * np.max(np.abs(linear), axis=tuple(range(1, linear.ndim)))
+            variance = np.maximum(level.variance, np.maximum(rounding, 1e-12) ** 2)
+        else:
+            variance = np.full(linear.shape[0], float(noise) ** 2)
+        if method == "auto":
+            # Signed data are not photon counts, whatever their noise looks like.
+            photons = level.photon_share if linear.min() >= 0 else 0.0
+            method = choose_method(
+                encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
+            )
     if boundary not in ("valid", "periodic") and method.startswith("admm"):
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
         )
     check_memory(method, operator)
-    # Poisson data carry their background in the noise: it is fitted under
-    # the blur, not deblurred (the other methods' data terms are blind to a
-    # constant).
-    background = (
-        estimate_background(linear, batch_ndim=1)
-        if method in ("richardson_lucy", "rl_tv") and linear.min() >= 0
-        else np.zeros(linear.shape[0])
-    )
+    if plan is None:
+        # Poisson data carry their background in the noise: it is fitted under
+        # the blur, not deblurred (the other methods' data terms are blind to a
+        # constant).
+        background = (
+            estimate_background(linear, batch_ndim=1)
+            if method in ("richardson_lucy", "rl_tv") and linear.min() >= 0
+            else np.zeros(linear.shape[0])
+        )
+        data_level = np.mean(np.clip(linear, 0, None), axis=tuple(range(1, linear.ndim)))
 
     def solver_for(operator, filled, weight=weight):
         return build_solver(
@@ -383,19 +468,22 @@ def _one_image(
             max_iter=max_iter,
             clipped=clipped,
             background=background,
+            level=data_level,
         )
 
-    solver, chosen = solver_for(operator, filled)
-    if estimate is not None and estimate.kind == "general" and weight is None and chosen:
-        # A PSF estimated blind is rougher than a measured one, and its
-        # errors act as noise: BLIND_WEIGHT times the weight.
-        solver, chosen = solver_for(operator, filled, chosen * BLIND_WEIGHT)
+    if plan is None:
+        solver, chosen = solver_for(operator, filled)
+        blind = estimate is not None and estimate.kind == "general"
+        if blind and weight is None and chosen is not None:
+            # A PSF estimated blind is rougher than a measured one, and its
+            # errors act as noise: BLIND_WEIGHT times the weight.
+            solver, chosen = solver_for(operator, filled, chosen * BLIND_WEIGHT)
     settings = {
         "method": method,
         "boundary": boundary,
         "encoding": encoding_image,
         "noise": float(np.sqrt(np.mean(variance))),
-        "weight": chosen,
+        "weight": None if chosen is None else float(np.mean(chosen)),
         "psf_shape": tuple(kernel.shape[1:]),
         "psf_snr": measured.snr,
         "psfs": len(measured.each) if varying else 1,
@@ -440,9 +528,30 @@ def _one_image(
                 x = linear_to_srgb(x) * x.dtype.type(out_scale)
             return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
 
+        schedule = []
         for step in current.iterate(linear):
+            if "extrapolation" in step.metrics or "momentum" in step.metrics:
+                schedule.append(step.metrics.get("extrapolation", step.metrics.get("momentum")))
+            decided = Plan(
+                method=method,
+                boundary=boundary,
+                encoding=encoding_image,
+                saturation=saturation,
+                variance=tuple(float(v) for v in np.broadcast_to(variance, len(linear))),
+                weight=() if chosen is None else tuple(float(w) for w in chosen),
+                background=tuple(float(b) for b in background),
+                level=tuple(float(v) for v in data_level),
+                iterations=step.iteration,
+                schedule=tuple(schedule),
+            )
             yield Progress(
-                step.iteration, step.fraction, step.metrics, settings, step.estimate, to_output
+                step.iteration,
+                step.fraction,
+                step.metrics,
+                settings,
+                step.estimate,
+                to_output,
+                decided,
             )
 
     return steps()

@@ -11,6 +11,8 @@ discrepancy principle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .noise import gcv_nsr, tv_weight
@@ -87,7 +89,10 @@ def build_solver(
     max_iter: int | None = None,
     clipped: np.ndarray | None = None,
     background=0.0,
-) -> tuple[Solver, float | None]:
+    iterations: int | None = None,
+    schedule: Sequence[float] | None = None,
+    level=None,
+) -> tuple[Solver, np.ndarray | None]:
     """The solver for `method` with its weight chosen from the data (unless given).
 
     Parameters
@@ -113,11 +118,17 @@ def build_solver(
     background : float or ndarray
         Light besides the blurred scene, per batch image, for the
         Richardson-Lucy methods (Poisson data): fitted, not deblurred.
+    iterations, schedule, level : optional
+        To repeat an earlier run's steps on other data (the parts of a large
+        image): exactly `iterations` iterations, with the acceleration's
+        `schedule` (the Richardson-Lucy methods' ``'extrapolation'`` or
+        the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
+        data `level` of that run.
 
     Returns
     -------
     solver, weight
-        The solver and the weight it uses (mean over channels; None if none).
+        The solver and the weight it uses, per batch image (None if none).
     """
     if method not in METHODS or method == "auto":
         raise ValueError(f"method must be one of {METHODS[1:]}, got {method!r}")
@@ -141,24 +152,32 @@ def build_solver(
     varying = isinstance(operator, VaryingConvolution)
 
     def converged(default: int) -> StoppingRule:
+        if iterations is not None:
+            return MaxIterations(iterations)
         rule = RelativeChange(1e-3) | MaxIterations(max_iter or default)
         # An interpolated blur is not the true one: its error adds to the
         # noise, and fitting the data closer than the noise fits that error.
         return Discrepancy(variance) | rule if varying else rule
 
+    def per_image(chosen) -> np.ndarray:
+        batch = operator.shape_out[:batch_ndim]
+        return np.broadcast_to(np.asarray(chosen, float), batch).copy()
+
+    accelerate = True if schedule is None else schedule
     if method == "richardson_lucy":
-        stop = Discrepancy(variance) | converged(100)
-        solver = RichardsonLucy(operator, stop=stop, accelerate=True, background=background)
+        stop = converged(100) if iterations else Discrepancy(variance) | converged(100)
+        solver = RichardsonLucy(
+            operator, stop=stop, accelerate=accelerate, background=background, level=level
+        )
         return solver, None
     if method == "wiener":
-        chosen = nsr() if weight is None else weight
-        return Wiener(operator, nsr=chosen, stop=converged(100)), float(np.mean(chosen))
+        chosen = per_image(nsr() if weight is None else weight)
+        return Wiener(operator, nsr=chosen, stop=converged(100)), chosen
     if method == "landweber":
-        chosen = nsr() if weight is None else weight
-        return NesterovGradient(operator, weight=chosen, stop=converged(300)), float(
-            np.mean(chosen)
-        )
-    chosen = tv_weight(variance, nsr()) if weight is None else np.asarray(weight, float)
+        chosen = per_image(nsr() if weight is None else weight)
+        solver = NesterovGradient(operator, weight=chosen, momentum=schedule, stop=converged(300))
+        return solver, chosen
+    chosen = per_image(tv_weight(variance, nsr()) if weight is None else weight)
     channels = int(np.prod(operator.shape_out[:batch_ndim]))
     if weight is None and method in ("fista_tv", "admm_tv") and channels > 1:
         # Colour TV takes the gradient's length across channels: on noise,
@@ -176,11 +195,16 @@ def build_solver(
             chosen = chosen / np.maximum(np.mean(observed, axis=axes), 1e-30)
         stop = converged(200)
         solver = RichardsonLucy(
-            operator, tv_weight=chosen, accelerate=True, background=background, stop=stop
+            operator,
+            tv_weight=chosen,
+            accelerate=accelerate,
+            background=background,
+            level=level,
+            stop=stop,
         )
-        return solver, float(np.mean(chosen))
+        return solver, chosen
     if method == "fista_tv":
-        return FistaTV(operator, weight=chosen, stop=converged(200)), float(np.mean(chosen))
+        return FistaTV(operator, weight=chosen, momentum=schedule, stop=converged(200)), chosen
     if method == "admm_tv":
         # Clipped lamps, ten to a hundred times brighter than the rest, make
         # the problem stiff: ADMM takes a few hundred iterations to settle
@@ -188,7 +212,7 @@ def build_solver(
         stiff = clipped is not None and bool(np.any(clipped))
         stop = converged(600 if stiff else 150)
         solver = ADMM(operator, weight=chosen, clipped=clipped, stop=stop)
-        return solver, float(np.mean(chosen))
+        return solver, chosen
     if weight is None:
         # The same penalty as TV's at the typical (RMS) gradient implied by
         # GCV, sqrt(variance / nsr): weight g = w g^alpha.
@@ -202,4 +226,4 @@ def build_solver(
         clipped=clipped,
         stop=converged(300),
     )
-    return solver, float(np.mean(chosen))
+    return solver, chosen

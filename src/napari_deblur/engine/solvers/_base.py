@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,6 +237,7 @@ def proximal_gradient(
     forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     proximal: Callable[[np.ndarray], np.ndarray],
     stop: StoppingRule,
+    momentum: Sequence[float] | None = None,
 ) -> Iterator[Step]:
     """Accelerated proximal gradient: FISTA's momentum with adaptive restart.
 
@@ -245,7 +246,10 @@ def proximal_gradient(
     the extrapolated point ``z``, then ``proximal`` of it. The momentum
     follows Beck and Teboulle and is restarted whenever it points uphill
     (O'Donoghue and Candes's gradient scheme), which removes the ripples of
-    plain acceleration.
+    plain acceleration. The momentum each step took is its ``'momentum'``
+    metric; an earlier run's, given as `momentum` (one per iteration), are
+    taken instead of measuring them, so that the parts of a large image,
+    deblurred one by one, take the steps of one run.
 
     References
     ----------
@@ -263,19 +267,17 @@ def proximal_gradient(
         stepped, misfit = forward(z)
         x_new = proximal(stepped)
         move = x_new - x
-        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        if np.vdot((z - x_new).ravel(), move.ravel()) > 0:
-            t_new = 1.0
-            z = x_new
+        if momentum is not None:
+            beta = momentum[iteration - 1] if iteration <= len(momentum) else 0.0
+        elif np.vdot((z - x_new).ravel(), move.ravel()) > 0:
+            beta, t = 0.0, 1.0
         else:
-            z = x_new + ((t - 1) / t_new) * move
-        t = t_new
+            t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            beta, t = (t - 1) / t_new, t_new
+        z = x_new + beta * move if beta else x_new
         change = float(np.linalg.norm(move.ravel()) / max(np.linalg.norm(x_new.ravel()), 1e-30))
         x = x_new
-        metrics = {
-            "change": change,
-            "residual": misfit,
-        }
+        metrics = {"change": change, "residual": misfit, "momentum": beta}
         done = stop.done(iteration, metrics)
         yield Step(iteration, x, 1.0 if done else fraction_done(iteration, stop), metrics)
         if done:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class FistaTV(Solver):
         FGP iterations per outer iteration.
     couple_channels : bool
         Colour TV across a batch of channels (with their mean weight).
+    momentum : sequence of float, optional
+        The momentum of each iteration (the ``'momentum'`` metric of an
+        earlier run) instead of measuring it.
     stop : StoppingRule, optional
         By default the relative change below 1e-3, or 200 iterations.
 
@@ -60,6 +63,7 @@ class FistaTV(Solver):
         weight,
         inner: int = 2,
         couple_channels: bool = True,
+        momentum: Sequence[float] | None = None,
         stop: StoppingRule | None = None,
     ):
         weight = np.asarray(weight, dtype=np.float64)
@@ -67,6 +71,7 @@ class FistaTV(Solver):
             raise ValueError(f"weight must be finite and non-negative, got {weight}")
         self.operator = operator
         self.weight = weight
+        self.momentum = momentum
         self.inner = int(inner)
         self.couple_channels = couple_channels
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(200)
@@ -95,4 +100,4 @@ class FistaTV(Solver):
             return denoiser(point, threshold, self.inner)
 
         start = np.maximum(starting_point(op, observed), 0)
-        yield from proximal_gradient(start, forward, proximal, self.stop)
+        yield from proximal_gradient(start, forward, proximal, self.stop, self.momentum)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class NesterovGradient(Solver):
     weight : float or array_like
         Weight of the quadratic gradient prior (per batch image); the
         noise-to-signal ratio of :class:`~napari_deblur.engine.solvers.Wiener`.
+    momentum : sequence of float, optional
+        The momentum of each iteration (the ``'momentum'`` metric of an
+        earlier run) instead of measuring it.
     stop : StoppingRule, optional
         By default the relative change below 1e-3, or 300 iterations.
 
@@ -50,12 +53,20 @@ class NesterovGradient(Solver):
        gradient schemes", Found. Comput. Math. 15, 715-732, 2015.
     """
 
-    def __init__(self, operator: Convolution, *, weight=0.0, stop: StoppingRule | None = None):
+    def __init__(
+        self,
+        operator: Convolution,
+        *,
+        weight=0.0,
+        momentum: Sequence[float] | None = None,
+        stop: StoppingRule | None = None,
+    ):
         weight = np.asarray(weight, dtype=np.float64)
         if np.any(weight < 0) or not np.all(np.isfinite(weight)):
             raise ValueError(f"weight must be finite and non-negative, got {weight}")
         self.operator = operator
         self.weight = weight
+        self.momentum = momentum
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(300)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
@@ -80,4 +91,4 @@ class NesterovGradient(Solver):
             return np.maximum(point, 0)
 
         start = np.maximum(starting_point(op, observed), 0)
-        yield from proximal_gradient(start, forward, positive, self.stop)
+        yield from proximal_gradient(start, forward, positive, self.stop, self.momentum)
