@@ -152,7 +152,6 @@ class RichardsonLucy(Solver):
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
             tv_weight = per_image(self.tv_weight, op)
-            half_norm = norm / 2
         if self.damping is not None:
             variance = np.asarray(self.variance, dtype)
             if variance.ndim and variance.shape != y.shape:
@@ -194,28 +193,40 @@ class RichardsonLucy(Solver):
             if regularised:
                 unit = grad.apply(point)
                 length = vector_length(unit)
-                # Steps below a hundredth of the data's level count as flat:
-                # their direction is noise, and a sharper cut-off (a
-                # thousandth) made the estimate follow float32 round-off, by
-                # up to 0.5% of its range after 40 iterations.
-                unit /= np.maximum(length, level * dtype.type(1e-2) + tiny, out=length)
-                # One-step-late TV gradient; where the data barely see a
-                # sample (the unobserved border) it could turn the denominator
-                # negative, so it may at most halve it.
+                # Total variation smoothed where steps are small (Huber): a
+                # step's direction alone, on noise, flips at every iteration,
+                # and the one-step-late update chatters by 2 d tv_weight x.
+                # Below 4 d tv_weight x (or a hundredth of the data's level)
+                # the penalty is quadratic, and the update settles.
+                smooth = point * (tv_weight * dtype.type(4 * len(grad.axes)))
+                smooth += level * dtype.type(1e-2) + tiny
+                unit /= np.maximum(length, smooth, out=length)
+                # The one-step-late TV gradient, weighed by how much the data
+                # see each sample (A^T 1): with its full weight on the
+                # unobserved border, which the data barely see, the estimate
+                # there swung by a factor of two at each step. It may at most
+                # halve the denominator.
                 denominator = grad.adjoint(unit)
                 denominator *= tv_weight
-                denominator += norm
-                np.maximum(denominator, half_norm, out=denominator)
+                denominator += 1
+                np.maximum(denominator, 0.5, out=denominator)
+                denominator *= norm
             x_new = op.adjoint(ratio)
             x_new *= point
             x_new /= np.maximum(denominator, floor)
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
-            norm_x = float(np.linalg.norm(x.ravel()))
+            # The change the data can see: samples weighed by how much they
+            # are observed (A^T 1), or the unobserved border's corners, which
+            # the data hardly hold, would keep the estimate "changing".
+            seen = norm * x
+            norm_x = float(np.linalg.norm(seen.ravel()))
+            np.subtract(x, previous, out=seen)
+            seen *= norm
             metrics = {
                 "residual": residual,
-                "change": float(np.linalg.norm((x - previous).ravel())) / max(norm_x, tiny),
+                "change": float(np.linalg.norm(seen.ravel())) / max(norm_x, tiny),
                 "extrapolation": alpha,
             }
             done = self.stop.done(iteration, metrics)
