@@ -140,7 +140,10 @@ class RichardsonLucy(Solver):
         observed = np.clip(backend.asarray(observed, dtype), 0, None)
         y = op.restrict(observed)
         norm = op.adjoint(backend.ones(op.shape_out, dtype))
-        floor = norm.max() * 1e-6
+        # Samples the data do not see (A^T 1 at the FFTs' round-off, which
+        # may be negative) are not estimated: dividing by infinity keeps
+        # them at 0.
+        seen_by = np.where(norm > norm.max() * 1e-6, norm, dtype.type(np.inf))
         tiny = np.finfo(dtype).tiny
         level = per_image(
             np.mean(observed, axis=op.axes) if self.level is None else self.level, op
@@ -189,7 +192,7 @@ class RichardsonLucy(Solver):
                 # (ratio - 1) scaled by u^(N-1) (N - (N-1) u) below u = 1 (N = 10).
                 u = np.minimum(misfit * misfit / cutoff, 1)
                 ratio = 1 + (ratio - 1) * (u**9 * (10 - 9 * u))
-            denominator = norm
+            denominator = seen_by
             if regularised:
                 unit = grad.apply(point)
                 length = vector_length(unit)
@@ -210,10 +213,12 @@ class RichardsonLucy(Solver):
                 denominator *= tv_weight
                 denominator += 1
                 np.maximum(denominator, 0.5, out=denominator)
-                denominator *= norm
+                denominator *= seen_by
             x_new = op.adjoint(ratio)
             x_new *= point
-            x_new /= np.maximum(denominator, floor)
+            x_new /= denominator
+            # A^T ratio's round-off, where the data barely see a sample.
+            np.maximum(x_new, 0, out=x_new)
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
