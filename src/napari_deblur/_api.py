@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Plan:
         Per channel: the noise variance in linear light, the regularisation
         weight (empty for plain Richardson-Lucy), the fitted background and
         the data's mean level.
+    psf_shape : tuple of int
+        Size of the PSF as used (after cleaning).
     iterations : int
         Iterations made.
     schedule : tuple of float
@@ -62,6 +65,7 @@ class Plan:
     weight: tuple[float, ...]
     background: tuple[float, ...]
     level: tuple[float, ...]
+    psf_shape: tuple[int, ...]
     iterations: int
     schedule: tuple[float, ...]
 
@@ -541,6 +545,7 @@ def _one_image(
                 weight=() if chosen is None else tuple(float(w) for w in chosen),
                 background=tuple(float(b) for b in background),
                 level=tuple(float(v) for v in data_level),
+                psf_shape=tuple(int(k) for k in psf_shape),
                 iterations=step.iteration,
                 schedule=tuple(schedule),
             )
@@ -575,7 +580,9 @@ def deblur(
     time_axis: int | None = None,
     varying: bool = False,
     refine_psf: bool = False,
-) -> np.ndarray:
+    plan: Plan | None = None,
+    chunks=None,
+):
     """Deblur `image`, given the blur's PSF or a raw photo of a point light.
 
     Parameters
@@ -649,12 +656,31 @@ def deblur(
         measurement (:func:`~napari_deblur.engine.psf_fit.refine_psf`);
         2D images, one PSF for all channels. Clipped and bad pixels are not
         left out of the refinement.
+    plan : Plan, optional
+        The decisions of an earlier run (``Progress.plan`` of
+        :func:`deblur_steps`) to repeat: its method, boundary, noise,
+        weight, background and iterations replace those arguments' values,
+        so that images (or parts of one) are deblurred alike.
+    chunks : int, sequence of int or 'auto', optional
+        Deblur in chunks of this size along the spatial axes, each with a
+        margin of its neighbours that the iterations reach (Dask's
+        ``map_overlap``); ``'auto'`` sizes them to the available memory.
+        A Dask array (a napari layer of a Zarr store, say) is deblurred by
+        its own chunks when `chunks` is omitted. The decisions are made once
+        on the image's central chunk (or taken from `plan`), and every chunk
+        repeats them; the result agrees with the image deblurred at once
+        with those decisions, to float round-off in the interior. Wiener's
+        conjugate gradients take global steps: chunks take
+        ``method='landweber'`` instead (the same model). An image too large
+        for memory is deblurred in chunks sized to it, with a warning.
 
     Returns
     -------
-    ndarray
+    ndarray or dask.array.Array
         Floating array of the input's shape, in the input's encoding and
-        scale (0..255 for uint8 input). Values are not clipped.
+        scale (0..255 for uint8 input); values are not clipped. A lazy Dask
+        array for a Dask array: chunks are computed when asked for
+        (``.compute()``, ``.to_zarr()``, or napari as it displays them).
 
     Raises
     ------
@@ -688,23 +714,45 @@ def deblur(
     >>> bool(np.abs(restored - sharp).mean() < np.abs(blurred - sharp).mean())
     True
     """
-    steps = deblur_steps(
-        image,
-        psf,
-        method=method,
-        boundary=boundary,
-        channel_axis=channel_axis,
-        encoding=encoding,
-        noise=noise,
-        weight=weight,
-        max_iter=max_iter,
-        bad_pixels=bad_pixels,
-        saturation=saturation,
-        spacing=spacing,
-        psf_spacing=psf_spacing,
-        time_axis=time_axis,
-        varying=varying,
-        refine_psf=refine_psf,
-    )
+    options = {
+        "method": method,
+        "boundary": boundary,
+        "encoding": encoding,
+        "noise": noise,
+        "weight": weight,
+        "max_iter": max_iter,
+        "bad_pixels": bad_pixels,
+        "saturation": saturation,
+        "spacing": spacing,
+        "psf_spacing": psf_spacing,
+        "varying": varying,
+        "refine_psf": refine_psf,
+    }
+    lazy = type(image).__module__.startswith("dask")
+    if lazy or chunks is not None:
+        result = _chunked(image, psf, chunks, channel_axis, time_axis, plan, options)
+        return result if lazy else result.compute()
+    try:
+        steps = deblur_steps(
+            image, psf, channel_axis=channel_axis, time_axis=time_axis, plan=plan, **options
+        )
+    except MemoryError as error:
+        warnings.warn(f"{error}. Deblurring it in chunks instead.", ResourceWarning, stacklevel=2)
+        return _chunked(image, psf, "auto", channel_axis, time_axis, plan, options).compute()
     (last,) = deque(steps, maxlen=1)
     return last.image
+
+
+def _chunked(image, psf, chunks, channel_axis, time_axis, plan, options):
+    """:func:`~napari_deblur._chunked.deblur_chunked`, imported when needed (Dask loads slowly)."""
+    from ._chunked import deblur_chunked
+
+    return deblur_chunked(
+        image,
+        psf,
+        chunks=chunks,
+        channel_axis=channel_axis,
+        time_axis=time_axis,
+        plan=plan,
+        options=options,
+    )

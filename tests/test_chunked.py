@@ -1,0 +1,158 @@
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_deblur import deblur
+from napari_deblur._api import deblur_steps
+from napari_deblur._chunked import overlap
+from napari_deblur.engine import memory
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import gaussian_psf
+
+
+@pytest.fixture
+def photons(rng):
+    """A blurred scene of photon counts (rows and columns of unequal size) and its truth."""
+    from skimage import data
+
+    scene = data.camera()[:480:2, :448:2].astype(np.float64) / 255 * 300 + 20
+    psf = gaussian_psf(1.0)
+    blurred = Convolution(psf, scene.shape, boundary="reflect").apply(scene)
+    return rng.poisson(blurred).astype(np.float64), psf, scene
+
+
+def whole_and_plan(image, psf, **options):
+    *_, last = deblur_steps(image, psf, **options)
+    return last.image, last.plan
+
+
+def interior(a, k):
+    return a[k:-k, k:-k]
+
+
+@pytest.mark.parametrize(
+    "method", ["rl_tv", "richardson_lucy", "fista_tv", "landweber", "admm_tv"]
+)
+def test_chunks_agree_with_the_whole_image_on_its_interior(photons, method):
+    image, psf, _ = photons
+    # At most 60 iterations, so that the margins leave several chunks.
+    whole, plan = whole_and_plan(image, psf, method=method, max_iter=60)
+    lazy = deblur(da.from_array(image, chunks=(48, 64)), psf, plan=plan)
+    assert isinstance(lazy, da.Array) and lazy.dtype == whole.dtype
+    assert len(lazy.chunks[0]) > 1 and len(lazy.chunks[1]) > 1
+    chunked = lazy.compute()
+    k = psf.shape[0]
+    difference = np.abs(interior(chunked, k) - interior(whole, k)).max()
+    assert difference <= 1e-4 * np.abs(whole).max()
+
+
+def test_float32_chunks_agree_for_the_fluorescence_default(photons):
+    image, psf, _ = photons
+    image = image.astype(np.float32)
+    whole, plan = whole_and_plan(image, psf)
+    assert plan.method == "rl_tv"
+    chunked = deblur(image, psf, plan=plan, chunks=48)
+    assert isinstance(chunked, np.ndarray) and chunked.dtype == np.float32
+    k = psf.shape[0]
+    assert np.abs(interior(chunked, k) - interior(whole, k)).max() <= 1e-4 * whole.max()
+
+
+def test_a_chunk_reads_only_the_input_chunks_within_its_margin(photons):
+    image, psf, _ = photons
+    read = set()
+
+    def load(block, block_id=None):
+        read.add(block_id)
+        return block
+
+    source = da.from_array(image, chunks=16).map_blocks(load, meta=np.empty((0, 0)))
+    _, plan = whole_and_plan(image, psf, method="landweber")
+    lazy = deblur(source, psf, plan=plan)
+    (margin,) = set(overlap(plan.method, plan.psf_shape, plan.iterations))
+    assert len(read) <= 1 and read <= {None}
+    with dask.config.set(scheduler="synchronous"):
+        lazy[:10, :10].compute()
+    read.discard(None)
+    # The first output chunk (a margin's size at least) and its margin.
+    reach = -(-2 * max(margin, 16) // 16)
+    assert read and all(r < reach and c < reach for r, c in read)
+    assert len(read) < (image.shape[0] // 16) * (image.shape[1] // 16) / 4
+
+
+def test_without_a_plan_chunks_follow_the_centre_and_deblur(photons):
+    image, psf, scene = photons
+    result = deblur(da.from_array(image, chunks=50), psf).compute()
+    k = psf.shape[0]
+
+    def error(a):
+        return np.sqrt(np.mean((interior(a, k) - interior(scene, k)) ** 2))
+
+    assert error(result) < 0.8 * error(image)
+    assert error(result) < 1.1 * error(deblur(image, psf))
+
+
+def test_chunks_keep_channels_together_and_time_points_apart(rng):
+    psf = gaussian_psf(1.2)
+    frames = rng.poisson(40 + 200 * rng.random((3, 48, 56, 2))).astype(np.float32)
+    lazy = da.from_array(frames, chunks=(2, 24, 56, 1))
+    *_, last = deblur_steps(frames[1], psf, channel_axis=-1)
+    result = deblur(lazy, psf, channel_axis=-1, time_axis=0, plan=last.plan)
+    assert result.chunks[0] == (1, 1, 1) and result.chunks[3] == (2,)
+    expected = deblur(frames, psf, channel_axis=-1, time_axis=0, plan=last.plan)
+    k = psf.shape[0]
+    inner = (slice(None), slice(k, -k), slice(k, -k))
+    assert np.allclose(
+        result.compute()[inner], expected[inner], rtol=0, atol=1e-4 * expected.max()
+    )
+
+
+def test_bad_pixels_travel_with_their_chunks(photons):
+    image, psf, _ = photons
+    bad = np.zeros(image.shape, bool)
+    bad[30:33, 100:104] = True
+    image = image.copy()
+    image[bad] = 5000
+    whole, plan = whole_and_plan(image, psf, bad_pixels=bad, method="landweber")
+    chunked = deblur(da.from_array(image, chunks=32), psf, bad_pixels=bad, plan=plan).compute()
+    k = psf.shape[0]
+    assert np.abs(interior(chunked, k) - interior(whole, k)).max() <= 1e-4 * whole.max()
+    assert chunked.max() < 1000
+
+
+def test_an_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypatch):
+    image, psf, scene = photons
+    whole = deblur(image, psf, method="landweber")
+    # The whole image needs about 6.5 MB with Landweber (15 float64 copies).
+    monkeypatch.setattr(memory, "available_bytes", lambda: 4_000_000)
+    with pytest.warns(ResourceWarning, match="in chunks"):
+        result = deblur(image, psf, method="landweber")
+    assert isinstance(result, np.ndarray) and result.shape == image.shape
+    k = psf.shape[0]
+
+    def error(a):
+        return np.sqrt(np.mean(interior(a - scene, k) ** 2))
+
+    # Its noise and weight are judged on a centre block a quarter of the image.
+    assert error(result) < min(0.9 * error(image), 1.15 * error(whole))
+
+
+def test_chunked_deblurring_refuses_what_it_cannot_repeat(photons):
+    image, psf, _ = photons
+    lazy = da.from_array(image, chunks=64)
+    with pytest.raises(ValueError, match="landweber"):
+        deblur(lazy, psf, method="wiener")
+    with pytest.raises(ValueError, match="one measured PSF"):
+        deblur(lazy, "auto")
+    with pytest.raises(ValueError, match="chunks"):
+        deblur(image, psf, chunks="small")
+    with pytest.raises(ValueError, match="channels"):
+        _, plan = whole_and_plan(image, psf)
+        deblur(np.stack([image, image], -1), psf, channel_axis=-1, plan=plan)
+
+
+def test_the_margin_grows_with_the_iterations_up_to_their_reach():
+    assert overlap("rl_tv", (13, 9), 1) == (12, 8)
+    few, many = overlap("rl_tv", (13,), 10), overlap("rl_tv", (13,), 160)
+    assert few[0] < many[0] <= 160 * 12
+    assert many[0] < 8 * few[0]
