@@ -12,6 +12,7 @@ import sys
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
@@ -28,45 +29,114 @@ def launch_gui(sample: str = "defocused_photo") -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Deblur one file with a PSF file and write the result."""
-    from ._api import deblur_steps
-    from ._io import ImageFile, read_image, to_dtype, write_image
+    """Deblur image files or Zarr stores with a PSF file and write the results.
+
+    One input is written to ``--output``; several go into the folder
+    ``--output``, by their names, one task each on the cluster when one is
+    asked for (``--workers``, ``--scheduler``).
+    """
+    inputs = [Path(p) for p in args.blurred]
+    output = Path(args.output)
+    if len(inputs) > 1:
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"{output} is a file; with several inputs --output is a folder")
+        outputs = [output / p.name for p in inputs]
+    else:
+        outputs = [output]
+    sources = {Path(p).resolve() for p in (*inputs, args.psf, args.mask) if p is not None}
+    for target in outputs:
+        if target.resolve() in sources:
+            raise ValueError(f"{target} is an input; choose another output")
+    if len(set(outputs)) < len(outputs):
+        raise ValueError("several inputs have the same name; their results would collide")
+    job = {
+        key: getattr(args, key)
+        for key in (
+            "psf", "mask", "method", "boundary", "encoding", "max_iter", "saturation",
+            "varying", "refine_psf", "chunks", "channel_axis", "time_axis", "overwrite",
+        )
+    }  # fmt: skip
+    with _cluster(args.workers, args.scheduler) as client:
+        if len(inputs) == 1:
+            deblur_file(inputs[0], outputs[0], job, client)
+            return
+        output.mkdir(parents=True, exist_ok=True)
+        if client is None:
+            failed = [p for p, o in zip(inputs, outputs) if not _try(deblur_file, p, o, job)]
+        else:
+            from distributed import as_completed
+
+            futures = client.map(deblur_file, inputs, outputs, job=job, pure=False)
+            named = dict(zip(futures, inputs))
+            failed = []
+            for future in as_completed(futures):
+                if future.status == "error":
+                    log.error("%s: %s", named[future], future.exception())
+                    failed.append(named[future])
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(inputs)} inputs failed: {failed[0]}, ...")
+
+
+def _try(function, *args) -> bool:
+    """Run `function`; log the error of a failed one (and go on), saying whether it worked."""
+    try:
+        function(*args)
+    except (ValueError, TypeError, OSError, MemoryError) as error:
+        log.error("%s: %s", args[0], error)
+        return False
+    return True
+
+
+def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
+    """Deblur one image file or Zarr store as `job` says (the run command's options)."""
+    from ._api import deblur, deblur_steps
+    from ._io import is_zarr, read_image, read_zarr, write_zarr
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
-    inputs = {Path(p).resolve() for p in (args.blurred, args.psf, args.mask) if p is not None}
-    if Path(args.output).resolve() in inputs:
-        raise ValueError(f"{args.output} is an input; choose another output file")
-    image = read_image(args.blurred)
-    psf = None if args.psf in ("auto", "general") else read_image(args.psf)
+    lazy = is_zarr(blurred)
+    if lazy != is_zarr(output):
+        raise ValueError(f"a Zarr store is deblurred into a Zarr store: {blurred} -> {output}")
+    image = read_zarr(blurred) if lazy else read_image(blurred)
+    data = image if lazy else image.data
+    channel_axis = job["channel_axis"] if lazy else image.channel_axis
+    psf = None if job["psf"] in ("auto", "general") else read_image(job["psf"])
     bad_pixels = None
-    if args.mask is not None:
-        mask = read_image(args.mask)
+    if job["mask"] is not None:
+        mask = read_image(job["mask"])
         bad_pixels = mask.data != 0
         if mask.channel_axis is not None:
             # A colour mask file marks a pixel bad where any of its channels is set.
             bad_pixels = bad_pixels.any(axis=-1)
-    psf_data = args.psf if psf is None else psf.data
-    if psf is not None and psf.channel_axis is not None and image.channel_axis is None:
-        if args.varying:
+    psf_data = job["psf"] if psf is None else psf.data
+    if psf is not None and psf.channel_axis is not None and channel_axis is None:
+        if job["varying"]:
             raise ValueError("--varying with a grey image needs a grey photo of the lights")
-        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=args.encoding).grey
+        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=job["encoding"]).grey
+    options = {
+        "method": job["method"],
+        "boundary": job["boundary"],
+        "channel_axis": channel_axis,
+        "time_axis": job["time_axis"],
+        "encoding": job["encoding"],
+        "max_iter": job["max_iter"],
+        "bad_pixels": bad_pixels,
+        "saturation": job["saturation"],
+        "varying": job["varying"],
+        "refine_psf": job["refine_psf"],
+    }
     start = time.perf_counter()
+    if lazy or job["chunks"] is not None:
+        result = deblur(data, psf_data, chunks=job["chunks"], **options)
+        if lazy:
+            write_zarr(output, result, overwrite=job["overwrite"], compute=_computer(client))
+            log.info("deblurred %s in %.2f s", blurred, time.perf_counter() - start)
+            return
+        _write_like(output, result, image, job["overwrite"])
+        log.info("deblurred %s in chunks in %.2f s", blurred, time.perf_counter() - start)
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
-        steps = deblur_steps(
-            image.data,
-            psf_data,
-            method=args.method,
-            boundary=args.boundary,
-            channel_axis=image.channel_axis,
-            encoding=args.encoding,
-            max_iter=args.max_iter,
-            bad_pixels=bad_pixels,
-            saturation=args.saturation,
-            varying=args.varying,
-            refine_psf=args.refine_psf,
-        )
-        (last,) = deque(steps, maxlen=1)
+        (last,) = deque(deblur_steps(data, psf_data, **options), maxlen=1)
     for warning in caught:
         log.warning("warning: %s", warning.message)
     settings = last.settings
@@ -84,12 +154,76 @@ def run(args: argparse.Namespace) -> None:
         if settings["left_out"]
         else "",
     )
-    out, clipped = to_dtype(last.image, image.data.dtype)
+    _write_like(output, last.image, image, job["overwrite"])
+    log.info("deblurred %s in %.2f s", blurred, time.perf_counter() - start)
+
+
+def _write_like(path: Path, result, source, overwrite: bool) -> None:
+    """Write `result` in the type, layout and profile of the `source` file."""
+    from ._io import ImageFile, to_dtype, write_image
+
+    out, clipped = to_dtype(result, source.data.dtype)
     if clipped:
         log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
-    result = ImageFile(out, image.channel_axis, image.alpha, image.exif, image.icc_profile)
-    write_image(args.output, result, overwrite=args.overwrite)
-    log.info("deblurred %s in %.2f s", args.blurred, time.perf_counter() - start)
+    image = ImageFile(out, source.channel_axis, source.alpha, source.exif, source.icc_profile)
+    write_image(path, image, overwrite=overwrite)
+
+
+@contextmanager
+def _cluster(workers: int | None, scheduler: str | None):
+    """A Dask client for `scheduler`'s cluster, or a local one of `workers` processes, or None."""
+    if workers is None and scheduler is None:
+        yield None
+        return
+    if workers is not None and scheduler is not None:
+        raise ValueError("give --workers (a cluster here) or --scheduler (one running), not both")
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError(
+            "clusters need dask.distributed: pip install 'napari-deblur[dask]'"
+        ) from None
+    if scheduler is not None:
+        with Client(scheduler, timeout=30) as client:
+            log.info("deblurring on the cluster at %s", scheduler)
+            yield client
+        return
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    # One thread a worker: the FFTs use every core of their machine.
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        log.info("deblurring on a local cluster of %d workers", workers)
+        yield client
+
+
+def _computer(client):
+    """How to run a Dask graph: on `client`'s cluster or here, with a progress bar on stderr."""
+    if client is not None:
+
+        def on_cluster(graph):
+            from distributed import progress
+
+            future = client.compute(graph)
+            if log.isEnabledFor(logging.INFO):
+                progress(future)
+            future.result()
+
+        return on_cluster
+
+    def here(graph):
+        import dask
+        from dask.diagnostics import ProgressBar
+
+        if log.isEnabledFor(logging.INFO):
+            with ProgressBar(out=sys.stderr):
+                dask.compute(graph)
+        else:
+            dask.compute(graph)
+
+    return here
 
 
 def psf(args: argparse.Namespace) -> None:
@@ -137,6 +271,19 @@ def _roi(text: str) -> tuple[tuple[int, int], ...]:
         return tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP") from None
+
+
+def _chunks(text: str) -> tuple[int, ...] | str:
+    """``'256'`` or ``'32,512,512'`` -> chunk sizes; ``'auto'`` stays."""
+    if text == "auto":
+        return text
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes like 256 or 32,512,512, got {text!r}")
+    return sizes
 
 
 def _saturation(text: str) -> float | str | None:
@@ -204,16 +351,27 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     p = commands.add_parser(
-        "run", parents=[logging_flags], help="deblur an image file with a PSF file"
+        "run", parents=[logging_flags], help="deblur image files or Zarr stores with a PSF file"
     )
-    p.add_argument("blurred", help="blurred image (PNG, JPEG, TIFF; gray, RGB or a stack)")
+    p.add_argument(
+        "blurred",
+        nargs="+",
+        help="blurred image (PNG, JPEG, TIFF; gray, RGB or a stack) or Zarr store; "
+        "several are deblurred alike into the folder --output",
+    )
     p.add_argument(
         "--psf",
         required=True,
         help="PSF or photo of a point light; 'auto' to estimate a defocus, Gaussian or "
         "motion blur from the image itself, 'general' for any blur (camera shake)",
     )
-    p.add_argument("-o", "--output", required=True, help="result file (PNG, JPEG, TIFF)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="result file (PNG, JPEG, TIFF, or a .zarr store for a Zarr input); "
+        "a folder for several inputs",
+    )
     p.add_argument("--method", choices=METHODS, default="auto")
     p.add_argument("--boundary", choices=("auto", *BOUNDARIES), default="auto")
     p.add_argument(
@@ -241,6 +399,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the PSF is a bit wrong (another distance, noisy): refine it on the image first",
     )
+    p.add_argument(
+        "--chunks",
+        type=_chunks,
+        help="deblur in chunks of this size (N or Z,Y,X) or 'auto' (to fit the memory), "
+        "each with the margin its iterations reach; a Zarr store goes by its own chunks",
+    )
+    p.add_argument("--channel-axis", type=int, help="axis of colour channels in a Zarr store")
+    p.add_argument(
+        "--time-axis", type=int, help="axis of time points (TZYX): frames deblurred in turn"
+    )
+    p.add_argument(
+        "--workers", type=int, help="run on a local Dask cluster of this many worker processes"
+    )
+    p.add_argument("--scheduler", help="run on the Dask cluster at this address (tcp://host:8786)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 

@@ -2,7 +2,8 @@
 
 The camera's EXIF record and the ICC colour profile travel from the input to
 the output where the output's format holds them: both in PNG and JPEG, the
-ICC profile in TIFF (tifffile writes no EXIF directory).
+ICC profile in TIFF (tifffile writes no EXIF directory). Zarr stores, for
+data larger than memory, are read and written chunk by chunk (Dask).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
+ZARR_SUFFIX = ".zarr"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class ImageFile:
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in TIFF_SUFFIXES + PHOTO_SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use PNG, JPEG or TIFF")
+        raise ValueError(
+            f"{path}: unsupported file type {suffix!r}; use PNG, JPEG, TIFF or a .zarr store"
+        )
     return suffix
 
 
@@ -159,5 +163,72 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+    log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """Whether `path` names a Zarr store (by its ``.zarr`` suffix)."""
+    return Path(path).suffix.lower() == ZARR_SUFFIX
+
+
+def read_zarr(path: str | os.PathLike):
+    """A Zarr store's array as a lazy Dask array, chunked like the store.
+
+    The array at the store's root, or an OME-Zarr image's full resolution
+    (its array ``'0'``).
+    """
+    import dask.array as da
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        if "0" not in node:
+            raise ValueError(f"{path}: a Zarr group without an array '0'; give the array's path")
+        return da.from_zarr(str(path), component="0")
+    return da.from_zarr(str(path))
+
+
+def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, compute=None) -> None:
+    """Write the Dask array `data` to a new Zarr store, chunk by chunk.
+
+    The store is written under a temporary name beside `path` and renamed
+    when complete, so that `path` holds a whole result or nothing new.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store to create (a folder ending in ``.zarr``).
+    data : dask.array.Array
+        The array; its chunks are the store's.
+    overwrite : bool
+        Replace an existing store.
+    compute : callable, optional
+        Runs the write, given the Dask graph that writes (by default
+        ``dask.compute`` on the current scheduler): for progress reports or
+        a cluster.
+    """
+    import shutil
+
+    import dask
+
+    path = Path(path)
+    if not is_zarr(path):
+        raise ValueError(f"{path}: a Zarr store's name ends in .zarr")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    folder = path.parent if str(path.parent) else Path(".")
+    temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
+    try:
+        writes = data.to_zarr(str(temporary), overwrite=True, compute=False)
+        (compute or dask.compute)(writes)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
     log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)

@@ -1,0 +1,133 @@
+"""The run command on Zarr stores, in chunks, and on Dask clusters."""
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_deblur._cli import main
+from napari_deblur.engine.operators import Convolution
+from napari_deblur.engine.psf import gaussian_psf
+from tests.conftest import cubes
+
+
+@pytest.fixture
+def stack_files(tmp_path, rng):
+    """A fluorescence stack (beads on a dim background) as a chunked Zarr store, and its PSF."""
+    truth = cubes(rng, (16, 128, 120), 80, 400.0, (2, 4, 4)) + 20
+    psf = gaussian_psf((1.0, 1.5, 1.5))
+    blurred = Convolution(psf, truth.shape, boundary="reflect").apply(truth)
+    stack = rng.poisson(blurred).astype(np.float32)
+    store = zarr.create_array(
+        tmp_path / "stack.zarr", shape=stack.shape, chunks=(16, 64, 60), dtype="float32"
+    )
+    store[:] = stack
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    return tmp_path, stack, truth
+
+
+def error(a, truth):
+    return np.sqrt(np.mean((np.asarray(a, float) - truth) ** 2))
+
+
+def test_a_zarr_store_is_deblurred_into_a_zarr_store_chunk_by_chunk(stack_files):
+    folder, stack, truth = stack_files
+    args = ["run", str(folder / "stack.zarr"), "--psf", str(folder / "psf.tif"), "-q"]
+    assert main([*args, "-o", str(folder / "sharp.zarr")]) == 0
+    result = zarr.open_array(folder / "sharp.zarr", mode="r")
+    assert result.shape == stack.shape and result.dtype == np.float32
+    assert result.chunks == (16, 64, 60)
+    assert error(result[:], truth) < 0.8 * error(stack, truth)
+    assert np.array_equal(zarr.open_array(folder / "stack.zarr", mode="r")[:], stack)
+    assert sorted(p.name for p in folder.iterdir()) == ["psf.tif", "sharp.zarr", "stack.zarr"]
+
+
+def test_an_existing_store_is_kept_and_mismatched_outputs_refused(stack_files, capsys):
+    folder, stack, _ = stack_files
+    args = ["run", str(folder / "stack.zarr"), "--psf", str(folder / "psf.tif"), "-q"]
+    assert main([*args, "-o", str(folder / "stack.zarr")]) == 1
+    assert main([*args, "-o", str(folder / "sharp.tif")]) == 1
+    assert (
+        main(
+            [
+                *args,
+                "-o",
+                str(folder / "sharp.zarr"),
+                "--workers",
+                "2",
+                "--scheduler",
+                "tcp://127.0.0.1:1",
+            ]
+        )
+        == 1
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("napari-deblur: error:") for line in lines)
+    assert "is an input" in lines[0] and "Zarr store" in lines[1] and "not both" in lines[2]
+    assert np.array_equal(zarr.open_array(folder / "stack.zarr", mode="r")[:], stack)
+
+
+def test_a_local_cluster_writes_what_the_threads_write(stack_files):
+    folder, _, _ = stack_files
+    args = ["run", str(folder / "stack.zarr"), "--psf", str(folder / "psf.tif"), "-q"]
+    assert main([*args, "-o", str(folder / "threads.zarr")]) == 0
+    assert main([*args, "-o", str(folder / "cluster.zarr"), "--workers", "2"]) == 0
+    threads = zarr.open_array(folder / "threads.zarr", mode="r")[:]
+    cluster = zarr.open_array(folder / "cluster.zarr", mode="r")[:]
+    assert np.array_equal(threads, cluster)
+
+
+def test_many_files_go_to_a_cluster_given_by_its_address(tmp_path, rng):
+    from distributed import LocalCluster
+
+    psf = gaussian_psf(1.5)
+    truths, names = [], []
+    for i in range(3):
+        truth = cubes(rng, (1, 64, 64), 12, 300.0, (0, 4, 4))[0] + 10
+        blurred = Convolution(psf, truth.shape, boundary="reflect").apply(truth)
+        tifffile.imwrite(tmp_path / f"frame{i}.tif", rng.poisson(blurred).astype(np.uint16))
+        truths.append(truth)
+        names.append(str(tmp_path / f"frame{i}.tif"))
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    args = ["run", *names, "--psf", str(tmp_path / "psf.tif"), "-q"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        assert (
+            main([*args, "-o", str(tmp_path / "out"), "--scheduler", cluster.scheduler_address])
+            == 0
+        )
+    assert main([*args, "-o", str(tmp_path / "here")]) == 0
+    for i, truth in enumerate(truths):
+        there = tifffile.imread(tmp_path / "out" / f"frame{i}.tif")
+        here = tifffile.imread(tmp_path / "here" / f"frame{i}.tif")
+        assert there.dtype == np.uint16 and np.array_equal(there, here)
+        assert error(there, truth) < 0.8 * error(tifffile.imread(names[i]), truth)
+
+
+def test_a_file_that_fails_does_not_stop_the_others(tmp_path, rng, capsys):
+    psf = gaussian_psf(1.5)
+    good = rng.poisson(100 + 50 * rng.random((48, 48))).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "good.tif", good)
+    tifffile.imwrite(tmp_path / "tiny.tif", good[:4, :4])
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    args = ["run", str(tmp_path / "tiny.tif"), str(tmp_path / "good.tif")]
+    assert (
+        main([*args, "--psf", str(tmp_path / "psf.tif"), "-o", str(tmp_path / "out"), "-q"]) == 1
+    )
+    assert (tmp_path / "out" / "good.tif").exists()
+    assert not (tmp_path / "out" / "tiny.tif").exists()
+    err = capsys.readouterr().err
+    assert "tiny.tif" in err and err.strip().splitlines()[-1].startswith(
+        "napari-deblur: error: 1 of 2"
+    )
+
+
+def test_a_tiff_is_deblurred_in_chunks_when_asked(stack_files):
+    folder, stack, truth = stack_files
+    tifffile.imwrite(folder / "stack.tif", stack)
+    args = ["run", str(folder / "stack.tif"), "--psf", str(folder / "psf.tif"), "-q"]
+    assert main([*args, "-o", str(folder / "whole.tif")]) == 0
+    assert main([*args, "-o", str(folder / "chunked.tif"), "--chunks", "16,64,60"]) == 0
+    whole = tifffile.imread(folder / "whole.tif")
+    chunked = tifffile.imread(folder / "chunked.tif")
+    assert chunked.shape == stack.shape and chunked.dtype == np.float32
+    assert error(chunked, truth) < 1.1 * error(whole, truth) < 0.9 * error(stack, truth)
