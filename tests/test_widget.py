@@ -438,3 +438,25 @@ def test_a_run_that_does_not_fit_is_a_notification(make_napari_viewer, errors, m
     widget.run_button.native.click()
     assert len(errors) == 1 and "GB are available" in errors[0]
     assert widget.run_button.enabled and len(viewer.layers) == 2
+
+
+def test_a_dask_layer_gets_a_lazy_deblurred_layer(make_napari_viewer, qtbot, errors, rng):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    scene = cubes(rng, (16, 96, 96), 60, 300, (2, 4, 4)) + 10
+    psf = gaussian_psf((1.0, 1.2, 1.2))
+    blurred = rng.poisson(Convolution(psf, scene.shape, boundary="reflect").apply(scene))
+    stack = da.from_array(blurred.astype(np.float32), chunks=(16, 48, 48))
+    image = viewer.add_image(stack, name="stack", scale=(0.3, 0.1, 0.1))
+    viewer.add_image(psf.astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = image
+    widget.psf.value = viewer.layers["psf"]
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["stack deblurred (chunked)"]
+    assert isinstance(result.data, da.Array) and result.data.shape == blurred.shape
+    np.testing.assert_allclose(result.scale, image.scale)
+    assert "chunks" in widget.report.value
+    assert psnr(scene, result.data.compute(), 300) > psnr(scene, blurred, 300) + 2

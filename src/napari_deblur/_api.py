@@ -665,8 +665,8 @@ def deblur(
         Deblur in chunks of this size along the spatial axes, each with a
         margin of its neighbours that the iterations reach (Dask's
         ``map_overlap``); ``'auto'`` sizes them to the available memory.
-        A Dask array (a napari layer of a Zarr store, say) is deblurred by
-        its own chunks when `chunks` is omitted. The decisions are made once
+        A Dask or Zarr array (a napari layer of a Zarr store, say) is
+        deblurred by its own chunks when `chunks` is omitted. The decisions are made once
         on the image's central chunk (or taken from `plan`), and every chunk
         repeats them; the result agrees with the image deblurred at once
         with those decisions, to float round-off in the interior. Wiener's
@@ -679,7 +679,7 @@ def deblur(
     ndarray or dask.array.Array
         Floating array of the input's shape, in the input's encoding and
         scale (0..255 for uint8 input); values are not clipped. A lazy Dask
-        array for a Dask array: chunks are computed when asked for
+        array for a Dask or Zarr array: chunks are computed when asked for
         (``.compute()``, ``.to_zarr()``, or napari as it displays them).
 
     Raises
@@ -728,7 +728,7 @@ def deblur(
         "varying": varying,
         "refine_psf": refine_psf,
     }
-    lazy = type(image).__module__.startswith("dask")
+    lazy = type(image).__module__.split(".")[0] in ("dask", "zarr")
     if lazy or chunks is not None:
         result = _chunked(image, psf, chunks, channel_axis, time_axis, plan, options)
         return result if lazy else result.compute()

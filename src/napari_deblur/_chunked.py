@@ -111,7 +111,9 @@ def deblur_chunked(
         raise ValueError(
             "chunked deblurring takes one measured PSF (not estimated, refined or varying)"
         )
-    image = image if isinstance(image, da.Array) else da.asarray(image)
+    if not isinstance(image, da.Array):
+        zarr_array = type(image).__module__.split(".")[0] == "zarr"
+        image = da.from_zarr(image) if zarr_array else da.asarray(image)
     if image.dtype.kind not in "iubf":
         raise TypeError(f"image must hold real numbers, got an array of {image.dtype}")
     ndim = image.ndim

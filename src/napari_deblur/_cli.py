@@ -183,6 +183,8 @@ def _cluster(workers: int | None, scheduler: str | None):
         raise ValueError(
             "clusters need dask.distributed: pip install 'napari-deblur[dask]'"
         ) from None
+    # The cluster's own news (workers starting and stopping) only when asked.
+    logging.getLogger("distributed").setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     if scheduler is not None:
         with Client(scheduler, timeout=30) as client:
             log.info("deblurring on the cluster at %s", scheduler)

@@ -1,6 +1,8 @@
 """Dock widgets: layers in, the API in between, layers out.
 
-"Deblur" runs :func:`deblur_steps` in a thread worker; "PSF from point
+"Deblur" runs :func:`deblur_steps` in a thread worker (a layer backed by
+Dask or Zarr gets a lazy result layer, deblurred chunk by chunk as it is
+displayed); "PSF from point
 source" turns a photo of point lights into a PSF layer; "PSF model" makes a
 theoretical microscope PSF as a layer.
 """
@@ -27,7 +29,7 @@ from magicgui.widgets import (
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._api import METHODS, Progress, deblur_steps
+from ._api import METHODS, Progress, deblur, deblur_steps
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
 from .engine.methods import WEIGHT_MEANING
@@ -222,7 +224,10 @@ class DeblurWidget(Container):
             spatial = image_layer.scale[1:] if over_time else image_layer.scale
             options |= {"spacing": spatial, "psf_spacing": psf_layer.scale}
         channel_axis = -1 if image_layer.rgb else None
-        return np.asarray(image_layer.data), psf, channel_axis, bad, options
+        data = image_layer.data
+        if image_layer.multiscale:
+            raise ValueError("choose a single-scale image layer (its full resolution)")
+        return data if _is_lazy(data) else np.asarray(data), psf, channel_axis, bad, options
 
     def _varying_psfs(
         self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image
@@ -294,23 +299,28 @@ class DeblurWidget(Container):
             raise ValueError(f"weight must be 'auto' or a number, got {text!r}") from None
 
     def run(self) -> None:
-        """Start deblurring in a thread; the result layer updates at each step."""
+        """Start deblurring in a thread; the result layer updates at each step.
+
+        A layer backed by Dask or Zarr is not loaded: its result is a lazy
+        layer, deblurred chunk by chunk as napari displays it.
+        """
         if self._worker is not None and self._worker.is_running:
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
             image, psf, channel_axis, bad, options = self._inputs()
-            steps = deblur_steps(
-                image,
-                psf,
-                method=self.method.value,
-                boundary=self.boundary.value,
-                channel_axis=channel_axis,
-                weight=self._weight(),
-                max_iter=self.max_iter.value,
-                bad_pixels=bad,
+            arguments = {
+                "method": self.method.value,
+                "boundary": self.boundary.value,
+                "channel_axis": channel_axis,
+                "weight": self._weight(),
+                "max_iter": self.max_iter.value,
+                "bad_pixels": bad,
                 **options,
-            )
+            }
+            lazy = _is_lazy(image)
+            if not lazy:
+                steps = deblur_steps(image, psf, **arguments)
         except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
@@ -318,10 +328,16 @@ class DeblurWidget(Container):
         self._result = None
         self._iterates = []
         self.progress.value = 0
-        self._worker = create_worker(_images, steps, _start_thread=False)
-        self._worker.yielded.connect(self._on_step)
+        if lazy:
+            # The decisions are made on the centre chunk, in the thread.
+            self.report.value = "deciding on the centre chunk; the rest as it is displayed"
+            self._worker = create_worker(deblur, image, psf, **arguments, _start_thread=False)
+            self._worker.returned.connect(self._on_lazy_result)
+        else:
+            self._worker = create_worker(_images, steps, _start_thread=False)
+            self._worker.yielded.connect(self._on_step)
+            self._worker.aborted.connect(self._on_cancelled)
         self._worker.errored.connect(lambda e: show_error(f"Deblur failed: {e}"))
-        self._worker.aborted.connect(self._on_cancelled)
         self._worker.finished.connect(self._on_finished)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -377,6 +393,21 @@ class DeblurWidget(Container):
             f"iteration {progress.iteration}: {values}"
         )
 
+    def _on_lazy_result(self, result) -> None:
+        source = self._source
+        self._result = self._viewer.add_image(
+            result,
+            name=f"{source.name} deblurred (chunked)",
+            rgb=source.rgb,
+            scale=source.scale,
+            translate=source.translate,
+            units=source.units,
+            metadata=source.metadata,
+        )
+        self.progress.value = 100
+        chunks = "x".join(str(max(c)) for c in result.chunks)
+        self.report.value = f"lazy result: deblurred in chunks of {chunks} as displayed"
+
     def _on_cancelled(self) -> None:
         if self._result is not None:
             self._result.name = f"{self._result.name} cancelled"
@@ -399,6 +430,11 @@ class DeblurWidget(Container):
 
     def _show_side_by_side(self) -> None:
         self._viewer.canvas.grid.enabled = self.side_by_side.value
+
+
+def _is_lazy(data) -> bool:
+    """Whether layer data are read on demand (Dask, Zarr) rather than held in memory."""
+    return type(data).__module__.split(".")[0] in ("dask", "zarr")
 
 
 def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
