@@ -13,7 +13,13 @@ from .engine import backend, psf_fit
 from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.memory import check_memory
-from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
+from .engine.methods import (
+    ARRAY_API_METHODS,
+    METHODS,
+    ONE_PSF_METHODS,
+    build_solver,
+    choose_method,
+)
 from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.point_source import psf_from_point_source
@@ -121,7 +127,7 @@ def _spacing(value, name: str, ndim: int) -> np.ndarray:
 
 
 def _as_image(image, name: str) -> np.ndarray:
-    image = np.asarray(image)
+    image = np.asarray(image) if backend.foreign(image) is None else backend.to_numpy(image)
     if image.dtype.kind not in "iubf":
         raise TypeError(f"{name} must hold real numbers, got an array of {image.dtype}")
     if image.ndim < 1 or image.size == 0:
@@ -281,6 +287,7 @@ def _one_image(
     plan,
 ) -> Iterator[Progress]:
     """:func:`deblur_steps` for one image (or stack)."""
+    source = backend.foreign(image)
     image = _as_image(image, "image")
     if not np.all(np.isfinite(image)):
         raise ValueError("image contains NaN or infinite values; replace them first")
@@ -407,18 +414,7 @@ def _one_image(
     if plan is not None:
         variance, background = np.asarray(plan.variance), np.asarray(plan.background)
         data_level = np.asarray(plan.level)
-        solver, chosen = build_solver(
-            method,
-            operator,
-            linear,
-            variance=variance,
-            weight=plan.weight or None,
-            clipped=clipped,
-            background=background,
-            iterations=plan.iterations,
-            schedule=plan.schedule or None,
-            level=data_level,
-        )
+        chosen = np.asarray(plan.weight) if plan.weight else None
         filled = linear
     else:
         # The noise level and the weights are measured on the image with its
@@ -482,6 +478,37 @@ def _one_image(
             # A PSF estimated blind is rougher than a measured one, and its
             # errors act as noise: BLIND_WEIGHT times the weight.
             solver, chosen = solver_for(operator, filled, chosen * BLIND_WEIGHT)
+    # The iterations run where the image is (a GPU, another array library)
+    # for the methods whose solvers are written for any array; the
+    # decisions above were made on a copy in NumPy.
+    device = (
+        source is not None
+        and method in ARRAY_API_METHODS
+        and isinstance(operator, Convolution)
+        and not refine_psf
+    )
+    if device:
+        operator = Convolution(
+            backend.asarray(kernel, like=source),
+            linear.shape,
+            boundary=boundary,
+            batch_ndim=1,
+            mask=mask,
+        )
+    if plan is not None or device:
+        solver, _ = build_solver(
+            method,
+            operator,
+            filled,
+            variance=variance,
+            weight=chosen,
+            max_iter=max_iter,
+            clipped=clipped,
+            background=background,
+            iterations=None if plan is None else plan.iterations,
+            schedule=plan.schedule or None if plan is not None else None,
+            level=data_level,
+        )
     settings = {
         "method": method,
         "boundary": boundary,
@@ -527,7 +554,7 @@ def _one_image(
         frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]
 
         def to_output(estimate: np.ndarray) -> np.ndarray:
-            x = backend.crop(estimate, frame, linear.shape[1:]) + restored
+            x = backend.crop(backend.to_numpy(estimate), frame, linear.shape[1:]) + restored
             if encoding_image == "srgb":
                 x = linear_to_srgb(x) * x.dtype.type(out_scale)
             return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
@@ -729,18 +756,28 @@ def deblur(
         "refine_psf": refine_psf,
     }
     lazy = type(image).__module__.split(".")[0] in ("dask", "zarr")
-    if lazy or chunks is not None:
-        result = _chunked(image, psf, chunks, channel_axis, time_axis, plan, options)
-        return result if lazy else result.compute()
-    try:
-        steps = deblur_steps(
-            image, psf, channel_axis=channel_axis, time_axis=time_axis, plan=plan, **options
-        )
-    except MemoryError as error:
-        warnings.warn(f"{error}. Deblurring it in chunks instead.", ResourceWarning, stacklevel=2)
-        return _chunked(image, psf, "auto", channel_axis, time_axis, plan, options).compute()
-    (last,) = deque(steps, maxlen=1)
-    return last.image
+    if lazy:
+        return _chunked(image, psf, chunks, channel_axis, time_axis, plan, options)
+    # An array of another library (PyTorch, CuPy) comes back in its library.
+    source = backend.foreign(image)
+    if chunks is not None:
+        result = _chunked(image, psf, chunks, channel_axis, time_axis, plan, options).compute()
+    else:
+        try:
+            steps = deblur_steps(
+                image, psf, channel_axis=channel_axis, time_axis=time_axis, plan=plan, **options
+            )
+        except MemoryError as error:
+            warnings.warn(
+                f"{error}. Deblurring it in chunks instead.", ResourceWarning, stacklevel=2
+            )
+            steps = None
+            result = _chunked(image, psf, "auto", channel_axis, time_axis, plan, options)
+            result = result.compute()
+        if steps is not None:
+            (last,) = deque(steps, maxlen=1)
+            result = last.image
+    return result if source is None else backend.asarray(result, like=source)
 
 
 def _chunked(image, psf, chunks, channel_axis, time_axis, plan, options):

@@ -1,8 +1,10 @@
 """The engine's one door to array creation, FFTs and padding.
 
 Every solver and operator creates arrays, transforms them and pads them
-through the functions here, so that running the engine on another array
-library means changing this module only.
+through the functions here. They follow the arrays they are given: NumPy
+arrays are transformed by ``scipy.fft`` on every core; any other array of
+the array API standard (PyTorch, CuPy, ``array_api_strict``) stays in its
+own library and on its own device, through ``array_api_compat``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
+import array_api_compat
 import numpy as np
 import scipy.fft
 
@@ -19,36 +22,136 @@ PAD_MODES = ("reflect", "symmetric", "edge", "wrap", "zero")
 Array = np.ndarray
 
 
-def float_dtype(dtype: np.dtype | type) -> np.dtype:
-    """Floating type the engine computes in for data of type `dtype`.
+def namespace(*arrays):
+    """The array library of `arrays` (NumPy for anything that is not an array)."""
+    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex))]
+    if not arrays or all(isinstance(a, (np.ndarray, np.generic, list, tuple)) for a in arrays):
+        return np
+    return array_api_compat.array_namespace(*arrays)
+
+
+def foreign(x):
+    """`x` itself if it is an array of a library other than NumPy (PyTorch, CuPy), else None.
+
+    Dask arrays are not foreign here: they are read chunk by chunk, each a
+    NumPy array.
+    """
+    if (
+        isinstance(x, (np.ndarray, np.generic))
+        or not array_api_compat.is_array_api_obj(x)
+        or array_api_compat.is_dask_array(x)
+    ):
+        return None
+    return x
+
+
+def is_numpy(x) -> bool:
+    """Whether `x` is a NumPy array (the engine's home, where SciPy serves too)."""
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def float_dtype(dtype, xp=np):
+    """Floating type the engine computes in for data of type `dtype` (of library `xp`).
 
     float32 stays float32 and float16 becomes float32; 8- and 16-bit integers
     (camera data) become float32, which holds them exactly; wider integers,
     booleans and float64 become float64.
     """
-    dtype = np.dtype(dtype)
-    if dtype == np.float32 or dtype == np.float16:
-        return np.dtype(np.float32)
-    if dtype.kind in "iu" and dtype.itemsize <= 2:
-        return np.dtype(np.float32)
-    if dtype.kind in "iubf":
-        return np.dtype(np.float64)
+    if xp is np:
+        dtype = np.dtype(dtype)
+        if dtype == np.float32 or dtype == np.float16:
+            return np.dtype(np.float32)
+        if dtype.kind in "iu" and dtype.itemsize <= 2:
+            return np.dtype(np.float32)
+        if dtype.kind in "iubf":
+            return np.dtype(np.float64)
+        raise TypeError(f"expected real numbers, got an array of {dtype}")
+    if xp.isdtype(dtype, "real floating"):
+        return xp.float32 if xp.finfo(dtype).bits <= 32 else xp.float64
+    if xp.isdtype(dtype, "integral"):
+        return xp.float32 if xp.iinfo(dtype).bits <= 16 else xp.float64
+    if xp.isdtype(dtype, "bool"):
+        return xp.float64
     raise TypeError(f"expected real numbers, got an array of {dtype}")
 
 
-def asarray(x, dtype=None) -> Array:
-    """Convert `x` to an engine array (no copy when already one)."""
-    return np.asarray(x, dtype=dtype)
+def asarray(x, dtype=None, *, like=None) -> Array:
+    """`x` as an engine array (no copy when it is one), in the library and on the device of `like`.
+
+    Without `like`, an array stays in its library; anything else becomes NumPy.
+    """
+    if like is None or is_numpy(like):
+        if like is None and not is_numpy(x) and namespace(x) is not np:
+            xp = namespace(x)
+            return x if dtype is None else xp.astype(x, dtype, copy=False)
+        return np.asarray(x, dtype=dtype)
+    xp = namespace(like)
+    if is_numpy(x) or isinstance(x, (list, tuple, int, float)):
+        # A view NumPy will not write to (a broadcast) is copied: others may.
+        x = np.require(x, requirements="W")
+        dtype = dtype if dtype is not None else _same_kind(x.dtype, xp)
+        return xp.asarray(x, dtype=dtype, device=array_api_compat.device(like))
+    return x if dtype is None else xp.astype(x, dtype, copy=False)
 
 
-def zeros(shape: Sequence[int], dtype) -> Array:
-    """Array of zeros."""
-    return np.zeros(tuple(shape), dtype=dtype)
+def _same_kind(dtype: np.dtype, xp):
+    """`xp`'s type for NumPy's `dtype` (its float and complex types, bool, int64)."""
+    names = {"f": "float", "c": "complex", "b": "bool", "i": "int", "u": "uint"}
+    bits = 8 * dtype.itemsize
+    return getattr(xp, names[dtype.kind] + ("" if dtype.kind == "b" else str(bits)))
 
 
-def ones(shape: Sequence[int], dtype) -> Array:
-    """Array of ones."""
-    return np.ones(tuple(shape), dtype=dtype)
+def to_numpy(x) -> np.ndarray:
+    """`x` as a NumPy array, copied from its device where it is elsewhere."""
+    if is_numpy(x):
+        return x
+    try:
+        # Arrays in the host's memory are shared, not copied (DLPack).
+        return np.from_dlpack(x)
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        return np.asarray(array_api_compat.to_device(x, "cpu"))
+
+
+def astype(x: Array, dtype) -> Array:
+    """`x` in type `dtype` (itself when it already is)."""
+    if is_numpy(x):
+        return x.astype(dtype, copy=False)
+    return namespace(x).astype(x, dtype, copy=False)
+
+
+def copy(x: Array) -> Array:
+    """A copy of `x`, in its library and on its device."""
+    return x.copy() if is_numpy(x) else namespace(x).asarray(x, copy=True)
+
+
+def norm(x: Array) -> float:
+    """The Euclidean norm of all of `x`'s entries."""
+    if is_numpy(x):
+        return float(np.linalg.norm(x.ravel()))
+    return float(namespace(x).linalg.vector_norm(x))
+
+
+def dot(a: Array, b: Array) -> float:
+    """The inner product of all entries, ``sum(a * b)`` (real arrays)."""
+    if is_numpy(a):
+        return float(np.vdot(a.ravel(), b.ravel()))
+    return float(namespace(a).sum(a * b))
+
+
+def zeros(shape: Sequence[int], dtype, *, like=None) -> Array:
+    """Array of zeros (in the library and on the device of `like`)."""
+    if like is None or is_numpy(like):
+        return np.zeros(tuple(shape), dtype=dtype)
+    xp = namespace(like)
+    return xp.zeros(tuple(shape), dtype=dtype, device=array_api_compat.device(like))
+
+
+def ones(shape: Sequence[int], dtype, *, like=None) -> Array:
+    """Array of ones (in the library and on the device of `like`)."""
+    if like is None or is_numpy(like):
+        return np.ones(tuple(shape), dtype=dtype)
+    xp = namespace(like)
+    return xp.ones(tuple(shape), dtype=dtype, device=array_api_compat.device(like))
 
 
 def fast_shape(shape: Sequence[int]) -> tuple[int, ...]:
@@ -61,14 +164,18 @@ def fast_shape(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def rfftn(x: Array, axes: Sequence[int], shape: Sequence[int] | None = None) -> Array:
-    """Real FFT over `axes`, on all cores; `shape` zero-fills each axis at its end."""
+    """Real FFT over `axes` (on all cores for NumPy); `shape` zero-fills each axis at its end."""
     s = None if shape is None else tuple(shape)
-    return scipy.fft.rfftn(x, s=s, axes=tuple(axes), workers=-1)
+    if is_numpy(x):
+        return scipy.fft.rfftn(x, s=s, axes=tuple(axes), workers=-1)
+    return namespace(x).fft.rfftn(x, s=s, axes=tuple(axes))
 
 
 def irfftn(X: Array, shape: Sequence[int], axes: Sequence[int]) -> Array:
     """Inverse of :func:`rfftn`; `shape` is the real size along `axes`."""
-    return scipy.fft.irfftn(X, s=tuple(shape), axes=tuple(axes), workers=-1)
+    if is_numpy(X):
+        return scipy.fft.irfftn(X, s=tuple(shape), axes=tuple(axes), workers=-1)
+    return namespace(X).fft.irfftn(X, s=tuple(shape), axes=tuple(axes))
 
 
 def rfft_frequencies(shape: Sequence[int], dtype) -> list[Array]:
@@ -95,8 +202,9 @@ def crop(x: Array, start: Sequence[int], shape: Sequence[int]) -> Array:
 def embed(x: Array, start: Sequence[int], shape: Sequence[int]) -> Array:
     """Zero array with trailing `shape` holding `x` at `start`: adjoint of :func:`crop`."""
     ndim = len(shape)
-    out = zeros(x.shape[: x.ndim - ndim] + tuple(shape), x.dtype)
-    crop(out, start, x.shape[x.ndim - ndim :])[...] = x
+    out = zeros(tuple(x.shape[: x.ndim - ndim]) + tuple(shape), x.dtype, like=x)
+    lead = (slice(None),) * (x.ndim - ndim)
+    out[lead + tuple(slice(s, s + n) for s, n in zip(start, x.shape[x.ndim - ndim :]))] = x
     return out
 
 
@@ -137,11 +245,18 @@ def _runs(n: int, before: int, after: int, mode: str) -> tuple[tuple[int, int, i
     return tuple(runs)
 
 
-def _source_slice(src: int, length: int, step: int) -> slice:
+def _source(x: Array, axis: int, src: int, length: int, step: int) -> Array:
+    """The run of `length` samples from `src` along `axis` (reversed for ``step == -1``).
+
+    Reversed runs are flipped rather than sliced backwards, which not every
+    array library allows.
+    """
+    index = [slice(None)] * x.ndim
     if step >= 0:
-        return slice(src, src + length)
-    stop = src - length
-    return slice(src, stop if stop >= 0 else None, -1)
+        index[axis] = slice(src, src + length)
+        return x[tuple(index)]
+    index[axis] = slice(src - length + 1, src + 1)
+    return namespace(x).flip(x[tuple(index)], axis=axis)
 
 
 def pad(x: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array:
@@ -171,16 +286,12 @@ def pad(x: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array:
         n = x.shape[axis]
         shape = list(x.shape)
         shape[axis] = n + before + after
-        out = np.empty(shape, dtype=x.dtype)
+        out = zeros(shape, x.dtype, like=x)
         for start, length, src, step in _runs(n, before, after, mode):
             dst = [slice(None)] * x.ndim
             dst[axis] = slice(start, start + length)
-            if src < 0:
-                out[tuple(dst)] = 0
-                continue
-            sel = [slice(None)] * x.ndim
-            sel[axis] = slice(src, src + 1) if step == 0 else _source_slice(src, length, step)
-            out[tuple(dst)] = x[tuple(sel)]
+            if src >= 0:
+                out[tuple(dst)] = _source(x, axis, src, 1 if step == 0 else length, step)
         x = out
     return x
 
@@ -200,7 +311,8 @@ def pad_adjoint(z: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array
         n = z.shape[axis] - before - after
         shape = list(z.shape)
         shape[axis] = n
-        out = np.zeros(shape, dtype=z.dtype)
+        out = zeros(shape, z.dtype, like=z)
+        xp = namespace(z)
         for start, length, src, step in _runs(n, before, after, mode):
             if src < 0:
                 continue
@@ -210,9 +322,12 @@ def pad_adjoint(z: Array, widths: Sequence[tuple[int, int]], mode: str) -> Array
             dst = [slice(None)] * z.ndim
             if step == 0:
                 dst[axis] = slice(src, src + 1)
-                out[tuple(dst)] += part.sum(axis=axis, keepdims=True)
+                part = xp.sum(part, axis=axis, keepdims=True)
+            elif step > 0:
+                dst[axis] = slice(src, src + length)
             else:
-                dst[axis] = _source_slice(src, length, step)
-                out[tuple(dst)] += part
+                dst[axis] = slice(src - length + 1, src + 1)
+                part = xp.flip(part, axis=axis)
+            out[tuple(dst)] += part
         z = out
     return z

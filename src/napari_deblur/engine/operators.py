@@ -85,13 +85,15 @@ class Convolution:
         if method not in ("auto", "fft", "direct"):
             raise ValueError(f"method must be 'auto', 'fft' or 'direct', got {method!r}")
         shape = tuple(int(n) for n in shape)
-        psf = np.asarray(psf)
+        # The operator computes in the PSF's array library, on its device.
+        xp = backend.namespace(psf)
+        psf = np.asarray(psf) if xp is np else psf
         if psf.ndim != len(shape):
             raise ValueError(
                 f"psf has {psf.ndim} axes but the image has {len(shape)} ({shape}); "
                 "give the PSF one axis per image axis"
             )
-        dtype = backend.float_dtype(psf.dtype if dtype is None else dtype)
+        dtype = backend.float_dtype(psf.dtype if dtype is None else dtype, xp)
         psf = backend.asarray(psf, dtype)
         batch, kernel = psf.shape[:batch_ndim], psf.shape[batch_ndim:]
         image = shape[batch_ndim:]
@@ -109,6 +111,8 @@ class Convolution:
         self.shape_out = shape
         self.axes = tuple(range(batch_ndim, len(shape)))
         self.mask, self.observed_count = _mask(mask, shape, dtype)
+        if self.mask is not None and xp is not np:
+            self.mask = backend.asarray(self.mask, dtype, like=psf)
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
         # one: y[j] sums x[j - (k - 1 - c)] .. x[j + c] with c = k // 2.
@@ -119,7 +123,10 @@ class Convolution:
             domain = image
         self.shape_in = shape[:batch_ndim] + domain
         taps = int(np.prod(kernel))
-        self.direct = method == "direct" or (method == "auto" and taps <= DIRECT_MAX_TAPS)
+        # Direct summation is SciPy's: NumPy arrays only.
+        self.direct = xp is np and (
+            method == "direct" or (method == "auto" and taps <= DIRECT_MAX_TAPS)
+        )
 
         # Non-periodic models extend the unknown just enough for every
         # observed sample (by the rule, or not at all for 'valid').
@@ -139,7 +146,7 @@ class Convolution:
             # than k // 2 puts the observed part at the start of the grid.
             self.fft_shape = backend.fast_shape([n + k - 1 for n, k in zip(image, kernel)])
             self.otf = psf_to_otf(psf, self.fft_shape, origin=[k - 1 for k in kernel])
-        if dtype == np.float32:
+        if xp is np and dtype == np.float32:
             self.otf = self.otf.astype(np.complex64)
 
     def __repr__(self) -> str:
@@ -175,7 +182,9 @@ class Convolution:
         raise it, so it is measured by power iteration there (with a margin).
         """
         if self.boundary in ("periodic", "zero", "valid"):
-            return float(np.max(np.abs(self.with_fft().otf) ** 2))
+            otf = self.with_fft().otf
+            xp = backend.namespace(otf)
+            return float(xp.max(xp.abs(otf) ** 2))
         return _power_iteration(self)
 
     def _circular(self, x: np.ndarray, otf: np.ndarray) -> np.ndarray:
@@ -183,7 +192,7 @@ class Convolution:
         spectrum = backend.rfftn(x, self.axes, shape=self.fft_shape)
         spectrum *= otf
         z = backend.irfftn(spectrum, self.fft_shape, self.axes)
-        return z.astype(self.dtype, copy=False)
+        return backend.astype(z, self.dtype)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Blur: ``A x``, from `shape_in` to `shape_out`."""
@@ -202,7 +211,7 @@ class Convolution:
         if self.direct:
             extended = self._correlate_full(y)
         else:
-            z = self._circular(y, self.otf.conj())
+            z = self._circular(y, backend.namespace(self.otf).conj(self.otf))
             size = [
                 n + b + a for n, (b, a) in zip(self.shape_in[self.batch_ndim :], self.pad_widths)
             ]
@@ -214,7 +223,7 @@ class Convolution:
         return y if self.mask is None else y * self.mask
 
     def _check(self, x, shape, name) -> np.ndarray:
-        x = backend.asarray(x, self.dtype)
+        x = backend.asarray(x, self.dtype, like=self.psf)
         if x.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {x.shape}")
         return x
@@ -281,16 +290,19 @@ class Gradient:
     def apply(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Differences ``D x`` of shape ``(spatial ndim,) + shape``, into `out` if given."""
         if out is None:
-            out = np.empty(self.shape_out, x.dtype)
+            out = backend.zeros(self.shape_out, x.dtype, like=x)
         for d, axis in enumerate(self.axes):
             n = x.shape[axis]
             head, tail = _along(x.ndim, axis, slice(0, n - 1)), _along(x.ndim, axis, slice(1, n))
             first, last = _along(x.ndim, axis, slice(0, 1)), _along(x.ndim, axis, slice(n - 1, n))
-            np.subtract(x[tail], x[head], out=out[d][head])
-            if self.periodic:
-                np.subtract(x[first], x[last], out=out[d][last])
+            if backend.is_numpy(x):
+                np.subtract(x[tail], x[head], out=out[d][head])
             else:
-                out[d][last] = 0
+                out[(d, *head)] = x[tail] - x[head]
+            if self.periodic:
+                out[(d, *last)] = x[first] - x[last]
+            else:
+                out[(d, *last)] = 0
         return out
 
     def adjoint(self, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -301,11 +313,12 @@ class Gradient:
         itself, which :meth:`apply` never writes).
         """
         if out is None:
-            out = np.empty(self.shape_in, g.dtype)
-        out[...] = 0
+            out = backend.zeros(self.shape_in, g.dtype, like=g)
+        else:
+            out[...] = 0
         for d, axis in enumerate(self.axes):
             n = self.shape_in[axis]
-            gd = g[d]
+            gd = g[d, ...]
             head, tail = _along(gd.ndim, axis, slice(0, n - 1)), _along(gd.ndim, axis, slice(1, n))
             if self.periodic:
                 first = _along(gd.ndim, axis, slice(0, 1))
@@ -320,11 +333,12 @@ class Gradient:
 
 def _power_iteration(operator) -> float:
     """``||A||^2`` by 30 steps of power iteration on ``A^T A``, with a 5% margin."""
-    x = backend.asarray(np.random.default_rng(0).random(operator.shape_in), operator.dtype)
+    start = np.random.default_rng(0).random(operator.shape_in)
+    x = backend.asarray(start, operator.dtype, like=operator.psf)
     value = 1.0
     for _ in range(30):
         x = operator.adjoint(operator.apply(x))
-        value = float(np.linalg.norm(x.ravel()))
+        value = backend.norm(x)
         x = x / value
     return 1.05 * value
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import backend
 from .operators import Gradient
 
 
@@ -35,12 +36,13 @@ def vector_length(field: np.ndarray, channel_axes: tuple[int, ...] = ()) -> np.n
         of size 1. Summed component by component, with no temporary the size
         of the field.
     """
-    length = np.square(field[0])
-    for component in field[1:]:
-        length += np.square(component)
+    xp = backend.namespace(field)
+    length = field[0, ...] ** 2
+    for d in range(1, field.shape[0]):
+        length += field[d, ...] ** 2
     if channel_axes:
-        length = length.sum(axis=channel_axes, keepdims=True)
-    return np.sqrt(length, out=length)
+        length = xp.sum(length, axis=channel_axes, keepdims=True)
+    return np.sqrt(length, out=length) if xp is np else xp.sqrt(length)
 
 
 def shrink_isotropic(

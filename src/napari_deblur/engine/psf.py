@@ -184,7 +184,8 @@ def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None
     ndarray
         Complex array of shape ``leading + shape[:-1] + (shape[-1] // 2 + 1,)``.
     """
-    psf = _as_psf(psf)
+    xp = backend.namespace(psf)
+    psf = _as_psf(psf) if xp is np else psf
     ndim = len(shape)
     if psf.ndim < ndim:
         raise ValueError(f"psf has {psf.ndim} axes, fewer than the {ndim} of shape {shape}")
@@ -194,7 +195,7 @@ def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None
     padded = backend.embed(psf, (0,) * ndim, shape)
     axes = tuple(range(psf.ndim - ndim, psf.ndim))
     origin = [k // 2 for k in kernel] if origin is None else origin
-    padded = np.roll(padded, [-int(o) for o in origin], axis=axes)
+    padded = xp.roll(padded, tuple(-int(o) for o in origin), axis=axes)
     return backend.rfftn(padded, axes)
 
 

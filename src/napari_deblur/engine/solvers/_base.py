@@ -169,13 +169,13 @@ def per_image(value, operator: Convolution) -> np.ndarray:
     """`value` (one number, or one per batch image) shaped to broadcast on the unknown."""
     batch = operator.shape_in[: operator.batch_ndim]
     spatial = (1,) * (len(operator.shape_in) - operator.batch_ndim)
-    value = np.broadcast_to(np.asarray(value, dtype=np.float64), batch)
-    return value.reshape(batch + spatial).astype(operator.dtype)
+    value = np.broadcast_to(np.asarray(value, dtype=np.float64), batch).reshape(batch + spatial)
+    return backend.asarray(value, operator.dtype, like=operator.psf)
 
 
 def mean_squared_misfit(operator: Convolution, residual: np.ndarray) -> float:
     """``||A x - y||^2`` per observed sample, from the residual ``A x - y``."""
-    return float(np.vdot(residual.ravel(), residual.ravel())) / operator.observed_count
+    return backend.dot(residual, residual) / operator.observed_count
 
 
 def fill_unobserved(
@@ -192,10 +192,12 @@ def fill_unobserved(
     """
     if operator.mask is None:
         return y
+    # SciPy fills (a distance transform, a smoothing): on the host.
+    original, y = y, backend.to_numpy(y)
     batch = operator.shape_out[: operator.batch_ndim]
     spatial = operator.shape_out[operator.batch_ndim :]
     filled = y.reshape((-1,) + spatial).copy()
-    unobserved = operator.mask.reshape(filled.shape) == 0
+    unobserved = backend.to_numpy(operator.mask).reshape(filled.shape) == 0
     if around is not None:
         reach = operator.psf.shape[operator.batch_ndim :]
         for hole, clipped in zip(unobserved, np.reshape(around, unobserved.shape)):
@@ -220,14 +222,14 @@ def fill_unobserved(
             )
             image[hole] = image[tuple(index[hole] for index in nearest)]
             image[hole] = ndimage.gaussian_filter(image, smoothing)[hole]
-    return filled.reshape(batch + spatial)
+    return backend.asarray(filled.reshape(batch + spatial), like=original)
 
 
 def starting_point(operator: Convolution, y: np.ndarray) -> np.ndarray:
     """The observed image, unobserved samples filled, extended by its edges to the unknown."""
     y = fill_unobserved(operator, y)
     if operator.shape_in == operator.shape_out:
-        return y.copy()
+        return backend.copy(y)
     widths = [(k - 1 - k // 2, k // 2) for k in operator.psf.shape[operator.batch_ndim :]]
     return backend.pad(y, widths, "edge")
 
@@ -269,13 +271,13 @@ def proximal_gradient(
         move = x_new - x
         if momentum is not None:
             beta = momentum[iteration - 1] if iteration <= len(momentum) else 0.0
-        elif np.vdot((z - x_new).ravel(), move.ravel()) > 0:
+        elif backend.dot(z - x_new, move) > 0:
             beta, t = 0.0, 1.0
         else:
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             beta, t = (t - 1) / t_new, t_new
         z = x_new + beta * move if beta else x_new
-        change = float(np.linalg.norm(move.ravel()) / max(np.linalg.norm(x_new.ravel()), 1e-30))
+        change = backend.norm(move) / max(backend.norm(x_new), 1e-30)
         x = x_new
         metrics = {"change": change, "residual": misfit, "momentum": beta}
         done = stop.done(iteration, metrics)

@@ -71,13 +71,14 @@ class NesterovGradient(Solver):
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        observed = backend.asarray(observed, op.dtype)
+        observed = backend.asarray(observed, op.dtype, like=op.psf)
         y = op.restrict(observed)
         weight = per_image(self.weight, op)
         grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
         # ||D||^2 <= 4 d for forward differences in d dimensions.
         lipschitz = op.lipschitz() + float(np.max(self.weight)) * 4 * len(grad.axes)
-        step = op.dtype.type(1 / lipschitz)
+        step = 1 / lipschitz
+        xp = backend.namespace(op.psf)
         regularised = bool(np.any(self.weight > 0))
 
         def forward(z):
@@ -88,7 +89,7 @@ class NesterovGradient(Solver):
             return z - step * direction, mean_squared_misfit(op, residual)
 
         def positive(point):
-            return np.maximum(point, 0)
+            return xp.maximum(point, 0.0)
 
-        start = np.maximum(starting_point(op, observed), 0)
+        start = xp.maximum(starting_point(op, observed), 0.0)
         yield from proximal_gradient(start, forward, positive, self.stop, self.momentum)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -106,7 +107,7 @@ class RichardsonLucy(Solver):
         level=None,
         stop: StoppingRule | None = None,
     ):
-        if np.any(operator.psf < 0):
+        if bool(backend.namespace(operator.psf).any(operator.psf < 0)):
             raise ValueError("psf must be non-negative for Richardson-Lucy")
         tv_weight = np.asarray(tv_weight, dtype=np.float64)
         if np.any(tv_weight < 0) or not np.all(np.isfinite(tv_weight)):
@@ -129,38 +130,43 @@ class RichardsonLucy(Solver):
 
         `level` is the data's level per batch image, shaped to broadcast.
         """
+        xp = backend.namespace(y)
         x = starting_point(self.operator, y) - per_image(self.background, self.operator)
         # A positive floor, per image: RL cannot revive a pixel that is exactly 0.
-        floor = level * 1e-3
-        return np.maximum(x, np.maximum(floor, np.finfo(y.dtype).tiny).astype(y.dtype))
+        floor = xp.maximum(level * 1e-3, xp.finfo(y.dtype).smallest_normal)
+        return xp.maximum(x, floor)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
         dtype = op.dtype
-        observed = np.clip(backend.asarray(observed, dtype), 0, None)
+        # The computation stays in the PSF's array library, on its device.
+        xp = backend.namespace(op.psf)
+        observed = xp.maximum(backend.asarray(observed, dtype, like=op.psf), 0.0)
         y = op.restrict(observed)
-        norm = op.adjoint(backend.ones(op.shape_out, dtype))
+        norm = op.adjoint(backend.ones(op.shape_out, dtype, like=op.psf))
         # Samples the data do not see (A^T 1 at the FFTs' round-off, which
         # may be negative) are not estimated: dividing by infinity keeps
         # them at 0.
-        seen_by = np.where(norm > norm.max() * 1e-6, norm, dtype.type(np.inf))
-        tiny = np.finfo(dtype).tiny
-        level = per_image(
-            np.mean(observed, axis=op.axes) if self.level is None else self.level, op
+        seen_by = xp.where(norm > float(xp.max(norm)) * 1e-6, norm, math.inf)
+        tiny = float(xp.finfo(dtype).smallest_normal)
+        level = (
+            xp.mean(observed, axis=op.axes, keepdims=True)
+            if self.level is None
+            else per_image(self.level, op)
         )
         # FFTs blur with an error of about eps times the data's scale: below
         # that, a blurred value is round-off, and dividing by it overflows.
-        resolution = dtype.type(max(float(np.finfo(dtype).eps * level.max()), tiny))
+        resolution = max(float(xp.finfo(dtype).eps) * float(xp.max(level)), tiny)
         regularised = bool(np.any(self.tv_weight > 0))
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
             tv_weight = per_image(self.tv_weight, op)
         if self.damping is not None:
-            variance = np.asarray(self.variance, dtype)
+            variance = backend.asarray(np.asarray(self.variance), dtype, like=op.psf)
             if variance.ndim and variance.shape != y.shape:
-                variance = per_image(variance, op)
-            cutoff = dtype.type(self.damping**2) * np.maximum(variance, tiny)
-        offset = op.restrict(np.broadcast_to(per_image(self.background, op), op.shape_out))
+                variance = per_image(self.variance, op)
+            cutoff = self.damping**2 * xp.maximum(variance, tiny)
+        offset = op.restrict(per_image(self.background, op) + xp.zeros_like(y))
         x = self.initial(observed, level)
         lengths = None if isinstance(self.accelerate, bool) else list(self.accelerate)
         previous = None
@@ -176,21 +182,21 @@ class RichardsonLucy(Solver):
             elif self.accelerate and step_before is not None:
                 # Extrapolate along the last move, by how much the last two
                 # corrections agree.
-                alpha = np.vdot(last_step.ravel(), step_before.ravel()) / max(
-                    np.vdot(step_before.ravel(), step_before.ravel()), tiny
+                alpha = backend.dot(last_step, step_before) / max(
+                    backend.dot(step_before, step_before), tiny
                 )
-                alpha = float(np.clip(alpha, 0, 0.95))
+                alpha = min(max(alpha, 0.0), 0.95)
             if alpha > 0:
-                point = np.maximum(x + alpha * (x - previous), tiny)
+                point = xp.maximum(x + alpha * (x - previous), tiny)
             blurred = op.apply(point)
             blurred += offset
             misfit = blurred - y
             residual = mean_squared_misfit(op, misfit)
-            ratio = y / np.maximum(blurred, resolution)
+            ratio = y / xp.maximum(blurred, resolution)
             if self.damping is not None:
                 # White's damping: u = (misfit / threshold)^2, the correction
                 # (ratio - 1) scaled by u^(N-1) (N - (N-1) u) below u = 1 (N = 10).
-                u = np.minimum(misfit * misfit / cutoff, 1)
+                u = xp.minimum(misfit * misfit / cutoff, 1.0)
                 ratio = 1 + (ratio - 1) * (u**9 * (10 - 9 * u))
             denominator = seen_by
             if regularised:
@@ -201,9 +207,9 @@ class RichardsonLucy(Solver):
                 # and the one-step-late update chatters by 2 d tv_weight x.
                 # Below 4 d tv_weight x (or a hundredth of the data's level)
                 # the penalty is quadratic, and the update settles.
-                smooth = point * (tv_weight * dtype.type(4 * len(grad.axes)))
-                smooth += level * dtype.type(1e-2) + tiny
-                unit /= np.maximum(length, smooth, out=length)
+                smooth = point * (tv_weight * (4 * len(grad.axes)))
+                smooth += level * 1e-2 + tiny
+                unit /= xp.maximum(length, smooth)
                 # The one-step-late TV gradient, weighed by how much the data
                 # see each sample (A^T 1): with its full weight on the
                 # unobserved border, which the data barely see, the estimate
@@ -212,26 +218,23 @@ class RichardsonLucy(Solver):
                 denominator = grad.adjoint(unit)
                 denominator *= tv_weight
                 denominator += 1
-                np.maximum(denominator, 0.5, out=denominator)
+                denominator = xp.maximum(denominator, 0.5)
                 denominator *= seen_by
             x_new = op.adjoint(ratio)
             x_new *= point
             x_new /= denominator
             # A^T ratio's round-off, where the data barely see a sample.
-            np.maximum(x_new, 0, out=x_new)
+            x_new = xp.maximum(x_new, 0.0)
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
             # The change the data can see: samples weighed by how much they
             # are observed (A^T 1), or the unobserved border's corners, which
             # the data hardly hold, would keep the estimate "changing".
-            seen = norm * x
-            norm_x = float(np.linalg.norm(seen.ravel()))
-            np.subtract(x, previous, out=seen)
-            seen *= norm
+            norm_x = backend.norm(norm * x)
             metrics = {
                 "residual": residual,
-                "change": float(np.linalg.norm(seen.ravel())) / max(norm_x, tiny),
+                "change": backend.norm(norm * (x - previous)) / max(norm_x, tiny),
                 "extrapolation": alpha,
             }
             done = self.stop.done(iteration, metrics)
