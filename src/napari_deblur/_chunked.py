@@ -21,6 +21,11 @@ import numpy as np
 from ._api import Plan, deblur_steps
 from .engine import backend, memory
 
+#: Voxels of the block at the image's centre on which the decisions are
+#: made (2048 x 2048, 161^3): enough for the noise and the weight to be
+#: those of the image, a few seconds of work.
+SAMPLE = 2**22
+
 #: Margin round a chunk, in PSF widths per square root of the iterations,
 #: by method: the methods that can be deblurred in chunks. Each iteration
 #: blurs and correlates once, so reaches k - 1 samples further, but what it
@@ -55,18 +60,22 @@ def overlap(method: str, psf_shape: Sequence[int], iterations: int) -> tuple[int
     )
 
 
-def auto_chunks(
-    shape: Sequence[int], depth: Sequence[int], copies: int, itemsize: int, tasks: int
-) -> tuple[int, ...]:
-    """Chunk sizes along spatial axes such that `tasks` chunks deblur at once in memory.
+def memory_voxels(copies: int, itemsize: int, tasks: int) -> int:
+    """Voxels a task may hold when `tasks` run at once in half the available memory.
 
-    Chunks are as large as half the available memory allows each task,
-    margins and the method's working `copies`
-    (:data:`~napari_deblur.engine.memory.COPIES`) included: squarish, whole
-    axes where they fit.
+    `copies` is the method's working copies
+    (:data:`~napari_deblur.engine.memory.COPIES`), `itemsize` its type's size.
     """
     have = memory.available_bytes() or 2**31
-    voxels = have / 2 / tasks / (copies * itemsize)
+    return int(have / 2 / tasks / (copies * itemsize))
+
+
+def auto_chunks(shape: Sequence[int], depth: Sequence[int], voxels: int) -> tuple[int, ...]:
+    """Chunk sizes along spatial axes: squarish, whole axes where they fit.
+
+    The largest such that a chunk with its margins of `depth` holds at most
+    `voxels`.
+    """
     edge = max(shape)
     while edge > 1 and math.prod(min(n, edge) + 2 * d for n, d in zip(shape, depth)) > voxels:
         edge = math.ceil(edge * 0.9) if edge > 10 else edge - 1
@@ -158,20 +167,22 @@ def deblur_chunked(
             f"deblurred in chunks; choose one of {tuple(REACH)}"
         )
     if plan is None:
-        # The plan is made on a block as large as a chunk (for 'auto', as
-        # large as any method can deblur in the memory there is).
+        # The plan is made on a block at the centre: SAMPLE voxels, within
+        # the memory any method needs, or a chunk where that is larger.
+        worst = max(memory.COPIES.values())
+        voxels = min(SAMPLE, memory_voxels(worst, itemsize, 1))
+        sample = auto_chunks(shape, [0] * len(shape), voxels)
         if chunks is None:
-            sample = [max(image.chunks[a]) for a in spatial]
-        elif isinstance(chunks, str):
-            sample = auto_chunks(shape, [0] * len(shape), max(memory.COPIES.values()), itemsize, 1)
-        else:
-            sample = chunks
+            sample = np.maximum(sample, [max(image.chunks[a]) for a in spatial])
+        elif not isinstance(chunks, str):
+            sample = np.maximum(sample, chunks)
         plan = _plan_on_centre(image, bad_pixels, psf, spatial, axes, sample, options)
     depth = overlap(plan.method, plan.psf_shape, plan.iterations)
     if chunks is None:
         sizes = [max(image.chunks[a]) for a in spatial]
     elif isinstance(chunks, str):
-        sizes = auto_chunks(shape, depth, memory.COPIES[plan.method], itemsize, tasks)
+        voxels = memory_voxels(memory.COPIES[plan.method], itemsize, tasks)
+        sizes = auto_chunks(shape, depth, voxels)
     else:
         sizes = chunks
     layout = {a: -1 for a in axes.values()}
