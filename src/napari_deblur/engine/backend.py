@@ -119,6 +119,13 @@ def astype(x: Array, dtype) -> Array:
     return namespace(x).astype(x, dtype, copy=False)
 
 
+def at_least(x: Array, floor) -> Array:
+    """`x` raised to at least `floor` (an array or a number): in place for NumPy."""
+    if is_numpy(x):
+        return np.maximum(x, floor, out=x)
+    return namespace(x).maximum(x, floor)
+
+
 def copy(x: Array) -> Array:
     """A copy of `x`, in its library and on its device."""
     return x.copy() if is_numpy(x) else namespace(x).asarray(x, copy=True)

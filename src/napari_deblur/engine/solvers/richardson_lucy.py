@@ -209,7 +209,8 @@ class RichardsonLucy(Solver):
                 # the penalty is quadratic, and the update settles.
                 smooth = point * (tv_weight * (4 * len(grad.axes)))
                 smooth += level * 1e-2 + tiny
-                unit /= xp.maximum(length, smooth)
+                unit /= backend.at_least(length, smooth)
+                del length, smooth
                 # The one-step-late TV gradient, weighed by how much the data
                 # see each sample (A^T 1): with its full weight on the
                 # unobserved border, which the data barely see, the estimate
@@ -218,13 +219,14 @@ class RichardsonLucy(Solver):
                 denominator = grad.adjoint(unit)
                 denominator *= tv_weight
                 denominator += 1
-                denominator = xp.maximum(denominator, 0.5)
+                denominator = backend.at_least(denominator, 0.5)
                 denominator *= seen_by
             x_new = op.adjoint(ratio)
             x_new *= point
             x_new /= denominator
             # A^T ratio's round-off, where the data barely see a sample.
-            x_new = xp.maximum(x_new, 0.0)
+            x_new = backend.at_least(x_new, 0.0)
+            del blurred, misfit, ratio, denominator
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
