@@ -117,3 +117,16 @@ def test_iterations_run_in_the_images_library(photons):
     assert all(isinstance(step.estimate, torch.Tensor) for step in steps)
     image = steps[-1].image
     assert isinstance(image, np.ndarray) and image.shape == y.shape
+
+
+def test_numpy_only_solvers_say_so():
+    from napari_deblur.engine.solvers import ADMM, FistaTV, Wiener
+
+    op = Convolution(strict(gaussian_psf(1.0)), (20, 20), boundary="valid")
+    for make in (
+        lambda: FistaTV(op, weight=1.0),
+        lambda: ADMM(op, weight=1.0),
+        lambda: Wiener(op, nsr=0.01),
+    ):
+        with pytest.raises(TypeError, match="NumPy arrays"):
+            make()

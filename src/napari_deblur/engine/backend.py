@@ -45,6 +45,15 @@ def foreign(x):
     return x
 
 
+def require_numpy(x, what: str) -> None:
+    """Refuse `x` unless it is a NumPy array: `what` is written for NumPy and SciPy only."""
+    if not is_numpy(x):
+        raise TypeError(
+            f"{what} computes on NumPy arrays, got {type(x).__module__}.{type(x).__name__}; "
+            "Richardson-Lucy (with TV) and Landweber run on any array-API array"
+        )
+
+
 def is_numpy(x) -> bool:
     """Whether `x` is a NumPy array (the engine's home, where SciPy serves too)."""
     return isinstance(x, (np.ndarray, np.generic))

@@ -116,6 +116,7 @@ class ADMM(Solver):
         weight = np.asarray(weight, dtype=np.float64)
         if np.any(weight <= 0) or not np.all(np.isfinite(weight)):
             raise ValueError(f"weight must be finite and positive, got {weight}")
+        backend.require_numpy(operator.psf, "ADMM")
         self.operator = operator
         self.weight = weight
         self.prior = prior

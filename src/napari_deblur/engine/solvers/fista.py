@@ -69,6 +69,7 @@ class FistaTV(Solver):
         weight = np.asarray(weight, dtype=np.float64)
         if np.any(weight < 0) or not np.all(np.isfinite(weight)):
             raise ValueError(f"weight must be finite and non-negative, got {weight}")
+        backend.require_numpy(operator.psf, "FistaTV")
         self.operator = operator
         self.weight = weight
         self.momentum = momentum

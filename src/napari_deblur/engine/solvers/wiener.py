@@ -60,6 +60,7 @@ class Wiener(Solver):
             nsr = np.asarray(nsr, dtype=np.float64)
             if np.any(nsr < 0) or not np.all(np.isfinite(nsr)):
                 raise ValueError(f"nsr must be finite and non-negative, got {nsr}")
+        backend.require_numpy(operator.psf, "Wiener")
         self.operator = operator
         self.nsr = nsr
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(100)
