@@ -9,6 +9,8 @@ Sections (``--sections 123``):
    Dask cluster of 1 and 2 worker processes, median of several runs.
 3. A 4 GB float32 Zarr stack through ``napari-deblur run``: wall time and
    the process's peak resident memory.
+4. The margin: chunks against the whole image (same plan, float64) as the
+   margin's PSF widths per root iteration (``_chunked.REACH``) grow.
 """
 
 from __future__ import annotations
@@ -176,9 +178,40 @@ def big_stack(scratch: Path, frames: int, size: int, chunk: int, max_iter: int) 
     print()
 
 
+def margins(chunk: int) -> None:
+    """Section 4: the chunking's own difference against the margin's factor."""
+    print("### 4. Margin factor (camera 512 x 512, float64, Gaussian PSF sigma 1.0)\n")
+    rng = np.random.default_rng(0)
+    scene = data.camera().astype(np.float64) / 255 * 300 + 20
+    psf = gaussian_psf(1.0)
+    k = psf.shape[0]
+    image = rng.poisson(Convolution(psf, scene.shape, boundary="reflect").apply(scene))
+    image = image.astype(np.float64)
+    factors = (0.3, 0.6, 0.9, 1.2)
+    print("| method | iterations | " + " | ".join(f"factor {f}" for f in factors) + " |")
+    print("|---|---:|" + "---:|" * len(factors))
+    for method in ("fista_tv", "landweber", "rl_tv", "admm_tv"):
+        *_, last = deblur_steps(image, psf, method=method)
+        whole, plan = last.image, last.plan
+        cells = []
+        for factor in factors:
+            chosen = REACH[method]
+            REACH[method] = factor
+            try:
+                margin = overlap(method, plan.psf_shape, plan.iterations)[0]
+                chunked = deblur(da.from_array(image, chunks=chunk), psf, plan=plan).compute()
+            finally:
+                REACH[method] = chosen
+            difference = np.abs(chunked - whole)[k:-k, k:-k].max() / np.abs(whole).max()
+            cells.append(f"{difference:.1e} ({margin})")
+        print(f"| {method} | {plan.iterations} | " + " | ".join(cells) + " |")
+    print("\n(margin in samples in brackets; the factor each method uses: ", end="")
+    print(", ".join(f"{m} {f}" for m, f in REACH.items()) + ")\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="123")
+    parser.add_argument("--sections", default="1234")
     parser.add_argument("--scratch", default="/tmp/napari-deblur-bench-chunked")
     parser.add_argument("--chunk", type=int, default=128, help="section 1's chunk size")
     parser.add_argument("--frames", type=int, default=16, help="section 2's time points")
@@ -200,6 +233,8 @@ def main() -> None:
             cluster_throughput(scratch, args.frames, args.size, args.repeats)
         if "3" in args.sections:
             big_stack(scratch, args.big_frames, args.big_size, args.big_chunk, args.max_iter)
+        if "4" in args.sections:
+            margins(args.chunk)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

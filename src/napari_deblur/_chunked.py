@@ -30,11 +30,11 @@ SAMPLE = 2**22
 #: by method: the methods that can be deblurred in chunks. Each iteration
 #: blurs and correlates once, so reaches k - 1 samples further, but what it
 #: carries fades like a random walk's spread, the square root of the steps;
-#: momentum (FISTA, Landweber) carries it further. Measured
-#: (benchmarks/bench_chunked.py; float64, camera 512 x 512, Gaussian PSF of
-#: 9 samples): after FISTA-TV's 200 iterations the chunks differ by 1.4e-3
-#: of the range with 0.6, by 3e-8 with 0.9; after RL-TV's 17 by 7e-8 with
-#: 0.6. ADMM's FFT steps decay within a PSF width or two. Wiener's conjugate
+#: momentum (FISTA, Landweber) carries it further, and ADMM's FFT steps
+#: decay within a PSF width or two. Measured by
+#: ``benchmarks/bench_chunked.py --sections 4`` (docs/benchmarks.md): after
+#: FISTA-TV's 200 iterations the chunks differ by about 1e-3 of the range
+#: with 0.6 and 3e-8 with 0.9; RL-TV's by 1e-7 with 0.6. Wiener's conjugate
 #: gradients take global step lengths, which no chunk can repeat; its model
 #: by local steps is ``'landweber'``.
 REACH = {
