@@ -50,7 +50,7 @@ def require_numpy(x, what: str) -> None:
     if not is_numpy(x):
         raise TypeError(
             f"{what} computes on NumPy arrays, got {type(x).__module__}.{type(x).__name__}; "
-            "Richardson-Lucy (with TV) and Landweber run on any array-API array"
+            "the other methods run on any array-API array"
         )
 
 

@@ -160,6 +160,9 @@ class TVDenoiser:
     couple_channels : bool
         Colour TV: the gradient's length is taken across the batch axes too
         (then the weight must be one number).
+    like : array, optional
+        The buffers are made in this array's library and on its device
+        (NumPy when omitted).
 
     Attributes
     ----------
@@ -181,27 +184,30 @@ class TVDenoiser:
         batch_ndim: int = 0,
         nonnegative: bool = False,
         couple_channels: bool = False,
+        like=None,
     ):
         self.gradient = Gradient(shape, batch_ndim=batch_ndim)
-        self.dtype = np.dtype(dtype)
+        self.dtype = dtype
         self.nonnegative = nonnegative
         self.channel_axes = tuple(range(batch_ndim)) if couple_channels else ()
-        self.dual = np.zeros(self.gradient.shape_out, self.dtype)
-        self._momentum = np.empty_like(self.dual)
-        self._ascended = np.empty_like(self.dual)
-        self._estimate = np.empty(shape, self.dtype)
+        self.dual = backend.zeros(self.gradient.shape_out, dtype, like=like)
+        self._momentum = backend.zeros(self.gradient.shape_out, dtype, like=like)
+        self._ascended = backend.zeros(self.gradient.shape_out, dtype, like=like)
+        self._estimate = backend.zeros(shape, dtype, like=like)
 
     def __call__(self, image: np.ndarray, weight, iterations: int) -> np.ndarray:
         """Denoise `image` with `iterations` FGP iterations; returns a new array.
 
         `weight` is one number, or one per batch image (broadcastable).
         """
-        grad, dtype = self.gradient, self.dtype
-        weight = np.asarray(weight, dtype=dtype)
+        grad = self.gradient
+        weight = backend.asarray(weight, self.dtype, like=self.dual)
+        xp = backend.namespace(self.dual)
         # The dual step 1 / (4 d weight) is 1 / Lipschitz constant of the dual gradient.
-        ascent = dtype.type(1.0 / (4 * len(grad.axes))) / np.maximum(weight, np.finfo(dtype).tiny)
+        tiny = float(xp.finfo(self.dtype).smallest_normal)
+        ascent = (1.0 / (4 * len(grad.axes))) / xp.maximum(weight, tiny)
         p, q, r = self.dual, self._ascended, self._momentum
-        np.copyto(r, p)
+        r[...] = p
         t = 1.0
         for _ in range(iterations):
             grad.apply(self._primal(image, weight, r, out=self._estimate), out=q)
@@ -209,11 +215,11 @@ class TVDenoiser:
             q += r
             # Project each pixel's vector (across directions, and channels for
             # colour TV) on the unit ball.
-            length = vector_length(q, self.channel_axes)
-            q /= np.maximum(length, 1, out=length)
+            q /= backend.at_least(vector_length(q, self.channel_axes), 1.0)
             t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
             # r = q + (t - 1) / t_new (q - p), then q becomes p.
-            np.subtract(q, p, out=r)
+            r[...] = q
+            r -= p
             r *= (t - 1) / t_new
             r += q
             p, q, t = q, p, t_new
@@ -226,7 +232,7 @@ class TVDenoiser:
         x *= -weight
         x += image
         if self.nonnegative:
-            np.maximum(x, 0, out=x)
+            x = backend.at_least(x, 0.0)
         return x
 
 

@@ -69,7 +69,6 @@ class FistaTV(Solver):
         weight = np.asarray(weight, dtype=np.float64)
         if np.any(weight < 0) or not np.all(np.isfinite(weight)):
             raise ValueError(f"weight must be finite and non-negative, got {weight}")
-        backend.require_numpy(operator.psf, "FistaTV")
         self.operator = operator
         self.weight = weight
         self.momentum = momentum
@@ -79,9 +78,10 @@ class FistaTV(Solver):
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        observed = backend.asarray(observed, op.dtype)
+        xp = backend.namespace(op.psf)
+        observed = backend.asarray(observed, op.dtype, like=op.psf)
         y = op.restrict(observed)
-        step = op.dtype.type(1 / op.lipschitz())
+        step = 1 / op.lipschitz()
         couple = self.couple_channels and op.batch_ndim > 0
         threshold = per_image(np.mean(self.weight) if couple else self.weight, op) * step
         denoiser = TVDenoiser(
@@ -90,6 +90,7 @@ class FistaTV(Solver):
             batch_ndim=op.batch_ndim,
             nonnegative=True,
             couple_channels=couple,
+            like=op.psf,
         )
 
         def forward(z):
@@ -100,5 +101,5 @@ class FistaTV(Solver):
             # TV's proximal map, warm-started from the last dual field.
             return denoiser(point, threshold, self.inner)
 
-        start = np.maximum(starting_point(op, observed), 0)
+        start = xp.maximum(starting_point(op, observed), 0.0)
         yield from proximal_gradient(start, forward, proximal, self.stop, self.momentum)

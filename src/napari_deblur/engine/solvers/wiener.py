@@ -60,7 +60,6 @@ class Wiener(Solver):
             nsr = np.asarray(nsr, dtype=np.float64)
             if np.any(nsr < 0) or not np.all(np.isfinite(nsr)):
                 raise ValueError(f"nsr must be finite and non-negative, got {nsr}")
-        backend.require_numpy(operator.psf, "Wiener")
         self.operator = operator
         self.nsr = nsr
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(100)
@@ -68,25 +67,33 @@ class Wiener(Solver):
     def choose_nsr(self, observed: np.ndarray) -> np.ndarray:
         """The `nsr` given, or one per batch image by GCV; shaped to broadcast on spectra."""
         op = self.operator
-        nsr = gcv_nsr(observed, op.psf, batch_ndim=op.batch_ndim) if self.nsr is None else self.nsr
+        if self.nsr is None:
+            # GCV on the host: a few FFTs of the data, once.
+            host_psf = backend.to_numpy(op.psf)
+            nsr = gcv_nsr(backend.to_numpy(observed), host_psf, batch_ndim=op.batch_ndim)
+        else:
+            nsr = self.nsr
         return per_image(nsr, op)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
-        y = backend.asarray(observed, op.dtype)
+        y = backend.asarray(observed, op.dtype, like=op.psf)
+        xp = backend.namespace(op.psf)
         fft_op = op.with_fft()
         nsr = self.choose_nsr(y)
-        denominator = np.abs(fft_op.otf) ** 2 + nsr * gradient_spectrum(fft_op.fft_shape, op.dtype)
+        spectrum = gradient_spectrum(fft_op.fft_shape, backend.to_numpy(y).dtype)
+        denominator = xp.abs(fft_op.otf) ** 2 + nsr * backend.asarray(spectrum, like=op.psf)
         if op.boundary != "periodic" or op.mask is not None:
             yield from self._conjugate_gradients(y, nsr, fft_op, denominator)
             return
         spectrum = backend.rfftn(y, fft_op.axes)
-        spectrum *= fft_op.otf.conj() / denominator
-        x = backend.irfftn(spectrum, fft_op.fft_shape, fft_op.axes).astype(op.dtype, copy=False)
-        yield Step(1, x, 1.0, {"nsr": float(np.mean(nsr))})
+        spectrum *= xp.conj(fft_op.otf) / denominator
+        x = backend.astype(backend.irfftn(spectrum, fft_op.fft_shape, fft_op.axes), op.dtype)
+        yield Step(1, x, 1.0, {"nsr": float(xp.mean(nsr))})
 
     def _conjugate_gradients(self, y, nsr, fft_op, denominator) -> Iterator[Step]:
         op = self.operator
+        xp = backend.namespace(op.psf)
         grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
         axes = fft_op.axes
         domain = op.shape_in[op.batch_ndim :]
@@ -97,29 +104,30 @@ class Wiener(Solver):
         def precondition(r):
             spectrum = backend.rfftn(r, axes, shape=fft_op.fft_shape)
             spectrum /= denominator
-            z = backend.irfftn(spectrum, fft_op.fft_shape, axes).astype(op.dtype, copy=False)
+            z = backend.astype(backend.irfftn(spectrum, fft_op.fft_shape, axes), op.dtype)
             return backend.crop(z, (0,) * len(domain), domain)
 
         def dot(a, b):
             # One inner product per batch image: the channels are separate systems.
-            return np.sum(a * b, axis=axes, keepdims=True, dtype=np.float64).astype(op.dtype)
+            total = xp.sum(a * b, axis=axes, keepdims=True, dtype=xp.float64)
+            return backend.astype(total, op.dtype)
 
         right = op.adjoint(y)
         x = precondition(right)
         r = right - normal(x)
         z = precondition(r)
-        p = z.copy()
+        p = backend.copy(z)
         rz = dot(r, z)
         iteration = 0
         while True:
             iteration += 1
             q = normal(p)
             curvature = dot(p, q)
-            alpha = rz / np.where(curvature > 0, curvature, 1)
+            alpha = rz / xp.where(curvature > 0, curvature, 1.0)
             update = alpha * p
             x = x + update
-            change = float(np.linalg.norm(update.ravel()) / max(np.linalg.norm(x.ravel()), 1e-30))
-            metrics = {"change": change, "nsr": float(np.mean(nsr))}
+            change = backend.norm(update) / max(backend.norm(x), 1e-30)
+            metrics = {"change": change, "nsr": float(xp.mean(nsr))}
             done = self.stop.done(iteration, metrics)
             yield Step(iteration, x, 1.0 if done else fraction_done(iteration, self.stop), metrics)
             if done:
@@ -127,5 +135,5 @@ class Wiener(Solver):
             r = r - alpha * q
             z = precondition(r)
             rz_new = dot(r, z)
-            p = z + (rz_new / np.where(rz > 0, rz, 1)) * p
+            p = z + (rz_new / xp.where(rz > 0, rz, 1.0)) * p
             rz = rz_new
