@@ -13,13 +13,7 @@ from .engine import backend, psf_fit
 from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.memory import check_memory
-from .engine.methods import (
-    ARRAY_API_METHODS,
-    METHODS,
-    ONE_PSF_METHODS,
-    build_solver,
-    choose_method,
-)
+from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
 from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.point_source import psf_from_point_source
@@ -478,15 +472,10 @@ def _one_image(
             # A PSF estimated blind is rougher than a measured one, and its
             # errors act as noise: BLIND_WEIGHT times the weight.
             solver, chosen = solver_for(operator, filled, chosen * BLIND_WEIGHT)
-    # The iterations run where the image is (a GPU, another array library)
-    # for the methods whose solvers are written for any array; the
-    # decisions above were made on a copy in NumPy.
-    device = (
-        source is not None
-        and method in ARRAY_API_METHODS
-        and isinstance(operator, Convolution)
-        and not refine_psf
-    )
+    # The iterations run where the image is (a GPU, another array library);
+    # the decisions above were made on a copy in NumPy. (Varying blur and
+    # PSF refinement are NumPy's.)
+    device = source is not None and isinstance(operator, Convolution) and not refine_psf
     if device:
         operator = Convolution(
             backend.asarray(kernel, like=source),

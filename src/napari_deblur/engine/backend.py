@@ -45,15 +45,6 @@ def foreign(x):
     return x
 
 
-def require_numpy(x, what: str) -> None:
-    """Refuse `x` unless it is a NumPy array: `what` is written for NumPy and SciPy only."""
-    if not is_numpy(x):
-        raise TypeError(
-            f"{what} computes on NumPy arrays, got {type(x).__module__}.{type(x).__name__}; "
-            "the other methods run on any array-API array"
-        )
-
-
 def is_numpy(x) -> bool:
     """Whether `x` is a NumPy array (the engine's home, where SciPy serves too)."""
     return isinstance(x, (np.ndarray, np.generic))
@@ -133,6 +124,15 @@ def at_least(x: Array, floor) -> Array:
     if is_numpy(x):
         return np.maximum(x, floor, out=x)
     return namespace(x).maximum(x, floor)
+
+
+def subtract(a: Array, b: Array, out: Array) -> Array:
+    """``a - b`` written into the buffer `out` (of their shape), which is returned."""
+    if is_numpy(out):
+        return np.subtract(a, b, out=out)
+    out[...] = a
+    out -= b
+    return out
 
 
 def copy(x: Array) -> Array:

@@ -57,11 +57,6 @@ WEIGHT_MEANING = {
 }
 
 
-#: Methods whose solvers are written for any array of the array API
-#: standard: their iterations run in the image's own library (PyTorch,
-#: CuPy, on its device); the others run on NumPy.
-ARRAY_API_METHODS = ("wiener", "landweber", "richardson_lucy", "rl_tv", "fista_tv")
-
 #: Methods that divide spectra, so need one PSF for the whole frame.
 ONE_PSF_METHODS = ("wiener", "admm_tv", "admm_hyper_laplacian")
 

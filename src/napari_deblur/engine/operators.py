@@ -110,9 +110,13 @@ class Convolution:
         self.dtype = dtype
         self.shape_out = shape
         self.axes = tuple(range(batch_ndim, len(shape)))
-        self.mask, self.observed_count = _mask(mask, shape, dtype)
-        if self.mask is not None and xp is not np:
-            self.mask = backend.asarray(self.mask, dtype, like=psf)
+        if xp is np:
+            self.mask, self.observed_count = _mask(mask, shape, dtype)
+        else:
+            host = None if mask is None else backend.to_numpy(mask)
+            self.mask, self.observed_count = _mask(host, shape, bool)
+            if self.mask is not None:
+                self.mask = backend.asarray(self.mask, dtype, like=psf)
         ndim = len(image)
         # Samples of the extended scene needed before and after each observed
         # one: y[j] sums x[j - (k - 1 - c)] .. x[j + c] with c = k // 2.

@@ -65,9 +65,9 @@ def shrink_isotropic(
         ``g * max(0, 1 - threshold / |g|)``.
     """
     length = vector_length(g, channel_axes)
-    scale = length - threshold
-    np.maximum(scale, 0, out=scale)
-    scale /= np.maximum(length, np.finfo(g.dtype).tiny, out=length)
+    scale = backend.at_least(length - threshold, 0.0)
+    tiny = float(backend.namespace(g).finfo(g.dtype).smallest_normal)
+    scale /= backend.at_least(length, tiny)
     return g * scale
 
 
@@ -118,21 +118,28 @@ def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     u_grid, t_grid = _hyper_laplacian_table(float(alpha))
+    xp = backend.namespace(v)
     dtype = v.dtype
-    scale = np.asarray(weight, dtype=dtype) ** (1 / (2 - alpha))
+    scale = backend.asarray(np.asarray(weight, dtype=np.float64), dtype, like=v) ** (
+        1 / (2 - alpha)
+    )
     # Nearest entry of the fine uniform table: one gather per value.
     last = len(u_grid) - 1
-    position = np.abs(v)
-    position *= last / (u_grid[-1] * np.maximum(scale, np.finfo(dtype).tiny))
+    position = xp.abs(v)
+    position *= last / (
+        float(u_grid[-1]) * xp.maximum(scale, float(xp.finfo(dtype).smallest_normal))
+    )
     beyond = position > last
-    np.minimum(position, last, out=position)
+    position = xp.minimum(position, float(last))
     position += 0.5
-    shrunk = t_grid.astype(dtype)[position.astype(np.int32)]
-    if np.any(beyond):
+    table = backend.asarray(t_grid, dtype, like=v)
+    index = xp.reshape(xp.astype(position, xp.int32), (-1,))
+    shrunk = xp.reshape(xp.take(table, index), v.shape)
+    if bool(xp.any(beyond)):
         # Beyond the table the solution is u minus the derivative of the prior.
-        u = np.abs(v[beyond]) / np.broadcast_to(scale, v.shape)[beyond]
+        u = xp.abs(v[beyond]) / xp.broadcast_to(scale, v.shape)[beyond]
         shrunk[beyond] = u - alpha * u ** (alpha - 1)
-    np.copysign(shrunk, v, out=shrunk)
+    shrunk = xp.copysign(shrunk, v)
     shrunk *= scale
     return shrunk
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -32,7 +33,7 @@ RHO_PRIOR = {"tv": 20.0, "hyper-laplacian": 100.0}
 
 def _norm(*arrays: np.ndarray) -> float:
     """Euclidean norm of several arrays taken as one vector."""
-    return float(np.sqrt(sum(np.vdot(a.ravel(), a.ravel()).real for a in arrays)))
+    return math.sqrt(sum(backend.dot(a, a) for a in arrays))
 
 
 class ADMM(Solver):
@@ -116,7 +117,6 @@ class ADMM(Solver):
         weight = np.asarray(weight, dtype=np.float64)
         if np.any(weight <= 0) or not np.all(np.isfinite(weight)):
             raise ValueError(f"weight must be finite and positive, got {weight}")
-        backend.require_numpy(operator.psf, "ADMM")
         self.operator = operator
         self.weight = weight
         self.prior = prior
@@ -132,20 +132,21 @@ class ADMM(Solver):
         axes = op.axes
         grid = fft_op.fft_shape
         origin = (0,) * len(grid)
-        observed = backend.asarray(observed, dtype)
+        xp = backend.namespace(op.psf)
+        observed = backend.asarray(observed, dtype, like=op.psf)
         otf = fft_op.otf
         # The objective divided by the weight, data / weight + R: the data's
         # curvature is 1 / weight, the prior's about 1 / (typical gradient),
         # and the penalties follow them.
         rho_v = 1 / per_image(self.weight, op)
-        rho_z = dtype.type(RHO_PRIOR[self.prior])
+        rho_z = RHO_PRIOR[self.prior]
         rho_w = rho_z
-        otf_power = rho_v * np.abs(otf) ** 2
-        differences_power = gradient_spectrum(grid, dtype)
+        otf_power = rho_v * xp.abs(otf) ** 2
+        differences_power = backend.asarray(gradient_spectrum(grid, np.float64), dtype, like=otf)
 
         def solve_spectrum(rho):
             # 1 / (rho_v |H|^2 + rho |G|^2 + rho): the x step's division.
-            return (1 / (otf_power + rho * (differences_power + 1))).astype(dtype, copy=False)
+            return backend.astype(1 / (otf_power + rho * (differences_power + 1)), dtype)
 
         inverse_denominator = solve_spectrum(rho_z)
         # The v step's weights: on observed samples (mask 1) half the data and
@@ -153,20 +154,23 @@ class ADMM(Solver):
         # the data stay in memory; without a mask one copy of the shares
         # serves every channel.
         mask = (
-            backend.ones((1,) * op.batch_ndim + observed.shape[op.batch_ndim :], dtype)
+            backend.ones((1,) * op.batch_ndim + observed.shape[op.batch_ndim :], dtype, like=otf)
             if op.mask is None
             else op.mask
         )
         estimate_share = 1 / (backend.embed(mask, origin, grid) + 1)
         data_share = backend.embed(op.restrict(observed), origin, grid)
         data_share *= estimate_share
-        conj_otf = (np.conj(otf) * rho_v).astype(otf.dtype)
+        conj_otf = backend.astype(xp.conj(otf) * rho_v, otf.dtype)
         lower = None
         if self.clipped is not None and self.clipped.any():
             # The bound: the recorded value where clipped, none elsewhere.
-            lower = np.full(observed.shape[: op.batch_ndim] + tuple(grid), -np.inf, dtype)
-            frame = backend.crop(lower, origin, observed.shape[op.batch_ndim :])
-            frame[...] = np.where(self.clipped, observed, -np.inf)
+            clipped = backend.asarray(self.clipped, like=otf)
+            lower = backend.zeros(observed.shape[: op.batch_ndim] + tuple(grid), dtype, like=otf)
+            lower -= math.inf
+            frame = (slice(None),) * op.batch_ndim
+            frame += tuple(slice(0, n) for n in observed.shape[op.batch_ndim :])
+            lower[frame] = xp.where(clipped, observed, -math.inf)
         threshold = 1 / rho_z
         # Colour TV: one vector per pixel across directions and channels, so
         # that edges are shared and no coloured fringe is cheaper than a grey one.
@@ -176,17 +180,17 @@ class ADMM(Solver):
         x = starting_point(op, observed)
         x = backend.pad(x, [(0, g - s) for g, s in zip(grid, x.shape[op.batch_ndim :])], "edge")
         del observed, mask
-        v = backend.irfftn(backend.rfftn(x, axes) * otf, grid, axes).astype(dtype)
+        v = backend.astype(backend.irfftn(backend.rfftn(x, axes) * otf, grid, axes), dtype)
         differences = Gradient(x.shape, batch_ndim=op.batch_ndim, periodic=True)
         z = differences.apply(x)
-        w = np.maximum(x, 0)
-        u_v = np.zeros_like(v)
-        u_z = np.zeros_like(z)
-        u_w = np.zeros_like(w)
+        w = xp.maximum(x, 0.0)
+        u_v = xp.zeros_like(v)
+        u_z = xp.zeros_like(z)
+        u_w = xp.zeros_like(w)
         # Buffers for the temporaries of each iteration (the split variables
         # themselves are new arrays: the estimate handed out is a view of w).
-        work = np.empty_like(z)
-        scratch = np.empty_like(w)
+        work = xp.empty_like(z)
+        scratch = xp.empty_like(w)
 
         iteration = 0
         while True:
@@ -194,26 +198,26 @@ class ADMM(Solver):
             # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
             # the last two terms are summed in space (D^T is cheap there), so
             # that the step takes two transforms forward and two back.
-            local = differences.adjoint(np.subtract(z, u_z, out=work))
+            local = differences.adjoint(backend.subtract(z, u_z, work))
             local *= rho_z
-            np.subtract(w, u_w, out=scratch)
+            backend.subtract(w, u_w, scratch)
             scratch *= rho_w
             local += scratch
-            spectrum = backend.rfftn(np.subtract(v, u_v, out=scratch), axes)
+            spectrum = backend.rfftn(backend.subtract(v, u_v, scratch), axes)
             spectrum *= conj_otf
             spectrum += backend.rfftn(local, axes)
             del local
             spectrum *= inverse_denominator
-            x = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
+            x = backend.astype(backend.irfftn(spectrum, grid, axes), dtype)
             spectrum *= otf
-            blurred = backend.irfftn(spectrum, grid, axes).astype(dtype, copy=False)
+            blurred = backend.astype(backend.irfftn(spectrum, grid, axes), dtype)
             # Freed now, not when the next iteration replaces it: large images
             # are limited by the peak of memory.
             del spectrum
 
             check = iteration % CHECK_EVERY == 0
             if check:
-                before = (v, z, w, u_v.copy(), u_z.copy(), u_w.copy())
+                before = (v, z, w, backend.copy(u_v), backend.copy(u_z), backend.copy(u_w))
             # Each split in scaled form: shifted = K x + u, the new split
             # variable is the prox of shifted, and u becomes shifted minus it.
             # v: on observed samples the data and the blurred estimate, weighed
@@ -223,19 +227,19 @@ class ADMM(Solver):
             v = shifted * estimate_share
             v += data_share
             if lower is not None:
-                np.maximum(v, lower, out=v)
-            np.subtract(shifted, v, out=u_v)
+                v = backend.at_least(v, lower)
+            backend.subtract(shifted, v, u_v)
             shifted = differences.apply(x, out=work)
             shifted += u_z
             if self.prior == "tv":
                 z = shrink_isotropic(shifted, threshold, channel_axes=channels)
             else:
                 z = shrink_hyper_laplacian(shifted, threshold, self.alpha)
-            np.subtract(shifted, z, out=u_z)
+            backend.subtract(shifted, z, u_z)
             shifted = x
             shifted += u_w
-            w = np.maximum(shifted, 0)
-            np.subtract(shifted, w, out=u_w)
+            w = xp.maximum(shifted, 0.0)
+            backend.subtract(shifted, w, u_w)
 
             metrics = {}
             if check:
@@ -257,7 +261,7 @@ class ADMM(Solver):
                 s_prior = rho_z * _norm(z - z_old, w - w_old)
                 factor = 2 if r_prior > 10 * s_prior else 0.5 if s_prior > 10 * r_prior else 1
                 if factor != 1 and self.prior == "tv" and lower is not None:
-                    rho_z = rho_w = dtype.type(rho_z * factor)
+                    rho_z = rho_w = rho_z * factor
                     threshold = 1 / rho_z
                     # The scaled duals are the unscaled ones over the penalty.
                     u_z /= factor
