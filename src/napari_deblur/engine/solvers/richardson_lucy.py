@@ -167,6 +167,8 @@ class RichardsonLucy(Solver):
                 variance = per_image(self.variance, op)
             cutoff = self.damping**2 * xp.maximum(variance, tiny)
         offset = op.restrict(per_image(self.background, op) + xp.zeros_like(y))
+        observed_shape = op.shape_out[op.batch_ndim :]
+        frame = [(n - m) // 2 for n, m in zip(op.shape_in[op.batch_ndim :], observed_shape)]
         x = self.initial(observed, level)
         lengths = None if isinstance(self.accelerate, bool) else list(self.accelerate)
         previous = None
@@ -230,13 +232,13 @@ class RichardsonLucy(Solver):
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
-            # The change the data can see: samples weighed by how much they
-            # are observed (A^T 1), or the unobserved border's corners, which
-            # the data hardly hold, would keep the estimate "changing".
-            norm_x = backend.norm(norm * x)
+            # The change where the data are, in the observed frame: the
+            # unobserved border's corners, which the data hardly hold, would
+            # keep the estimate "changing".
+            seen, seen_before = (backend.crop(a, frame, observed_shape) for a in (x, previous))
             metrics = {
                 "residual": residual,
-                "change": backend.norm(norm * (x - previous)) / max(norm_x, tiny),
+                "change": backend.norm(seen - seen_before) / max(backend.norm(seen), tiny),
                 "extrapolation": alpha,
             }
             done = self.stop.done(iteration, metrics)
