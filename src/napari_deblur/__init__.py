@@ -5,7 +5,7 @@ The public API is :func:`deblur` (and its step-by-step form
 underneath lives in :mod:`napari_deblur.engine`.
 """
 
-from ._api import METHODS, Progress, deblur, deblur_steps
+from ._api import METHODS, Plan, Progress, deblur, deblur_steps
 from .engine.point_source import PointSourcePSF, PSFQualityWarning, psf_from_point_source
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS",
     "PSFQualityWarning",
+    "Plan",
     "PointSourcePSF",
     "Progress",
     "__version__",
