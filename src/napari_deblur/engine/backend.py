@@ -135,6 +135,13 @@ def subtract(a: Array, b: Array, out: Array) -> Array:
     return out
 
 
+def divide(a: Array, b: Array, out: Array) -> Array:
+    """``a / b`` written into the buffer `out` (NumPy), or a new array (other libraries)."""
+    if is_numpy(out):
+        return np.divide(a, b, out=out)
+    return a / b
+
+
 def copy(x: Array) -> Array:
     """A copy of `x`, in its library and on its device."""
     return x.copy() if is_numpy(x) else namespace(x).asarray(x, copy=True)

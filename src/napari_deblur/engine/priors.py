@@ -130,16 +130,21 @@ def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
         float(u_grid[-1]) * xp.maximum(scale, float(xp.finfo(dtype).smallest_normal))
     )
     beyond = position > last
-    position = xp.minimum(position, float(last))
+    if xp is np:
+        np.minimum(position, last, out=position)
+    else:
+        position = xp.minimum(position, float(last))
     position += 0.5
     table = backend.asarray(t_grid, dtype, like=v)
-    index = xp.reshape(xp.astype(position, xp.int32), (-1,))
-    shrunk = xp.reshape(xp.take(table, index), v.shape)
+    index = xp.astype(position, xp.int32)
+    shrunk = (
+        table[index] if xp is np else xp.reshape(xp.take(table, xp.reshape(index, (-1,))), v.shape)
+    )
     if bool(xp.any(beyond)):
         # Beyond the table the solution is u minus the derivative of the prior.
         u = xp.abs(v[beyond]) / xp.broadcast_to(scale, v.shape)[beyond]
         shrunk[beyond] = u - alpha * u ** (alpha - 1)
-    shrunk = xp.copysign(shrunk, v)
+    shrunk = np.copysign(shrunk, v, out=shrunk) if xp is np else xp.copysign(shrunk, v)
     shrunk *= scale
     return shrunk
 

@@ -161,12 +161,22 @@ class RichardsonLucy(Solver):
         if regularised:
             grad = Gradient(op.shape_in, batch_ndim=op.batch_ndim)
             tv_weight = per_image(self.tv_weight, op)
+            # Kept between iterations: fresh arrays this large cost as much
+            # as the arithmetic in them.
+            field = backend.zeros(grad.shape_out, dtype, like=op.psf)
+            divergence = backend.zeros(grad.shape_in, dtype, like=op.psf)
         if self.damping is not None:
             variance = backend.asarray(np.asarray(self.variance), dtype, like=op.psf)
             if variance.ndim and variance.shape != y.shape:
                 variance = per_image(self.variance, op)
             cutoff = self.damping**2 * xp.maximum(variance, tiny)
-        offset = op.restrict(per_image(self.background, op) + xp.zeros_like(y))
+        # The background, where the model observes: one number per image
+        # unless a mask leaves samples out.
+        offset = per_image(self.background, op)
+        if op.mask is not None:
+            offset = op.restrict(offset + xp.zeros_like(y))
+        with_offset = bool(np.any(self.background > 0))
+        misfit = xp.empty_like(y)
         observed_shape = op.shape_out[op.batch_ndim :]
         frame = [(n - m) // 2 for n, m in zip(op.shape_in[op.batch_ndim :], observed_shape)]
         x = self.initial(observed, level)
@@ -191,10 +201,11 @@ class RichardsonLucy(Solver):
             if alpha > 0:
                 point = xp.maximum(x + alpha * (x - previous), tiny)
             blurred = op.apply(point)
-            blurred += offset
-            misfit = blurred - y
+            if with_offset:
+                blurred += offset
+            misfit = backend.subtract(blurred, y, misfit)
             residual = mean_squared_misfit(op, misfit)
-            ratio = y / xp.maximum(blurred, resolution)
+            ratio = backend.divide(y, backend.at_least(blurred, resolution), blurred)
             if self.damping is not None:
                 # White's damping: u = (misfit / threshold)^2, the correction
                 # (ratio - 1) scaled by u^(N-1) (N - (N-1) u) below u = 1 (N = 10).
@@ -202,7 +213,7 @@ class RichardsonLucy(Solver):
                 ratio = 1 + (ratio - 1) * (u**9 * (10 - 9 * u))
             denominator = seen_by
             if regularised:
-                unit = grad.apply(point)
+                unit = grad.apply(point, out=field)
                 length = vector_length(unit)
                 # Total variation smoothed where steps are small (Huber): a
                 # step's direction alone, on noise, flips at every iteration,
@@ -218,7 +229,7 @@ class RichardsonLucy(Solver):
                 # unobserved border, which the data barely see, the estimate
                 # there swung by a factor of two at each step. It may at most
                 # halve the denominator.
-                denominator = grad.adjoint(unit)
+                denominator = grad.adjoint(unit, out=divergence)
                 denominator *= tv_weight
                 denominator += 1
                 denominator = backend.at_least(denominator, 0.5)
@@ -228,7 +239,7 @@ class RichardsonLucy(Solver):
             x_new /= denominator
             # A^T ratio's round-off, where the data barely see a sample.
             x_new = backend.at_least(x_new, 0.0)
-            del blurred, misfit, ratio, denominator
+            del blurred, ratio, denominator
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
             previous, x = x, x_new
