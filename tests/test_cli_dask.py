@@ -131,3 +131,25 @@ def test_a_tiff_is_deblurred_in_chunks_when_asked(stack_files):
     chunked = tifffile.imread(folder / "chunked.tif")
     assert chunked.shape == stack.shape and chunked.dtype == np.float32
     assert error(chunked, truth) < 1.1 * error(whole, truth) < 0.9 * error(stack, truth)
+
+
+def test_a_failed_write_leaves_no_store_behind(tmp_path):
+    import dask.array as da
+
+    from napari_deblur._io import write_zarr
+
+    data = da.ones((8, 8), chunks=4)
+
+    def fails(graph):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_zarr(tmp_path / "out.zarr", data, compute=fails)
+    assert list(tmp_path.iterdir()) == []
+    write_zarr(tmp_path / "out.zarr", data)
+    assert np.array_equal(zarr.open_array(tmp_path / "out.zarr", mode="r")[:], np.ones((8, 8)))
+    with pytest.raises(FileExistsError):
+        write_zarr(tmp_path / "out.zarr", data * 2)
+    write_zarr(tmp_path / "out.zarr", data * 2, overwrite=True)
+    assert zarr.open_array(tmp_path / "out.zarr", mode="r")[0, 0] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]

@@ -187,8 +187,10 @@ def deblur_steps(
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
 
-    Takes the arguments of :func:`deblur`. The arguments are checked, and the
-    PSF prepared, when this function is called; the work happens as the
+    Takes the arguments of :func:`deblur` but `chunks`: the image is
+    deblurred in memory (a Dask or Zarr array is read whole; :func:`deblur`
+    deblurs it chunk by chunk). The arguments are checked, and the PSF
+    prepared, when this function is called; the work happens as the
     iterator is consumed. Stopping early (for example from a Cancel button)
     leaves the last yielded estimate as a valid, less sharp result.
     """
