@@ -50,8 +50,9 @@ class Plan:
         the data's mean level.
     psf_shape : tuple of int
         Size of the PSF as used (after cleaning).
-    iterations : int
-        Iterations made.
+    iterations : int or None
+        Iterations made; None in a plan to repeat: stop by the method's own
+        rules (its steps are then measured, not repeated).
     schedule : tuple of float
         The acceleration's step of each iteration (extrapolation lengths or
         momenta; empty for methods with nothing to repeat).
@@ -66,7 +67,7 @@ class Plan:
     background: tuple[float, ...]
     level: tuple[float, ...]
     psf_shape: tuple[int, ...]
-    iterations: int
+    iterations: int | None
     schedule: tuple[float, ...]
 
 

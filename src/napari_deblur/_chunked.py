@@ -11,9 +11,11 @@ would have given.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 import dask.array as da
 import numpy as np
@@ -21,9 +23,9 @@ import numpy as np
 from ._api import Plan, deblur_steps
 from .engine import backend, memory
 
-#: Voxels of the block at the image's centre on which the decisions are
-#: made (2048 x 2048, 161^3): enough for the noise and the weight to be
-#: those of the image, a few seconds of work.
+#: Voxels of each block on which the decisions are made (2048 x 2048,
+#: 161^3): enough for the noise and the weight to be judged, a few seconds
+#: of work.
 SAMPLE = 2**22
 
 #: Margin round a chunk, in PSF widths per square root of the iterations,
@@ -167,8 +169,8 @@ def deblur_chunked(
             f"deblurred in chunks; choose one of {tuple(REACH)}"
         )
     if plan is None:
-        # The plan is made on a block at the centre: SAMPLE voxels, within
-        # the memory any method needs, or a chunk where that is larger.
+        # The plan is made on blocks of SAMPLE voxels, within the memory any
+        # method needs, or of a chunk where that is larger.
         worst = max(memory.COPIES.values())
         voxels = min(SAMPLE, memory_voxels(worst, itemsize, 1))
         sample = auto_chunks(shape, [0] * len(shape), voxels)
@@ -176,7 +178,7 @@ def deblur_chunked(
             sample = np.maximum(sample, [max(image.chunks[a]) for a in spatial])
         elif not isinstance(chunks, str):
             sample = np.maximum(sample, chunks)
-        plan = _plan_on_centre(image, bad_pixels, psf, spatial, axes, sample, options)
+        plan = _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sample, options)
     depth = overlap(plan.method, plan.psf_shape, plan.iterations)
     if chunks is None:
         sizes = [max(image.chunks[a]) for a in spatial]
@@ -237,20 +239,61 @@ def _split(length: int, size: int, margin: int) -> tuple[int, ...]:
     return tuple(chunks)
 
 
-def _plan_on_centre(image, bad_pixels, psf, spatial, axes, sizes, options) -> Plan:
-    """The plan of a run on the block of `sizes` at the image's centre (of its middle frame)."""
-    index = [slice(None)] * image.ndim
-    for a, e in zip(spatial, sizes):
-        n = image.shape[a]
-        start = max(0, (n - int(e)) // 2)
-        index[a] = slice(start, start + int(e))
+def _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sizes, options) -> Plan:
+    """The plan for the whole image, from blocks of `sizes` spread over it.
+
+    The noise, weight, background and level are the medians of those judged
+    on the block at the centre and on the blocks round the quartiles (of the
+    middle time point), so that an empty or unusual centre does not decide
+    for the image; the iterations and their steps are then those of a run
+    on the centre block with these decisions.
+    """
     time_axis = axes.get("time_axis")
-    if time_axis is not None:
-        index[time_axis] = image.shape[time_axis] // 2
-    block = np.asarray(image[tuple(index)])
-    bad = None if bad_pixels is None else np.asarray(bad_pixels[tuple(index)])
-    options = {**options, "bad_pixels": bad}
+    options = dict(options)
     if time_axis is not None and options["channel_axis"] is not None:
         options["channel_axis"] -= options["channel_axis"] > time_axis
-    (last,) = deque(deblur_steps(block, psf, **options), maxlen=1)
+
+    def block_at(fractions):
+        index = [slice(None)] * image.ndim
+        for a, e, f in zip(spatial, sizes, fractions):
+            n, e = image.shape[a], int(e)
+            start = min(max(0, round(f * n - e / 2)), max(0, n - e))
+            index[a] = slice(start, start + e)
+        if time_axis is not None:
+            index[time_axis] = image.shape[time_axis] // 2
+        index = tuple(index)
+        bad = None if bad_pixels is None else np.asarray(bad_pixels[index])
+        return index, np.asarray(image[index]), bad
+
+    def place(index):
+        # Where a block is, hashable (slices are not before Python 3.12).
+        return tuple((i.start, i.stop) if isinstance(i, slice) else i for i in index)
+
+    centre = block_at([0.5] * len(spatial))
+    blocks = {place(centre[0]): centre}
+    for corner in itertools.product((0.25, 0.75), repeat=len(spatial)):
+        block = block_at(corner)
+        blocks.setdefault(place(block[0]), block)
+    # The decisions are made before the first iteration: one step each.
+    decided = [
+        next(iter(deblur_steps(block, psf, **{**options, "bad_pixels": bad}))).plan
+        for _, block, bad in blocks.values()
+    ]
+    first = decided[0]
+
+    def median(name):
+        return tuple(np.median([getattr(p, name) for p in decided], axis=0).tolist())
+
+    agreed = replace(
+        first,
+        variance=median("variance"),
+        weight=median("weight") if first.weight else (),
+        background=median("background"),
+        level=median("level"),
+        iterations=None,
+        schedule=(),
+    )
+    _, block, bad = centre
+    steps = deblur_steps(block, psf, **{**options, "bad_pixels": bad, "plan": agreed})
+    (last,) = deque(steps, maxlen=1)
     return last.plan
