@@ -685,13 +685,14 @@ def deblur(
         margin of its neighbours that the iterations reach (Dask's
         ``map_overlap``); ``'auto'`` sizes them to the available memory.
         A Dask or Zarr array (a napari layer of a Zarr store, say) is
-        deblurred by its own chunks when `chunks` is omitted. The decisions are made once
-        on the image's central chunk (or taken from `plan`), and every chunk
-        repeats them; the result agrees with the image deblurred at once
-        with those decisions, to float round-off in the interior. Wiener's
-        conjugate gradients take global steps: chunks take
-        ``method='landweber'`` instead (the same model). An image too large
-        for memory is deblurred in chunks sized to it, with a warning.
+        deblurred by its own chunks when `chunks` is omitted. The
+        decisions are made once, on blocks spread over the image (or taken
+        from `plan`), and every chunk repeats them; the result agrees with
+        the image deblurred at once with those decisions, to float
+        round-off in the interior. Wiener's conjugate gradients take global
+        steps: chunks take ``method='landweber'`` instead (the same model).
+        An image too large for memory is deblurred in chunks sized to it,
+        with a warning.
 
     Returns
     -------

@@ -329,8 +329,8 @@ class DeblurWidget(Container):
         self._iterates = []
         self.progress.value = 0
         if lazy:
-            # The decisions are made on the centre chunk, in the thread.
-            self.report.value = "deciding on the centre chunk; the rest as it is displayed"
+            # The decisions are made on a few blocks, in the thread.
+            self.report.value = "deciding on a few blocks; the rest as it is displayed"
             self._worker = create_worker(deblur, image, psf, **arguments, _start_thread=False)
             self._worker.returned.connect(self._on_lazy_result)
         else:
