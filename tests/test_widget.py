@@ -460,3 +460,21 @@ def test_a_dask_layer_gets_a_lazy_deblurred_layer(make_napari_viewer, qtbot, err
     np.testing.assert_allclose(result.scale, image.scale)
     assert "chunks" in widget.report.value
     assert psnr(scene, result.data.compute(), 300) > psnr(scene, blurred, 300) + 2
+
+
+def test_cancel_stops_the_lazy_plan(make_napari_viewer, qtbot, errors, rng):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    blurred = rng.poisson(100 + 50 * rng.random((64, 96))).astype(np.float32)
+    image = viewer.add_image(da.from_array(blurred, chunks=48), name="frame")
+    viewer.add_image(gaussian_psf(1.2).astype(np.float32), name="psf")
+    widget = dock(viewer)
+    widget.image.value = image
+    widget.psf.value = viewer.layers["psf"]
+    widget.run_button.native.click()
+    widget.worker.yielded.connect(lambda fraction: widget.cancel())
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == []
+    assert [layer.name for layer in viewer.layers] == ["frame", "psf"]
+    assert "cancelled" in widget.report.value

@@ -11,17 +11,27 @@ would have given.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import replace
 
 import dask.array as da
 import numpy as np
 
-from ._api import Plan, deblur_steps
+from ._api import Plan, deblur, deblur_steps
 from .engine import backend, memory
+
+#: The keyword arguments of :func:`~napari_deblur.deblur` that chunks pass
+#: on, with their defaults.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(deblur).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+    and name not in ("chunks", "plan", "channel_axis", "time_axis")
+}
 
 #: Voxels of each block on which the decisions are made (2048 x 2048,
 #: 161^3): enough for the noise and the weight to be judged, a few seconds
@@ -84,17 +94,35 @@ def auto_chunks(shape: Sequence[int], depth: Sequence[int], voxels: int) -> tupl
     return tuple(min(n, edge) for n in shape)
 
 
-def deblur_chunked(
+def deblur_chunked(image, psf, **arguments) -> da.Array:
+    """:func:`~napari_deblur.deblur` chunk by chunk: a lazy Dask array of the result.
+
+    Takes the arguments of :func:`chunked_steps` and runs its planning to
+    the end.
+    """
+    steps = chunked_steps(image, psf, **arguments)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def chunked_steps(
     image,
     psf,
     *,
-    chunks,
-    channel_axis: int | None,
-    time_axis: int | None,
-    plan: Plan | None,
-    options: dict,
-) -> da.Array:
-    """:func:`~napari_deblur.deblur` chunk by chunk: a lazy Dask array of the result.
+    chunks=None,
+    channel_axis: int | None = None,
+    time_axis: int | None = None,
+    plan: Plan | None = None,
+    options: dict | None = None,
+) -> Generator[float, None, da.Array]:
+    """:func:`~napari_deblur.deblur` chunk by chunk, its plan made step by step.
+
+    Yields the fraction of the plan made (a step per block judged, then per
+    iteration of the centre block's run), so that a thread worker can show
+    it and stop between two; returns the lazy Dask array of the result.
 
     Parameters
     ----------
@@ -110,14 +138,16 @@ def deblur_chunked(
         points are chunks of one frame.
     plan : Plan or None
         The decisions to repeat; made on the centre block when None.
-    options : dict
-        The other keyword arguments of :func:`~napari_deblur.deblur`.
+    options : dict, optional
+        The other keyword arguments of :func:`~napari_deblur.deblur`; those
+        left out take its defaults.
 
     Returns
     -------
     dask.array.Array
         The deblurred image, computed chunk by chunk when asked.
     """
+    options = {**_DEFAULTS, **(options or {})}
     if isinstance(psf, str) or options.get("varying") or options.get("refine_psf"):
         raise ValueError(
             "chunked deblurring takes one measured PSF (not estimated, refined or varying)"
@@ -178,7 +208,7 @@ def deblur_chunked(
             sample = np.maximum(sample, [max(image.chunks[a]) for a in spatial])
         elif not isinstance(chunks, str):
             sample = np.maximum(sample, chunks)
-        plan = _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sample, options)
+        plan = yield from _planning(image, bad_pixels, psf, spatial, axes, sample, options)
     depth = overlap(plan.method, plan.psf_shape, plan.iterations)
     if chunks is None:
         sizes = [max(image.chunks[a]) for a in spatial]
@@ -239,7 +269,9 @@ def _split(length: int, size: int, margin: int) -> tuple[int, ...]:
     return tuple(chunks)
 
 
-def _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sizes, options) -> Plan:
+def _planning(
+    image, bad_pixels, psf, spatial, axes, sizes, options
+) -> Generator[float, None, Plan]:
     """The plan for the whole image, from blocks of `sizes` spread over it.
 
     The noise, weight, background and level are the medians of those judged
@@ -275,10 +307,10 @@ def _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sizes, options) -> Pl
         block = block_at(corner)
         blocks.setdefault(place(block[0]), block)
     # The decisions are made before the first iteration: one step each.
-    decided = [
-        next(iter(deblur_steps(block, psf, **{**options, "bad_pixels": bad}))).plan
-        for _, block, bad in blocks.values()
-    ]
+    decided = []
+    for _, block, bad in blocks.values():
+        decided.append(next(iter(deblur_steps(block, psf, **{**options, "bad_pixels": bad}))).plan)
+        yield len(decided) / (len(blocks) + 1)
     first = decided[0]
 
     def median(name):
@@ -294,6 +326,6 @@ def _plan_on_blocks(image, bad_pixels, psf, spatial, axes, sizes, options) -> Pl
         schedule=(),
     )
     _, block, bad = centre
-    steps = deblur_steps(block, psf, **{**options, "bad_pixels": bad, "plan": agreed})
-    (last,) = deque(steps, maxlen=1)
+    for last in deblur_steps(block, psf, **{**options, "bad_pixels": bad, "plan": agreed}):
+        yield (len(blocks) + last.fraction) / (len(blocks) + 1)
     return last.plan

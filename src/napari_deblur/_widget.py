@@ -29,7 +29,8 @@ from magicgui.widgets import (
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._api import METHODS, Progress, deblur, deblur_steps
+from ._api import METHODS, Progress, deblur_steps
+from ._chunked import chunked_steps
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
 from .engine.methods import WEIGHT_MEANING
@@ -329,10 +330,16 @@ class DeblurWidget(Container):
         self._iterates = []
         self.progress.value = 0
         if lazy:
-            # The decisions are made on a few blocks, in the thread.
+            # The decisions are made on a few blocks, in the thread, which
+            # Cancel stops between two of them.
             self.report.value = "deciding on a few blocks; the rest as it is displayed"
-            self._worker = create_worker(deblur, image, psf, **arguments, _start_thread=False)
+            axes = {k: arguments.pop(k, None) for k in ("channel_axis", "time_axis")}
+            self._worker = create_worker(
+                chunked_steps, image, psf, **axes, options=arguments, _start_thread=False
+            )
+            self._worker.yielded.connect(self._on_planning)
             self._worker.returned.connect(self._on_lazy_result)
+            self._worker.aborted.connect(self._on_planning_cancelled)
         else:
             self._worker = create_worker(_images, steps, _start_thread=False)
             self._worker.yielded.connect(self._on_step)
@@ -392,6 +399,12 @@ class DeblurWidget(Container):
             f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"
             f"iteration {progress.iteration}: {values}"
         )
+
+    def _on_planning(self, fraction: float) -> None:
+        self.progress.value = int(round(100 * fraction))
+
+    def _on_planning_cancelled(self) -> None:
+        self.report.value = "cancelled before the decisions were made; no layer added"
 
     def _on_lazy_result(self, result) -> None:
         source = self._source
