@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,29 @@ from .engine.solvers import fill_unobserved
 #: On camera-shake images at 3000 photons (benchmarks/bench_blind.py), 3x put
 #: 5 of 6 above the blurred input where the measured PSF's weight put 2.
 BLIND_WEIGHT = 3.0
+
+
+#: The keyword arguments of :func:`deblur` that every image (chunk, frame)
+#: of a run shares, passed on as they are.
+OPTIONS = (
+    "method",
+    "boundary",
+    "encoding",
+    "noise",
+    "weight",
+    "max_iter",
+    "bad_pixels",
+    "saturation",
+    "spacing",
+    "psf_spacing",
+    "varying",
+    "refine_psf",
+)
+
+
+def is_lazy(data) -> bool:
+    """Whether `data` are read on demand (Dask, Zarr) rather than held in memory."""
+    return type(data).__module__.split(".")[0] in ("dask", "zarr")
 
 
 @dataclass(frozen=True)
@@ -195,21 +218,8 @@ def deblur_steps(
     iterator is consumed. Stopping early (for example from a Cancel button)
     leaves the last yielded estimate as a valid, less sharp result.
     """
-    options = {
-        "method": method,
-        "boundary": boundary,
-        "encoding": encoding,
-        "noise": noise,
-        "weight": weight,
-        "max_iter": max_iter,
-        "bad_pixels": bad_pixels,
-        "saturation": saturation,
-        "spacing": spacing,
-        "psf_spacing": psf_spacing,
-        "varying": varying,
-        "refine_psf": refine_psf,
-        "plan": plan,
-    }
+    arguments = locals()
+    options = {name: arguments[name] for name in (*OPTIONS, "plan")}
     if time_axis is not None:
         return _frame_by_frame(image, psf, time_axis, channel_axis, options)
     return _one_image(image, psf, channel_axis=channel_axis, **options)
@@ -551,23 +561,23 @@ def _one_image(
                 x = linear_to_srgb(x) * x.dtype.type(out_scale)
             return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
 
+        decided = Plan(
+            method=method,
+            boundary=boundary,
+            encoding=encoding_image,
+            saturation=saturation,
+            variance=tuple(float(v) for v in np.broadcast_to(variance, len(linear))),
+            weight=() if chosen is None else tuple(float(w) for w in chosen),
+            background=tuple(float(b) for b in background),
+            level=tuple(float(v) for v in data_level),
+            psf_shape=tuple(int(k) for k in psf_shape),
+            iterations=0,
+            schedule=(),
+        )
         schedule = []
         for step in current.iterate(linear):
             if "extrapolation" in step.metrics or "momentum" in step.metrics:
                 schedule.append(step.metrics.get("extrapolation", step.metrics.get("momentum")))
-            decided = Plan(
-                method=method,
-                boundary=boundary,
-                encoding=encoding_image,
-                saturation=saturation,
-                variance=tuple(float(v) for v in np.broadcast_to(variance, len(linear))),
-                weight=() if chosen is None else tuple(float(w) for w in chosen),
-                background=tuple(float(b) for b in background),
-                level=tuple(float(v) for v in data_level),
-                psf_shape=tuple(int(k) for k in psf_shape),
-                iterations=step.iteration,
-                schedule=tuple(schedule),
-            )
             yield Progress(
                 step.iteration,
                 step.fraction,
@@ -575,7 +585,7 @@ def _one_image(
                 settings,
                 step.estimate,
                 to_output,
-                decided,
+                replace(decided, iterations=step.iteration, schedule=tuple(schedule)),
             )
 
     return steps()
@@ -734,21 +744,9 @@ def deblur(
     >>> bool(np.abs(restored - sharp).mean() < np.abs(blurred - sharp).mean())
     True
     """
-    options = {
-        "method": method,
-        "boundary": boundary,
-        "encoding": encoding,
-        "noise": noise,
-        "weight": weight,
-        "max_iter": max_iter,
-        "bad_pixels": bad_pixels,
-        "saturation": saturation,
-        "spacing": spacing,
-        "psf_spacing": psf_spacing,
-        "varying": varying,
-        "refine_psf": refine_psf,
-    }
-    lazy = type(image).__module__.split(".")[0] in ("dask", "zarr")
+    arguments = locals()
+    options = {name: arguments[name] for name in OPTIONS}
+    lazy = is_lazy(image)
     if lazy:
         return _chunked(image, psf, chunks, channel_axis, time_axis, plan, options)
     # An array of another library (PyTorch, CuPy) comes back in its library.

@@ -21,17 +21,12 @@ from dataclasses import replace
 import dask.array as da
 import numpy as np
 
-from ._api import Plan, deblur, deblur_steps
+from ._api import OPTIONS, Plan, deblur, deblur_steps, is_lazy
 from .engine import backend, memory
 
 #: The keyword arguments of :func:`~napari_deblur.deblur` that chunks pass
 #: on, with their defaults.
-_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(deblur).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY
-    and name not in ("chunks", "plan", "channel_axis", "time_axis")
-}
+_DEFAULTS = {name: inspect.signature(deblur).parameters[name].default for name in OPTIONS}
 
 #: Voxels of each block on which the decisions are made (2048 x 2048,
 #: 161^3): enough for the noise and the weight to be judged, a few seconds
@@ -153,8 +148,8 @@ def chunked_steps(
             "chunked deblurring takes one measured PSF (not estimated, refined or varying)"
         )
     if not isinstance(image, da.Array):
-        zarr_array = type(image).__module__.split(".")[0] == "zarr"
-        image = da.from_zarr(image) if zarr_array else da.asarray(image)
+        # Not a Dask array, but read on demand: a Zarr array.
+        image = da.from_zarr(image) if is_lazy(image) else da.asarray(image)
     if image.dtype.kind not in "iubf":
         raise TypeError(f"image must hold real numbers, got an array of {image.dtype}")
     ndim = image.ndim

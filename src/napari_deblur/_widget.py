@@ -29,7 +29,7 @@ from magicgui.widgets import (
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ._api import METHODS, Progress, deblur_steps
+from ._api import METHODS, Progress, deblur_steps, is_lazy
 from ._chunked import chunked_steps
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
@@ -228,7 +228,7 @@ class DeblurWidget(Container):
         data = image_layer.data
         if image_layer.multiscale:
             raise ValueError("choose a single-scale image layer (its full resolution)")
-        return data if _is_lazy(data) else np.asarray(data), psf, channel_axis, bad, options
+        return data if is_lazy(data) else np.asarray(data), psf, channel_axis, bad, options
 
     def _varying_psfs(
         self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image
@@ -319,7 +319,7 @@ class DeblurWidget(Container):
                 "bad_pixels": bad,
                 **options,
             }
-            lazy = _is_lazy(image)
+            lazy = is_lazy(image)
             if not lazy:
                 steps = deblur_steps(image, psf, **arguments)
         except (ValueError, TypeError, MemoryError) as error:
@@ -366,15 +366,8 @@ class DeblurWidget(Container):
         progress, image = item
         data = self._as_layer_data(image)
         if self._result is None or self._result not in self._viewer.layers:
-            source = self._source
-            self._result = self._viewer.add_image(
-                data,
-                name=f"{source.name} deblurred ({progress.settings['method']})",
-                rgb=source.rgb,
-                scale=source.scale,
-                translate=source.translate,
-                units=source.units,
-                metadata={**source.metadata, "deblur": dict(progress.settings)},
+            self._add_result(
+                data, progress.settings["method"], {"deblur": dict(progress.settings)}
             )
         else:
             self._result.data = data
@@ -406,17 +399,21 @@ class DeblurWidget(Container):
     def _on_planning_cancelled(self) -> None:
         self.report.value = "cancelled before the decisions were made; no layer added"
 
-    def _on_lazy_result(self, result) -> None:
+    def _add_result(self, data, label: str, metadata: dict) -> None:
+        """The result layer, named after the input and `label`, placed like the input."""
         source = self._source
         self._result = self._viewer.add_image(
-            result,
-            name=f"{source.name} deblurred (chunked)",
+            data,
+            name=f"{source.name} deblurred ({label})",
             rgb=source.rgb,
             scale=source.scale,
             translate=source.translate,
             units=source.units,
-            metadata=source.metadata,
+            metadata={**source.metadata, **metadata},
         )
+
+    def _on_lazy_result(self, result) -> None:
+        self._add_result(result, "chunked", {})
         self.progress.value = 100
         chunks = "x".join(str(max(c)) for c in result.chunks)
         self.report.value = f"lazy result: deblurred in chunks of {chunks} as displayed"
@@ -443,11 +440,6 @@ class DeblurWidget(Container):
 
     def _show_side_by_side(self) -> None:
         self._viewer.canvas.grid.enabled = self.side_by_side.value
-
-
-def _is_lazy(data) -> bool:
-    """Whether layer data are read on demand (Dask, Zarr) rather than held in memory."""
-    return type(data).__module__.split(".")[0] in ("dask", "zarr")
 
 
 def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
