@@ -37,13 +37,19 @@ def dock(viewer, kind=DeblurWidget):
     return widget
 
 
+def dock_on(viewer, image, psf):
+    """The Deblur widget docked and set on an image layer and a PSF layer."""
+    widget = dock(viewer)
+    widget.image.value = image
+    widget.psf.value = psf
+    return widget
+
+
 def on_photo_sample(make_napari_viewer):
     """A viewer with the photo sample, and the Deblur widget set on its layers."""
     viewer = make_napari_viewer()
     viewer.open_sample("napari-deblur", "defocused_photo")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["defocused photo"]
-    widget.psf.value = viewer.layers["point light"]
+    widget = dock_on(viewer, viewer.layers["defocused photo"], viewer.layers["point light"])
     return viewer, widget
 
 
@@ -86,9 +92,7 @@ def test_3d_layer_keeps_scale_and_gets_sharper(make_napari_viewer, qtbot, errors
         blurred.astype(np.float32), name="stack", scale=(0.3, 0.1, 0.1), translate=(5, 1, 2)
     )
     viewer.add_image(psf.astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = image
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, image, viewer.layers["psf"])
     run_to_end(widget, qtbot)
     assert errors == []
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("stack deblurred")]
@@ -107,9 +111,7 @@ def test_psf_layer_with_its_own_voxels_is_resampled(make_napari_viewer, qtbot, e
     # The bead stack: 0.1 um steps in z, so the same blur spans 3x the planes.
     bead = gaussian_psf((6.0, 1.2, 1.2), ndim=3, shape=(23, 9, 9)).astype(np.float32)
     viewer.add_image(bead, name="bead", scale=(0.1, 0.1, 0.1))
-    widget = dock(viewer)
-    widget.image.value = image
-    widget.psf.value = viewer.layers["bead"]
+    widget = dock_on(viewer, image, viewer.layers["bead"])
     run_to_end(widget, qtbot)
     assert errors == []
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("stack deblurred")]
@@ -128,9 +130,7 @@ def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     frame[150:190, 10:50] = 255
     viewer.add_image(frame, name="frame", rgb=True)
     shapes = viewer.add_shapes([[15, 95], [97, 177]], shape_type="rectangle", name="box")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["photo"]
-    widget.psf.value = viewer.layers["frame"]
+    widget = dock_on(viewer, viewer.layers["photo"], viewer.layers["frame"])
     widget.psf_region.value = shapes
     widget.max_iter.value = 10
     run_to_end(widget, qtbot)
@@ -181,9 +181,7 @@ def test_bad_psf_is_a_notification(make_napari_viewer, errors, psf, message):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="img")
     viewer.add_image(psf, name="psf")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["img"]
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, viewer.layers["img"], viewer.layers["psf"])
     widget.run_button.native.click()
     assert len(errors) == 1 and message in errors[0]
     assert widget.run_button.enabled
@@ -196,9 +194,7 @@ def test_image_with_nan_is_a_notification(make_napari_viewer, errors):
     image[3, 4] = np.nan
     viewer.add_image(image, name="img")
     viewer.add_image(gaussian_psf(1.0).astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["img"]
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, viewer.layers["img"], viewer.layers["psf"])
     widget.run_button.native.click()
     assert len(errors) == 1 and "NaN" in errors[0]
 
@@ -302,9 +298,7 @@ def test_labels_layer_marks_bad_pixels(make_napari_viewer, qtbot, errors):
     viewer.add_image(stuck, name="night")
     viewer.add_image(psf, name="psf")
     viewer.add_labels(bad, name="dead pixels")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["night"]
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, viewer.layers["night"], viewer.layers["psf"])
     widget.bad_pixels.value = viewer.layers["dead pixels"]
     run_to_end(widget, qtbot)
     assert errors == []
@@ -379,9 +373,7 @@ def test_varying_blur_checkbox_shows_the_psfs(make_napari_viewer, qtbot, errors,
     viewer = make_napari_viewer()
     viewer.add_image(blurred, name="tilted")
     viewer.add_image(photo, name="lights")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["tilted"]
-    widget.psf.value = viewer.layers["lights"]
+    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
     widget.varying.value = True
     run_to_end(widget, qtbot)
     assert errors == []
@@ -414,9 +406,7 @@ def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     viewer = make_napari_viewer()
     viewer.add_image(camera_made(defocus_psf(5.0), rng), name="soft")
     viewer.add_image(defocus_psf(6.0).astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["soft"]
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, viewer.layers["soft"], viewer.layers["psf"])
     widget.refine_psf.value = True
     run_to_end(widget, qtbot)
     assert errors == []
@@ -432,9 +422,7 @@ def test_a_run_that_does_not_fit_is_a_notification(make_napari_viewer, errors, m
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((200, 200)).astype(np.float32), name="img")
     viewer.add_image(gaussian_psf(2.0).astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = viewer.layers["img"]
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, viewer.layers["img"], viewer.layers["psf"])
     widget.run_button.native.click()
     assert len(errors) == 1 and "GB are available" in errors[0]
     assert widget.run_button.enabled and len(viewer.layers) == 2
@@ -450,9 +438,7 @@ def test_a_dask_layer_gets_a_lazy_deblurred_layer(make_napari_viewer, qtbot, err
     stack = da.from_array(blurred.astype(np.float32), chunks=(16, 48, 48))
     image = viewer.add_image(stack, name="stack", scale=(0.3, 0.1, 0.1))
     viewer.add_image(psf.astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = image
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, image, viewer.layers["psf"])
     run_to_end(widget, qtbot)
     assert errors == []
     result = viewer.layers["stack deblurred (chunked)"]
@@ -469,9 +455,7 @@ def test_cancel_stops_the_lazy_plan(make_napari_viewer, qtbot, errors, rng):
     blurred = rng.poisson(100 + 50 * rng.random((64, 96))).astype(np.float32)
     image = viewer.add_image(da.from_array(blurred, chunks=48), name="frame")
     viewer.add_image(gaussian_psf(1.2).astype(np.float32), name="psf")
-    widget = dock(viewer)
-    widget.image.value = image
-    widget.psf.value = viewer.layers["psf"]
+    widget = dock_on(viewer, image, viewer.layers["psf"])
     widget.run_button.native.click()
     widget.worker.yielded.connect(lambda fraction: widget.cancel())
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
