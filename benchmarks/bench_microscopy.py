@@ -1,6 +1,6 @@
 """Microscopy: real stacks against scikit-image, a bead's extent, and 3D speed and memory.
 
-Run: python benchmarks/bench_microscopy.py [--size 256] [--iterations 50]
+Run: python benchmarks/bench_microscopy.py [--size 256] [--iterations 50] [--sections 1234]
 
 1. ``../shared/data/microscopy-bars`` (synthetic hollow bars, ground truth):
    the default ``deblur`` against ``skimage.restoration.richardson_lucy``
@@ -193,15 +193,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 4")
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
     if DATA.is_dir():
-        bars()
-        bead()
-    else:
+        if "1" in args.sections:
+            bars()
+        if "2" in args.sections:
+            bead()
+    elif set("12") & set(args.sections):
         print(f"real data not found at {DATA}: sections 1 and 2 skipped\n")
-    bead_size()
-    speed(args.size, args.iterations)
+    if "3" in args.sections:
+        bead_size()
+    if "4" in args.sections:
+        speed(args.size, args.iterations)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ treat independently; the spatial axes are the trailing ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -144,6 +145,14 @@ class Convolution:
             self.pad_widths = [(0, 0)] * ndim
             self.fft_shape = image
             self.otf = psf_to_otf(psf, image)
+        elif boundary == "zero":
+            # The FFT's zero fill is the dark scene: the image at the grid's
+            # start, the PSF centred on its origin, and a grid longer than the
+            # image by the PSF's farther reach, k // 2, so that what wraps
+            # round lands on zeros.
+            self.pad_widths = [(0, 0)] * ndim
+            self.fft_shape = backend.fast_shape([n + k // 2 for n, k in zip(image, kernel)])
+            self.otf = psf_to_otf(psf, self.fft_shape)
         else:
             # The extended unknown (n + k - 1 samples) is zero-filled to a fast
             # size, where nothing wraps round; rolling the PSF by k - 1 rather
@@ -215,7 +224,7 @@ class Convolution:
         if self.direct:
             extended = self._correlate_full(y)
         else:
-            z = self._circular(y, backend.namespace(self.otf).conj(self.otf))
+            z = self._circular(y, self._adjoint_otf)
             size = [
                 n + b + a for n, (b, a) in zip(self.shape_in[self.batch_ndim :], self.pad_widths)
             ]
@@ -225,6 +234,12 @@ class Convolution:
     def restrict(self, y: np.ndarray) -> np.ndarray:
         """`y` with the samples outside the mask set to zero: the data the model fits."""
         return y if self.mask is None else y * self.mask
+
+    @cached_property
+    def _adjoint_otf(self) -> np.ndarray:
+        # Kept: conjugating the transfer function at each call costs as much
+        # as a pass over the spectrum.
+        return backend.namespace(self.otf).conj(self.otf)
 
     def _check(self, x, shape, name) -> np.ndarray:
         x = backend.asarray(x, self.dtype, like=self.psf)
