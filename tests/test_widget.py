@@ -415,17 +415,43 @@ def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     assert result.metadata["deblur"]["psf_refined"] > 0.05
 
 
-def test_a_run_that_does_not_fit_is_a_notification(make_napari_viewer, errors, monkeypatch):
+def test_a_layer_too_large_for_memory_is_deblurred_in_chunks(
+    make_napari_viewer, qtbot, errors, monkeypatch, rng
+):
+    import dask.array as da
+
     from napari_deblur.engine import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
+    viewer = make_napari_viewer()
+    scene = cubes(rng, (3, 512, 512), 400, 300, (1, 4, 4))[1] + 10
+    psf = gaussian_psf(1.2)
+    blurred = rng.poisson(Convolution(psf, scene.shape, boundary="reflect").apply(scene))
+    image = viewer.add_image(blurred.astype(np.float32), name="frame")
+    viewer.add_image(psf.astype(np.float32), name="psf")
+    # RL-TV on the whole frame needs about 23 MB.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 12 * 10**6)
+    widget = dock_on(viewer, image, viewer.layers["psf"])
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["frame deblurred (chunked)"]
+    assert isinstance(result.data, da.Array) and result.data.shape == blurred.shape
+    assert len(result.data.chunks[-1]) > 1
+    assert psnr(scene, result.data.compute(), 300) > psnr(scene, blurred, 300) + 2
+
+
+def test_a_run_that_does_not_fit_even_in_chunks_is_a_notification(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    from napari_deblur.engine import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**4)
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((200, 200)).astype(np.float32), name="img")
     viewer.add_image(gaussian_psf(2.0).astype(np.float32), name="psf")
     widget = dock_on(viewer, viewer.layers["img"], viewer.layers["psf"])
-    widget.run_button.native.click()
-    assert len(errors) == 1 and "GB are available" in errors[0]
-    assert widget.run_button.enabled and len(viewer.layers) == 2
+    run_to_end(widget, qtbot)
+    assert len(errors) == 1 and "Deblur failed" in errors[0]
+    assert len(viewer.layers) == 2
 
 
 def test_a_dask_layer_gets_a_lazy_deblurred_layer(make_napari_viewer, qtbot, errors, rng):

@@ -272,9 +272,10 @@ class DeblurWidget(Container):
             kind=self.blur_kind.value,
             channel_axis=channel_axis,
             _start_thread=False,
+            # Handled here: a failure is a notification, not an exception in Qt's loop.
+            _connect={"errored": lambda e: show_error(f"Estimate PSF: {e}")},
         )
         worker.returned.connect(lambda estimate: self._add_estimate(layer, estimate))
-        worker.errored.connect(lambda e: show_error(f"Estimate PSF: {e}"))
         worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
         self._estimator = worker
         worker.start()
@@ -303,7 +304,8 @@ class DeblurWidget(Container):
         """Start deblurring in a thread; the result layer updates at each step.
 
         A layer backed by Dask or Zarr is not loaded: its result is a lazy
-        layer, deblurred chunk by chunk as napari displays it.
+        layer, deblurred chunk by chunk as napari displays it. So is the
+        result of a layer in memory that is too large to deblur at once.
         """
         if self._worker is not None and self._worker.is_running:
             show_info("Deblurring is already running; press Cancel to stop it.")
@@ -320,8 +322,13 @@ class DeblurWidget(Container):
                 **options,
             }
             lazy = is_lazy(image)
+            chunks = None
             if not lazy:
-                steps = deblur_steps(image, psf, **arguments)
+                try:
+                    steps = deblur_steps(image, psf, **arguments)
+                except MemoryError as error:
+                    show_info(f"Deblur: {error}. Deblurring it in chunks as it is displayed.")
+                    lazy, chunks = True, "auto"
         except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
@@ -335,16 +342,24 @@ class DeblurWidget(Container):
             self.report.value = "deciding on a few blocks; the rest as it is displayed"
             axes = {k: arguments.pop(k, None) for k in ("channel_axis", "time_axis")}
             self._worker = create_worker(
-                chunked_steps, image, psf, **axes, options=arguments, _start_thread=False
+                chunked_steps,
+                image,
+                psf,
+                chunks=chunks,
+                **axes,
+                options=arguments,
+                _start_thread=False,
+                _connect={"errored": _failed},
             )
             self._worker.yielded.connect(self._on_planning)
             self._worker.returned.connect(self._on_lazy_result)
             self._worker.aborted.connect(self._on_planning_cancelled)
         else:
-            self._worker = create_worker(_images, steps, _start_thread=False)
+            self._worker = create_worker(
+                _images, steps, _start_thread=False, _connect={"errored": _failed}
+            )
             self._worker.yielded.connect(self._on_step)
             self._worker.aborted.connect(self._on_cancelled)
-        self._worker.errored.connect(lambda e: show_error(f"Deblur failed: {e}"))
         self._worker.finished.connect(self._on_finished)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -440,6 +455,11 @@ class DeblurWidget(Container):
 
     def _show_side_by_side(self) -> None:
         self._viewer.canvas.grid.enabled = self.side_by_side.value
+
+
+def _failed(error: Exception) -> None:
+    """A deblurring thread's failure, as a notification (not an exception in Qt's loop)."""
+    show_error(f"Deblur failed: {error}")
 
 
 def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
