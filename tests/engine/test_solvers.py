@@ -268,3 +268,19 @@ def test_masked_bad_pixels_do_not_spoil_the_result(method, rng):
     clean, masked, fitted = result(y), result(stuck, ~bad), result(stuck)
     assert masked < 1.1 * clean
     assert masked < 0.6 * fitted
+
+
+def test_holes_are_filled_box_by_box_as_in_the_whole_image(rng):
+    from napari_deblur.engine.solvers._base import _fill
+
+    y = rng.random((200, 180))
+    hole = np.zeros(y.shape, bool)
+    for top, left in [(0, 50), (40, 40), (120, 150), (180, 10), (90, 95)]:
+        hole[top : top + 9, left : left + 7] = True
+    op = Convolution(defocus_psf(5.0), y.shape, boundary="valid", mask=~hole)
+    whole = y.copy()
+    smoothing = max(op.psf.shape) / 4
+    _fill(whole, hole, hole, smoothing)
+    filled = fill_unobserved(op, y)
+    np.testing.assert_allclose(filled, whole, atol=1e-12)
+    np.testing.assert_array_equal(filled[~hole], y[~hole])

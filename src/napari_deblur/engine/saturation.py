@@ -101,6 +101,7 @@ def clipped_regions(clipped: np.ndarray, psf_shape: tuple[int, ...]) -> np.ndarr
     for channel, found in zip(clipped, regions):
         labels, count = ndimage.label(channel)
         if count:
-            sizes = ndimage.sum_labels(channel, labels, np.arange(1, count + 1))
-            found[...] = np.isin(labels, 1 + np.flatnonzero(sizes >= smallest))
+            large = np.bincount(labels.ravel()) >= smallest
+            large[0] = False
+            found[...] = large[labels]
     return regions if regions.any() else None

@@ -203,26 +203,53 @@ def fill_unobserved(
         for hole, clipped in zip(unobserved, np.reshape(around, unobserved.shape)):
             # Lights are clipped spots about a PSF across; a clipped sky or
             # white wall is scene, its edges real detail.
-            labels, count = ndimage.label(clipped)
-            sizes = ndimage.sum_labels(clipped, labels, np.arange(1, count + 1))
-            lights = np.isin(labels, 1 + np.flatnonzero(sizes <= 4 * np.prod(reach)))
+            labels, _ = ndimage.label(clipped)
+            sizes = np.bincount(labels.ravel())
+            is_light = sizes <= 4 * np.prod(reach)
+            is_light[0] = False
+            lights = is_light[labels]
             # A box as large as the PSF round each light (a separable maximum).
             glare = ndimage.maximum_filter(lights, size=reach)
             # Scattered clipped samples (noise at the top of the range) would
             # spread over everything: then only they are filled.
             if np.mean(glare) < 0.5:
                 hole |= glare
-    # The nearest observed value, smoothed over half a PSF: a fill with the
-    # seams of the nearest-neighbour cells would pass for sharp detail.
     smoothing = max(operator.psf.shape[operator.batch_ndim :]) / 4
     for image, hole in zip(filled, unobserved):
         if hole.any() and not hole.all():
-            nearest = ndimage.distance_transform_edt(
-                hole, return_distances=False, return_indices=True
-            )
-            image[hole] = image[tuple(index[hole] for index in nearest)]
-            image[hole] = ndimage.gaussian_filter(image, smoothing)[hole]
+            # The smoothing reads four of its widths round a sample (SciPy's
+            # truncation); the nearest observed sample lies next to the hole.
+            for box, part in _hole_boxes(hole, int(np.ceil(4 * smoothing)) + 2):
+                _fill(image[box], hole[box], part, smoothing)
     return backend.asarray(filled.reshape(batch + spatial), like=original)
+
+
+def _hole_boxes(hole: np.ndarray, margin: int):
+    """(box, the hole's samples in it) for each group of holes within `margin` of each other.
+
+    A fill reads at most `margin` samples round a hole, so the boxes round
+    separate groups (a few lamps, a clipped sky) are filled one by one,
+    which costs their area, not the image's; many scattered groups (hot
+    pixels) make one box, the whole image.
+    """
+    labels, count = ndimage.label(ndimage.maximum_filter(hole, size=2 * margin + 1))
+    boxes = ndimage.find_objects(labels)
+    if count > 64 or sum(np.prod([s.stop - s.start for s in b]) for b in boxes) > hole.size / 2:
+        yield (slice(None),) * hole.ndim, hole
+        return
+    for number, box in enumerate(boxes, start=1):
+        yield box, hole[box] & (labels[box] == number)
+
+
+def _fill(image: np.ndarray, hole: np.ndarray, part: np.ndarray, smoothing: float) -> None:
+    """Fill the samples `part` of `hole` in place: the nearest observed value, smoothed.
+
+    The smoothing, over half a PSF, keeps the seams of the nearest-neighbour
+    cells from passing for sharp detail.
+    """
+    nearest = ndimage.distance_transform_edt(hole, return_distances=False, return_indices=True)
+    image[part] = image[tuple(index[part] for index in nearest)]
+    image[part] = ndimage.gaussian_filter(image, smoothing)[part]
 
 
 def starting_point(operator: Convolution, y: np.ndarray) -> np.ndarray:
