@@ -30,7 +30,8 @@ class Convolution:
 
     The model is ``A = Mask . Crop . CircularConvolution . Pad``: the unknown
     is extended by the boundary rule, convolved on a grid large enough that
-    nothing wraps round, and the observed part is kept. For ``'valid'`` the
+    nothing wraps round (for ``'zero'``, the grid's own zero fill is the
+    extension), and the observed part is kept. For ``'valid'`` the
     unknown *is* the larger scene (the image plus a border of half the PSF)
     and the border pixels are simply not observed. The optional mask leaves
     out samples that are not observations of the blur (clipped highlights,
