@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 
 from napari_deblur import deblur
-from napari_deblur._api import deblur_steps
+from napari_deblur._api import deblur_steps, decisions
 from napari_deblur._chunked import overlap
 from napari_deblur.engine import memory
 from napari_deblur.engine.operators import Convolution
@@ -149,6 +151,15 @@ def test_chunked_deblurring_refuses_what_it_cannot_repeat(photons):
     with pytest.raises(ValueError, match="channels"):
         _, plan = whole_and_plan(image, psf)
         deblur(np.stack([image, image], -1), psf, channel_axis=-1, plan=plan)
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson_lucy", "fista_tv"])
+def test_the_decisions_are_those_of_the_first_step_without_iterating(photons, method):
+    image, psf, _ = photons
+    first = next(iter(deblur_steps(image, psf, method=method)))
+    decided = decisions(image, psf, method=method)
+    assert decided.iterations == 0 and decided.schedule == ()
+    assert decided == replace(first.plan, iterations=0, schedule=())
 
 
 def test_the_margin_grows_with_the_iterations_up_to_their_reach():

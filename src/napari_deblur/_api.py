@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -225,6 +226,24 @@ def deblur_steps(
     return _one_image(image, psf, channel_axis=channel_axis, **options)
 
 
+def decisions(image, psf, *, channel_axis: int | None = None, **options) -> Plan:
+    """The :class:`Plan` :func:`deblur_steps` decides on one image, without iterating.
+
+    Takes :func:`deblur_steps`'s arguments but `time_axis` and `plan`; its
+    iterations are 0 (they are only known by running).
+    """
+    options = {**option_defaults(), **options}
+    return _one_image(
+        image, psf, channel_axis=channel_axis, plan=None, decide_only=True, **options
+    )
+
+
+def option_defaults() -> dict:
+    """The defaults of :data:`OPTIONS`, from :func:`deblur_steps`'s signature."""
+    parameters = inspect.signature(deblur_steps).parameters
+    return {name: parameters[name].default for name in OPTIONS}
+
+
 def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Progress]:
     """:func:`deblur_steps` for each frame along `time_axis` in turn, as one progress."""
     image = _as_image(image, "image")
@@ -292,8 +311,13 @@ def _one_image(
     varying,
     refine_psf,
     plan,
-) -> Iterator[Progress]:
-    """:func:`deblur_steps` for one image (or stack)."""
+    decide_only=False,
+) -> Iterator[Progress] | Plan:
+    """:func:`deblur_steps` for one image (or stack).
+
+    With `decide_only`, the :class:`Plan` it decided (no iteration yet)
+    instead of the steps.
+    """
     source = backend.foreign(image)
     image = _as_image(image, "image")
     if not np.all(np.isfinite(image)):
@@ -531,9 +555,24 @@ def _one_image(
     # that the result keeps the input's level (settings["background"] says
     # how much of it is offset or haze, to subtract where that is wanted).
     restored = backend.asarray(background, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
+    decided = Plan(
+        method=method,
+        boundary=boundary,
+        encoding=encoding_image,
+        saturation=saturation,
+        variance=tuple(float(v) for v in np.broadcast_to(variance, len(linear))),
+        weight=() if chosen is None else tuple(float(w) for w in chosen),
+        background=tuple(float(b) for b in background),
+        level=tuple(float(v) for v in data_level),
+        psf_shape=tuple(int(k) for k in kernel.shape[1:]),
+        iterations=0,
+        schedule=(),
+    )
+    if decide_only:
+        return decided
 
     def steps() -> Iterator[Progress]:
-        current, psf_shape = solver, kernel.shape[1:]
+        current, psf_shape, run_plan = solver, kernel.shape[1:], decided
         if refine_psf:
             # The PSF is refined on the channels' mean, whose noise is the
             # channels' mean variance over their number; the work starts here,
@@ -553,6 +592,7 @@ def _one_image(
             current, _ = solver_for(model, fill_unobserved(model, linear, around=clipped))
             psf_shape = refined.shape
             settings.update(psf_shape=psf_shape, psf_refined=change)
+            run_plan = replace(decided, psf_shape=tuple(int(k) for k in psf_shape))
         frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]
 
         def to_output(estimate: np.ndarray) -> np.ndarray:
@@ -561,19 +601,6 @@ def _one_image(
                 x = linear_to_srgb(x) * x.dtype.type(out_scale)
             return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
 
-        decided = Plan(
-            method=method,
-            boundary=boundary,
-            encoding=encoding_image,
-            saturation=saturation,
-            variance=tuple(float(v) for v in np.broadcast_to(variance, len(linear))),
-            weight=() if chosen is None else tuple(float(w) for w in chosen),
-            background=tuple(float(b) for b in background),
-            level=tuple(float(v) for v in data_level),
-            psf_shape=tuple(int(k) for k in psf_shape),
-            iterations=0,
-            schedule=(),
-        )
         schedule = []
         for step in current.iterate(linear):
             if "extrapolation" in step.metrics or "momentum" in step.metrics:
@@ -585,7 +612,7 @@ def _one_image(
                 settings,
                 step.estimate,
                 to_output,
-                replace(decided, iterations=step.iteration, schedule=tuple(schedule)),
+                replace(run_plan, iterations=step.iteration, schedule=tuple(schedule)),
             )
 
     return steps()

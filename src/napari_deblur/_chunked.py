@@ -11,7 +11,6 @@ would have given.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections import deque
@@ -21,12 +20,8 @@ from dataclasses import replace
 import dask.array as da
 import numpy as np
 
-from ._api import OPTIONS, Plan, deblur, deblur_steps, is_lazy
+from ._api import Plan, deblur_steps, decisions, is_lazy, option_defaults
 from .engine import backend, memory
-
-#: The keyword arguments of :func:`~napari_deblur.deblur` that chunks pass
-#: on, with their defaults.
-_DEFAULTS = {name: inspect.signature(deblur).parameters[name].default for name in OPTIONS}
 
 #: Voxels of each block on which the decisions are made (2048 x 2048,
 #: 161^3): enough for the noise and the weight to be judged, a few seconds
@@ -142,7 +137,7 @@ def chunked_steps(
     dask.array.Array
         The deblurred image, computed chunk by chunk when asked.
     """
-    options = {**_DEFAULTS, **(options or {})}
+    options = {**option_defaults(), **(options or {})}
     if isinstance(psf, str) or options.get("varying") or options.get("refine_psf"):
         raise ValueError(
             "chunked deblurring takes one measured PSF (not estimated, refined or varying)"
@@ -301,10 +296,9 @@ def _planning(
     for corner in itertools.product((0.25, 0.75), repeat=len(spatial)):
         block = block_at(corner)
         blocks.setdefault(place(block[0]), block)
-    # The decisions are made before the first iteration: one step each.
     decided = []
     for _, block, bad in blocks.values():
-        decided.append(next(iter(deblur_steps(block, psf, **{**options, "bad_pixels": bad}))).plan)
+        decided.append(decisions(block, psf, **{**options, "bad_pixels": bad}))
         yield len(decided) / (len(blocks) + 1)
     first = decided[0]
 
