@@ -15,7 +15,12 @@ from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.memory import check_memory
 from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
-from .engine.noise import estimate_background, estimate_noise_level, quantisation_noise
+from .engine.noise import (
+    data_weights,
+    estimate_background,
+    estimate_noise_level,
+    quantisation_noise,
+)
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.point_source import psf_from_point_source
 from .engine.psf import resample_psf
@@ -72,6 +77,10 @@ class Plan:
         Per channel: the noise variance in linear light, the regularisation
         weight (empty for plain Richardson-Lucy), the fitted background and
         the data's mean level.
+    gain, floor : tuple of float
+        Per channel: how much the noise variance grows per unit of light
+        (photon noise) and its value in the dark (empty when the noise was
+        given: then it is the same everywhere).
     psf_shape : tuple of int
         Size of the PSF as used (after cleaning).
     iterations : int or None
@@ -90,6 +99,8 @@ class Plan:
     weight: tuple[float, ...]
     background: tuple[float, ...]
     level: tuple[float, ...]
+    gain: tuple[float, ...]
+    floor: tuple[float, ...]
     psf_shape: tuple[int, ...]
     iterations: int | None
     schedule: tuple[float, ...]
@@ -445,6 +456,7 @@ def _one_image(
     if plan is not None:
         variance, background = np.asarray(plan.variance), np.asarray(plan.background)
         data_level = np.asarray(plan.level)
+        curve = (np.asarray(plan.gain), np.asarray(plan.floor)) if plan.gain else None
         chosen = np.asarray(plan.weight) if plan.weight else None
         filled = linear
     else:
@@ -465,8 +477,10 @@ def _one_image(
             if rounding is None:
                 rounding = 1e-6 * np.max(np.abs(linear), axis=tuple(range(1, linear.ndim)))
             variance = np.maximum(level.variance, np.maximum(rounding, 1e-12) ** 2)
+            curve = tuple(np.broadcast_to(c, linear.shape[:1]) for c in (level.gain, level.floor))
         else:
             variance = np.full(linear.shape[0], float(noise) ** 2)
+            curve = None
         if method == "auto":
             # Signed data are not photon counts, whatever their noise looks like.
             photons = level.photon_share if linear.min() >= 0 else 0.0
@@ -488,6 +502,14 @@ def _one_image(
             else np.zeros(linear.shape[0])
         )
         data_level = np.mean(np.clip(linear, 0, None), axis=tuple(range(1, linear.ndim)))
+    # ADMM's least squares weigh each sample by its noise, which grows with
+    # the light: measured on the data as recorded (the glare round a lamp
+    # is where it matters).
+    weights = (
+        data_weights(linear, variance, *curve, batch_ndim=1)
+        if method.startswith("admm") and curve is not None and np.any(curve[0] > 0)
+        else None
+    )
 
     def solver_for(operator, filled, weight=weight):
         return build_solver(
@@ -500,6 +522,7 @@ def _one_image(
             clipped=clipped,
             background=background,
             level=data_level,
+            data_weights=weights,
         )
 
     if plan is None:
@@ -534,6 +557,7 @@ def _one_image(
             iterations=None if plan is None else plan.iterations,
             schedule=plan.schedule or None if plan is not None else None,
             level=data_level,
+            data_weights=weights,
         )
     settings = {
         "method": method,
@@ -564,6 +588,8 @@ def _one_image(
         weight=() if chosen is None else tuple(float(w) for w in chosen),
         background=tuple(float(b) for b in background),
         level=tuple(float(v) for v in data_level),
+        gain=() if curve is None else tuple(float(g) for g in curve[0]),
+        floor=() if curve is None else tuple(float(f) for f in curve[1]),
         psf_shape=tuple(int(k) for k in kernel.shape[1:]),
         iterations=0,
         schedule=(),

@@ -311,6 +311,8 @@ def _planning(
         weight=median("weight") if first.weight else (),
         background=median("background"),
         level=median("level"),
+        gain=median("gain") if first.gain else (),
+        floor=median("floor") if first.floor else (),
         iterations=None,
         schedule=(),
     )

@@ -58,3 +58,18 @@ def test_gcv_is_near_the_best_weight(rng):
 
     best = min(error(n) for n in np.geomspace(1e-5, 1, 21))
     assert error(chosen) <= best * 1.05
+
+
+def test_data_weights_trust_bright_samples_less_and_none_more(rng):
+    from napari_deblur.engine.noise import data_weights
+
+    light = np.full((1, 64, 64), 0.05)
+    light[0, 24:40, 24:40] = 0.9
+    noisy = rng.poisson(light * 3000) / 3000
+    gain, floor = 1 / 3000, 1e-6
+    variance = gain * light.mean() + floor
+    weights = data_weights(noisy, variance, gain, floor, batch_ndim=1)
+    assert weights.shape == noisy.shape and weights.max() <= 1
+    np.testing.assert_allclose(weights[0, :10, :10], 1)
+    # The bright square's variance is 0.9 / the typical ~0.12 (in gain units).
+    assert weights[0, 30:34, 30:34].mean() == pytest.approx(variance / (gain * 0.9 + floor), 0.05)

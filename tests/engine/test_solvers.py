@@ -284,3 +284,27 @@ def test_holes_are_filled_box_by_box_as_in_the_whole_image(rng):
     filled = fill_unobserved(op, y)
     np.testing.assert_allclose(filled, whole, atol=1e-12)
     np.testing.assert_array_equal(filled[~hole], y[~hole])
+
+
+def test_admm_data_weights_set_how_hard_each_sample_pulls(rng):
+    from napari_deblur.engine.solvers import ADMM
+
+    y, truth = blurred(scene_2d(), gaussian_psf(1.5), 0.01, rng)
+    op = Convolution(gaussian_psf(1.5), y.shape, boundary="valid")
+    stop = MaxIterations(60)
+
+    def run(data, weights):
+        return frame_of(ADMM(op, weight=0.005, data_weights=weights, stop=stop).run(data), op)
+
+    # Weights of one are the unweighted data term.
+    np.testing.assert_allclose(run(y, np.ones(y.shape)), run(y, None), atol=1e-10)
+    # A patch of samples far off (a flare) pulls the fit much less when its
+    # weight says how noisy it is.
+    flared = y.copy()
+    flared[20:28, 20:28] += 2.0
+    weights = np.ones(y.shape)
+    weights[20:28, 20:28] = 1e-3
+    patch = (slice(16, 32), slice(16, 32))
+    assert error(run(flared, weights)[patch], truth[patch]) < 0.5 * error(
+        run(flared, None)[patch], truth[patch]
+    )

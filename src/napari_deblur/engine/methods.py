@@ -92,6 +92,7 @@ def build_solver(
     iterations: int | None = None,
     schedule: Sequence[float] | None = None,
     level=None,
+    data_weights: np.ndarray | None = None,
 ) -> tuple[Solver, np.ndarray | None]:
     """The solver for `method` with its weight chosen from the data (unless given).
 
@@ -124,6 +125,12 @@ def build_solver(
         `schedule` (the Richardson-Lucy methods' ``'extrapolation'`` or
         the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
         data `level` of that run.
+    data_weights : ndarray, optional
+        Each sample's weight in the ADMM methods' least-squares data term,
+        relative to the typical sample's
+        (:func:`~napari_deblur.engine.noise.data_weights`); the other
+        methods' data terms stay as they are (Richardson-Lucy's Poisson
+        likelihood weighs the samples by itself).
 
     Returns
     -------
@@ -211,7 +218,9 @@ def build_solver(
         # round them, and stopped early leaves a dark halo.
         stiff = clipped is not None and bool(np.any(clipped))
         stop = converged(600 if stiff else 150)
-        solver = ADMM(operator, weight=chosen, clipped=clipped, stop=stop)
+        solver = ADMM(
+            operator, weight=chosen, clipped=clipped, data_weights=data_weights, stop=stop
+        )
         return solver, chosen
     if weight is None:
         # The same penalty as TV's at the typical (RMS) gradient implied by
@@ -224,6 +233,7 @@ def build_solver(
         prior="hyper-laplacian",
         alpha=HYPER_LAPLACIAN_ALPHA,
         clipped=clipped,
+        data_weights=data_weights,
         stop=converged(300),
     )
     return solver, chosen

@@ -39,11 +39,13 @@ def _norm(*arrays: np.ndarray) -> float:
 class ADMM(Solver):
     """Deconvolution with a gradient prior by the alternating direction method of multipliers.
 
-    Solves ``||M (h * x) - y||^2 / 2 + weight R(D x)`` subject to ``x >= 0``,
+    Solves ``||M (h * x) - y||_W^2 / 2 + weight R(D x)`` subject to ``x >= 0``,
     where ``h * x`` is a circular convolution on the operator's FFT grid and
     ``M`` keeps the observed samples: for the ``'valid'`` boundary (unknown
     surroundings) ``x`` is the whole grid and ``M`` the frame (the masked data
-    term of Almeida and Figueiredo), for ``'periodic'`` ``M`` keeps everything.
+    term of Almeida and Figueiredo), for ``'periodic'`` ``M`` keeps everything;
+    ``W`` weighs each sample by the inverse of its noise variance (camera
+    noise grows with the light), uniform by default.
     The splitting ``v = h * x``, ``z = D x``, ``w = x`` makes every step
     closed-form:
 
@@ -73,6 +75,13 @@ class ADMM(Solver):
         operator's mask): there the blurred scene is at least what was
         recorded, a bound the ``v`` step keeps (Whyte et al.). Without it a
         clipped lamp comes back dim and wide, ringed by a dark halo.
+    data_weights : array_like, optional
+        ``W``: each observed sample's weight relative to the typical one
+        (the typical noise variance over the sample's,
+        :func:`~napari_deblur.engine.noise.data_weights`), broadcastable to
+        the observation. Without them the bright glare round a lamp, whose
+        photon noise is many times the dark scene's, pulls the fit as hard
+        as a dark sample and leaves a dark halo round it.
     stop : StoppingRule, optional
         By default the primal and dual residuals (the step's ``'change'``)
         below 1e-3 of the iterates, or 150 iterations.
@@ -105,6 +114,7 @@ class ADMM(Solver):
         alpha: float = 2 / 3,
         couple_channels: bool = True,
         clipped=None,
+        data_weights=None,
         stop: StoppingRule | None = None,
     ):
         if operator.boundary not in ("valid", "periodic"):
@@ -123,6 +133,12 @@ class ADMM(Solver):
         self.alpha = alpha
         self.couple_channels = couple_channels
         self.clipped = None if clipped is None else np.broadcast_to(clipped, operator.shape_out)
+        if data_weights is not None:
+            data_weights = np.asarray(data_weights)
+            if np.any(data_weights <= 0) or not np.all(np.isfinite(data_weights)):
+                raise ValueError("data_weights must be finite and positive")
+            data_weights = np.broadcast_to(data_weights, operator.shape_out)
+        self.data_weights = data_weights
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(150)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
@@ -149,17 +165,22 @@ class ADMM(Solver):
             return backend.astype(1 / (otf_power + rho * (differences_power + 1)), dtype)
 
         inverse_denominator = solve_spectrum(rho_z)
-        # The v step's weights: on observed samples (mask 1) half the data and
-        # half the estimate, elsewhere the estimate. Only these two arrays of
-        # the data stay in memory; without a mask one copy of the shares
-        # serves every channel.
+        # The v step's weights: on observed samples (mask 1) the data and the
+        # estimate in the ratio of their curvatures, W and rho_v (equal for a
+        # sample of typical noise), elsewhere the estimate. Only these two
+        # arrays of the data stay in memory; without a mask or weights one
+        # copy of the shares serves every channel.
         mask = (
             backend.ones((1,) * op.batch_ndim + observed.shape[op.batch_ndim :], dtype, like=otf)
             if op.mask is None
             else op.mask
         )
+        if self.data_weights is not None:
+            mask = mask * backend.asarray(self.data_weights, dtype, like=otf)
         estimate_share = 1 / (backend.embed(mask, origin, grid) + 1)
         data_share = backend.embed(op.restrict(observed), origin, grid)
+        if self.data_weights is not None:
+            data_share *= backend.embed(mask, origin, grid)
         data_share *= estimate_share
         conj_otf = backend.astype(xp.conj(otf) * rho_v, otf.dtype)
         lower = None
