@@ -511,6 +511,11 @@ def _one_image(
         else None
     )
 
+    # A plan's iterations and their steps are repeated, not measured.
+    repeat = {}
+    if plan is not None:
+        repeat = {"iterations": plan.iterations, "schedule": plan.schedule or None}
+
     def solver_for(operator, filled, weight=weight):
         return build_solver(
             method,
@@ -523,6 +528,7 @@ def _one_image(
             background=background,
             level=data_level,
             data_weights=weights,
+            **repeat,
         )
 
     if plan is None:
@@ -545,20 +551,7 @@ def _one_image(
             mask=mask,
         )
     if plan is not None or device:
-        solver, _ = build_solver(
-            method,
-            operator,
-            filled,
-            variance=variance,
-            weight=chosen,
-            max_iter=max_iter,
-            clipped=clipped,
-            background=background,
-            iterations=None if plan is None else plan.iterations,
-            schedule=plan.schedule or None if plan is not None else None,
-            level=data_level,
-            data_weights=weights,
-        )
+        solver, _ = solver_for(operator, filled, chosen)
     settings = {
         "method": method,
         "boundary": boundary,

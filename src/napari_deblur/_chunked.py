@@ -305,14 +305,11 @@ def _planning(
     def median(name):
         return tuple(np.median([getattr(p, name) for p in decided], axis=0).tolist())
 
+    # Each per-channel number (weight, gain and floor may be absent).
+    per_channel = ("variance", "weight", "background", "level", "gain", "floor")
     agreed = replace(
         first,
-        variance=median("variance"),
-        weight=median("weight") if first.weight else (),
-        background=median("background"),
-        level=median("level"),
-        gain=median("gain") if first.gain else (),
-        floor=median("floor") if first.floor else (),
+        **{name: median(name) for name in per_channel if getattr(first, name)},
         iterations=None,
         schedule=(),
     )

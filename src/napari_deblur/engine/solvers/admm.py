@@ -177,11 +177,11 @@ class ADMM(Solver):
         )
         if self.data_weights is not None:
             mask = mask * backend.asarray(self.data_weights, dtype, like=otf)
-        estimate_share = 1 / (backend.embed(mask, origin, grid) + 1)
+        curvature = backend.embed(mask, origin, grid)
+        estimate_share = 1 / (curvature + 1)
         data_share = backend.embed(op.restrict(observed), origin, grid)
-        if self.data_weights is not None:
-            data_share *= backend.embed(mask, origin, grid)
-        data_share *= estimate_share
+        data_share *= curvature * estimate_share
+        del curvature
         conj_otf = backend.astype(xp.conj(otf) * rho_v, otf.dtype)
         lower = None
         if self.clipped is not None and self.clipped.any():
