@@ -502,12 +502,12 @@ def _one_image(
             else np.zeros(linear.shape[0])
         )
         data_level = np.mean(np.clip(linear, 0, None), axis=tuple(range(1, linear.ndim)))
-    # ADMM's least squares weigh each sample by its noise, which grows with
+    # ADMM's and FISTA's least squares weigh each sample by its noise, which grows with
     # the light: measured on the data as recorded (the glare round a lamp
     # is where it matters).
     weights = (
         data_weights(linear, variance, *curve, batch_ndim=1)
-        if method.startswith("admm") and curve is not None and np.any(curve[0] > 0)
+        if method.startswith(("admm", "fista")) and curve is not None and np.any(curve[0] > 0)
         else None
     )
 

@@ -286,15 +286,17 @@ def test_holes_are_filled_box_by_box_as_in_the_whole_image(rng):
     np.testing.assert_array_equal(filled[~hole], y[~hole])
 
 
-def test_admm_data_weights_set_how_hard_each_sample_pulls(rng):
-    from napari_deblur.engine.solvers import ADMM
+@pytest.mark.parametrize("method", ["ADMM", "FistaTV"])
+def test_data_weights_set_how_hard_each_sample_pulls(rng, method):
+    from napari_deblur.engine import solvers
 
     y, truth = blurred(scene_2d(), gaussian_psf(1.5), 0.01, rng)
     op = Convolution(gaussian_psf(1.5), y.shape, boundary="valid")
     stop = MaxIterations(60)
+    solver = getattr(solvers, method)
 
     def run(data, weights):
-        return frame_of(ADMM(op, weight=0.005, data_weights=weights, stop=stop).run(data), op)
+        return frame_of(solver(op, weight=0.005, data_weights=weights, stop=stop).run(data), op)
 
     # Weights of one are the unweighted data term.
     np.testing.assert_allclose(run(y, np.ones(y.shape)), run(y, None), atol=1e-10)
@@ -308,3 +310,5 @@ def test_admm_data_weights_set_how_hard_each_sample_pulls(rng):
     assert error(run(flared, weights)[patch], truth[patch]) < 0.5 * error(
         run(flared, None)[patch], truth[patch]
     )
+    with pytest.raises(ValueError, match="data_weights"):
+        run(y, np.zeros(y.shape))

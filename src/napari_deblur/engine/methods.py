@@ -126,8 +126,8 @@ def build_solver(
         the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
         data `level` of that run.
     data_weights : ndarray, optional
-        Each sample's weight in the ADMM methods' least-squares data term,
-        relative to the typical sample's
+        Each sample's weight in the least-squares data term of the ADMM
+        methods and FISTA-TV, relative to the typical sample's
         (:func:`~napari_deblur.engine.noise.data_weights`); the other
         methods' data terms stay as they are (Richardson-Lucy's Poisson
         likelihood weighs the samples by itself).
@@ -211,7 +211,14 @@ def build_solver(
         )
         return solver, chosen
     if method == "fista_tv":
-        return FistaTV(operator, weight=chosen, momentum=schedule, stop=converged(200)), chosen
+        solver = FistaTV(
+            operator,
+            weight=chosen,
+            momentum=schedule,
+            data_weights=data_weights,
+            stop=converged(200),
+        )
+        return solver, chosen
     if method == "admm_tv":
         # Clipped lamps, ten to a hundred times brighter than the rest, make
         # the problem stiff: ADMM takes a few hundred iterations to settle

@@ -173,6 +173,22 @@ def per_image(value, operator: Convolution) -> np.ndarray:
     return backend.asarray(value, operator.dtype, like=operator.psf)
 
 
+def checked_data_weights(data_weights, operator: Convolution) -> np.ndarray | None:
+    """`data_weights` (each sample's weight in a least-squares data term) checked and broadcast.
+
+    Raises
+    ------
+    ValueError
+        If any weight is not finite and positive.
+    """
+    if data_weights is None:
+        return None
+    data_weights = np.asarray(data_weights)
+    if np.any(data_weights <= 0) or not np.all(np.isfinite(data_weights)):
+        raise ValueError("data_weights must be finite and positive")
+    return np.broadcast_to(data_weights, operator.shape_out)
+
+
 def mean_squared_misfit(operator: Convolution, residual: np.ndarray) -> float:
     """``||A x - y||^2`` per observed sample, from the residual ``A x - y``."""
     return backend.dot(residual, residual) / operator.observed_count

@@ -16,6 +16,7 @@ from ._base import (
     Solver,
     Step,
     StoppingRule,
+    checked_data_weights,
     fraction_done,
     per_image,
     starting_point,
@@ -133,12 +134,7 @@ class ADMM(Solver):
         self.alpha = alpha
         self.couple_channels = couple_channels
         self.clipped = None if clipped is None else np.broadcast_to(clipped, operator.shape_out)
-        if data_weights is not None:
-            data_weights = np.asarray(data_weights)
-            if np.any(data_weights <= 0) or not np.all(np.isfinite(data_weights)):
-                raise ValueError("data_weights must be finite and positive")
-            data_weights = np.broadcast_to(data_weights, operator.shape_out)
-        self.data_weights = data_weights
+        self.data_weights = checked_data_weights(data_weights, operator)
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(150)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102

@@ -15,6 +15,7 @@ from ._base import (
     Solver,
     Step,
     StoppingRule,
+    checked_data_weights,
     mean_squared_misfit,
     per_image,
     proximal_gradient,
@@ -23,7 +24,7 @@ from ._base import (
 
 
 class FistaTV(Solver):
-    """Total-variation deconvolution by FISTA: ``||A x - y||^2 / 2 + weight TV(x)``, ``x >= 0``.
+    """Total-variation deconvolution by FISTA: ``||A x - y||_W^2 / 2 + weight TV(x)``, ``x >= 0``.
 
     Each iteration is a gradient step on the data term (one blur and one
     adjoint, for any boundary model) followed by the proximal map of TV,
@@ -44,6 +45,10 @@ class FistaTV(Solver):
     momentum : sequence of float, optional
         The momentum of each iteration (the ``'momentum'`` metric of an
         earlier run) instead of measuring it.
+    data_weights : array_like, optional
+        ``W``: each observed sample's weight relative to the typical one
+        (:func:`~napari_deblur.engine.noise.data_weights`), broadcastable to
+        the observation; by default all one.
     stop : StoppingRule, optional
         By default the relative change below 1e-3, or 200 iterations.
 
@@ -64,6 +69,7 @@ class FistaTV(Solver):
         inner: int = 2,
         couple_channels: bool = True,
         momentum: Sequence[float] | None = None,
+        data_weights=None,
         stop: StoppingRule | None = None,
     ):
         weight = np.asarray(weight, dtype=np.float64)
@@ -74,6 +80,7 @@ class FistaTV(Solver):
         self.momentum = momentum
         self.inner = int(inner)
         self.couple_channels = couple_channels
+        self.data_weights = checked_data_weights(data_weights, operator)
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(200)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
@@ -93,9 +100,20 @@ class FistaTV(Solver):
             like=op.psf,
         )
 
+        weights = (
+            None
+            if self.data_weights is None
+            else backend.asarray(self.data_weights, op.dtype, like=op.psf)
+        )
+
         def forward(z):
+            # The misfit is the plain one, which the noise variance bounds
+            # (the discrepancy principle); the gradient is the weighted one's.
             residual = op.apply(z) - y
-            return z - step * op.adjoint(residual), mean_squared_misfit(op, residual)
+            misfit = mean_squared_misfit(op, residual)
+            if weights is not None:
+                residual *= weights
+            return z - step * op.adjoint(residual), misfit
 
         def proximal(point):
             # TV's proximal map, warm-started from the last dual field.
