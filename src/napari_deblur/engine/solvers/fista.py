@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -22,6 +23,9 @@ from ._base import (
     starting_point,
 )
 
+#: Outer iterations between two increments of the FGP iterations.
+INNER_GROWTH = 20
+
 
 class FistaTV(Solver):
     """Total-variation deconvolution by FISTA: ``||A x - y||_W^2 / 2 + weight TV(x)``, ``x >= 0``.
@@ -30,7 +34,11 @@ class FistaTV(Solver):
     adjoint, for any boundary model) followed by the proximal map of TV,
     computed by a few iterations of the fast dual method (FGP) warm-started
     from the previous iteration's dual field, with the restarted momentum of
-    :func:`~napari_deblur.engine.solvers._base.proximal_gradient`.
+    :func:`~napari_deblur.engine.solvers._base.proximal_gradient`. The
+    proximal map's error must shrink as the iterations go on for the
+    accelerated method to converge (Schmidt et al.): one more FGP iteration
+    every :data:`INNER_GROWTH` iterations. (With a fixed two, the estimate
+    of a varying blur still moved by 0.2% an iteration after 400.)
 
     Parameters
     ----------
@@ -39,7 +47,7 @@ class FistaTV(Solver):
     weight : float or array_like
         TV weight, per batch image, in the data's units.
     inner : int
-        FGP iterations per outer iteration.
+        FGP iterations per outer iteration, at first.
     couple_channels : bool
         Colour TV across a batch of channels (with their mean weight).
     momentum : sequence of float, optional
@@ -59,6 +67,8 @@ class FistaTV(Solver):
        IEEE TIP 18(11), 2419-2434, 2009.
     .. [2] B. O'Donoghue and E. Candes, "Adaptive restart for accelerated
        gradient schemes", Found. Comput. Math. 15, 715-732, 2015.
+    .. [3] M. Schmidt, N. Le Roux and F. Bach, "Convergence rates of inexact
+       proximal-gradient methods for convex optimization", NIPS 2011.
     """
 
     def __init__(
@@ -115,9 +125,11 @@ class FistaTV(Solver):
                 residual *= weights
             return z - step * op.adjoint(residual), misfit
 
+        done = itertools.count()
+
         def proximal(point):
             # TV's proximal map, warm-started from the last dual field.
-            return denoiser(point, threshold, self.inner)
+            return denoiser(point, threshold, self.inner + next(done) // INNER_GROWTH)
 
         start = xp.maximum(starting_point(op, observed), 0.0)
         yield from proximal_gradient(start, forward, proximal, self.stop, self.momentum)
