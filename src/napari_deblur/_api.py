@@ -14,7 +14,13 @@ from .engine import backend, psf_fit
 from .engine.blind import estimate_blur
 from .engine.color import full_scale, linear_to_srgb, resolve_encoding, to_linear
 from .engine.memory import check_memory
-from .engine.methods import METHODS, ONE_PSF_METHODS, build_solver, choose_method
+from .engine.methods import (
+    METHODS,
+    ONE_PSF_METHODS,
+    WEIGHTED_DATA_METHODS,
+    build_solver,
+    choose_method,
+)
 from .engine.noise import (
     data_weights,
     estimate_background,
@@ -502,12 +508,12 @@ def _one_image(
             else np.zeros(linear.shape[0])
         )
         data_level = np.mean(np.clip(linear, 0, None), axis=tuple(range(1, linear.ndim)))
-    # ADMM's and FISTA's least squares weigh each sample by its noise, which grows with
-    # the light: measured on the data as recorded (the glare round a lamp
-    # is where it matters).
+    # Least squares weigh each sample by its noise, which grows with the
+    # light: measured on the data as recorded (the glare round a lamp is
+    # where it matters).
     weights = (
         data_weights(linear, variance, *curve, batch_ndim=1)
-        if method.startswith(("admm", "fista")) and curve is not None and np.any(curve[0] > 0)
+        if method in WEIGHTED_DATA_METHODS and curve is not None and np.any(curve[0] > 0)
         else None
     )
 

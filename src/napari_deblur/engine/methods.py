@@ -60,6 +60,10 @@ WEIGHT_MEANING = {
 #: Methods that divide spectra, so need one PSF for the whole frame.
 ONE_PSF_METHODS = ("wiener", "admm_tv", "admm_hyper_laplacian")
 
+#: Methods whose least-squares data term weighs each sample by its noise
+#: (``build_solver``'s `data_weights`).
+WEIGHTED_DATA_METHODS = ("fista_tv", "admm_tv", "admm_hyper_laplacian")
+
 
 def choose_method(
     *, encoding: str, boundary: str, photon_share: float, varying: bool = False
@@ -126,8 +130,8 @@ def build_solver(
         the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
         data `level` of that run.
     data_weights : ndarray, optional
-        Each sample's weight in the least-squares data term of the ADMM
-        methods and FISTA-TV, relative to the typical sample's
+        Each sample's weight in the least-squares data term of the
+        :data:`WEIGHTED_DATA_METHODS`, relative to the typical sample's
         (:func:`~napari_deblur.engine.noise.data_weights`); the other
         methods' data terms stay as they are (Richardson-Lucy's Poisson
         likelihood weighs the samples by itself).
