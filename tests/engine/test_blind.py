@@ -6,7 +6,8 @@ from napari_deblur import deblur
 from napari_deblur.engine.blind import estimate_blur
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
 from napari_deblur.engine.operators import Convolution
-from napari_deblur.engine.psf import defocus_psf, gaussian_psf, motion_psf
+from napari_deblur.engine.psf import centroid, defocus_psf, gaussian_psf, motion_psf
+from napari_deblur.engine.psf_fit import blind_psf
 from tests.conftest import psnr
 
 
@@ -75,7 +76,28 @@ def test_general_blur_is_estimated_blind(rng):
     found = estimate_blur(blurred, kind="general", max_extent=24)
     assert found.kind == "general" and found.psf.shape == (25, 25)
     assert found.report() == "estimated blur: general (camera shake), in a 25 x 25 px box"
+    # Centred as a measured PSF is: the deblurred photo does not move.
+    np.testing.assert_allclose(centroid(found.psf), [12, 12], atol=0.05)
     sharp = data.camera()[107 : 356 - 7, 157 : 406 - 7]
     as_blurred = psnr(sharp, blurred, 255)
     # The floor of issue 7: blind deblurring beats the blurred input.
     assert psnr(sharp, deblur(blurred, found.psf, encoding="srgb"), 255) > as_blurred + 0.5
+
+
+def extent(psf):
+    """Root-mean-square distance of the PSF's light from its centroid, per axis."""
+    offsets = np.indices(psf.shape) - centroid(psf)[:, None, None]
+    return np.sqrt((offsets**2 * psf).sum(axis=(1, 2)) / psf.sum())
+
+
+def test_blind_psf_stays_compact_along_edges_that_do_not_show_it(rng):
+    # Rocket's crop is one long vertical edge, which a vertical blur leaves
+    # unchanged: nothing in the data bounds the PSF's height, and without a
+    # pull towards compact PSFs it spread over its whole box (RMS height 9.5
+    # samples for a true 2.8).
+    psf = shake(np.array([(-5.0, 0.0), (0.0, 1.0), (4.0, -1.0)]))
+    scene = srgb_to_linear(data.rocket()[150:406, 200:456].mean(axis=-1) / 255.0)
+    blurred = Convolution(psf, (242, 242), boundary="valid").apply(scene)
+    noisy = rng.poisson(blurred * 3000) / 3000
+    found = blind_psf(noisy, 41)
+    assert np.all(extent(found) < 1.5 * extent(psf) + 0.5)
