@@ -1,6 +1,6 @@
 """PSFs that are wrong or missing: refinement, parametric and general blind estimation.
 
-Run: python benchmarks/bench_blind.py [--size 256] [--quick]
+Run: python benchmarks/bench_blind.py [--size 256] [--quick] [--sections 123] [--seed 5]
 
 On the camera-made benchmark set of ``bench_quality.py`` (skimage photos,
 a crop of ``size`` px, blurred in linear light inside a larger scene,
@@ -161,10 +161,13 @@ def main() -> None:
     parser.add_argument(
         "--sections", default="123", help="which of the three sections to run (default 123)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=5, help="seed of the noise, angles and shakes (default 5)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", PSFQualityWarning)
-    rng = np.random.default_rng(5)
-    print(f"machine: {machine()}; scene {args.size} px, seed 5\n")
+    rng = np.random.default_rng(args.seed)
+    print(f"machine: {machine()}; scene {args.size} px, seed {args.seed}\n")
     for number, section in enumerate((parametric, refinement, general), start=1):
         if str(number) in args.sections:
             section(args.size, args.quick, rng)
