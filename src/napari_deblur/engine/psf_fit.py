@@ -182,11 +182,11 @@ class KernelFit:
         """
         mu = mu * self.lipschitz
         step = 1 / (self.lipschitz + mu)
-        # The moment is linear in h: its gradient is the fixed map of r^2.
-        offsets = np.indices(self.kernel) - (np.array(self.kernel)[:, None, None] - 1) / 2
-        spread = (
-            moment * self.lipschitz * (offsets**2).sum(axis=0) / ((max(self.kernel) - 1) / 2) ** 2
-        )
+        if moment:
+            # The moment is linear in h: its gradient is a fixed map of r^2.
+            offsets = np.indices(self.kernel) - (np.array(self.kernel)[:, None, None] - 1) / 2
+            half = (max(self.kernel) - 1) / 2
+            spread = moment * self.lipschitz * (offsets**2).sum(axis=0) / half**2
         h = project_simplex(np.asarray(start, dtype=np.float64))
         z, t = h, 1.0
         for _ in range(iterations):
