@@ -41,7 +41,7 @@ from . import backend
 from .methods import build_solver
 from .operators import Convolution, Gradient, gradient_spectrum
 from .priors import vector_length
-from .psf import center_psf, normalize_psf, psf_to_otf, resize_psf
+from .psf import center_psf, centroid, normalize_psf, psf_to_otf, resize_psf
 
 #: The image step's TV weight when the PSF is fitted, over the weight chosen
 #: to deblur. The detail a weaker prior restores is restored with the PSF's
@@ -186,7 +186,7 @@ class KernelFit:
             # The moment is linear in h: its gradient is a fixed map of r^2.
             offsets = np.indices(self.kernel) - (np.array(self.kernel)[:, None, None] - 1) / 2
             half = (max(self.kernel) - 1) / 2
-            spread = moment * self.lipschitz * (offsets**2).sum(axis=0) / half**2
+            moment_gradient = moment * self.lipschitz * (offsets**2).sum(axis=0) / half**2
         h = project_simplex(np.asarray(start, dtype=np.float64))
         z, t = h, 1.0
         for _ in range(iterations):
@@ -195,7 +195,7 @@ class KernelFit:
             if prior is not None and mu:
                 gradient += mu * (z - prior)
             if moment:
-                gradient += spread
+                gradient += moment_gradient
             new = project_simplex(z - step * gradient)
             t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
             z = new + ((t - 1) / t_new) * (new - h)
@@ -379,7 +379,7 @@ def _centred_whole(h: np.ndarray) -> np.ndarray:
     cut. Moved back after each scale, by whole samples (a sub-pixel shift
     would smooth it at every scale), it stays whole.
     """
-    offset = np.rint(np.array(ndimage.center_of_mass(h)) - (np.array(h.shape) - 1) / 2)
+    offset = np.rint(centroid(h) - np.array(h.shape) // 2)
     return ndimage.shift(h, -offset, order=0, mode="constant")
 
 
