@@ -234,6 +234,22 @@ def test_interpolation_weights_interpolate_and_sum_to_one(positions):
             )
 
 
+def test_interpolation_weights_of_a_grid_measured_off_it_interpolate_positions(rng):
+    # Lights photographed on a grid are measured a little off it: the
+    # weights must still interpolate between neighbours (reproducing the
+    # position inside the grid, the nearest point of the grid beyond it),
+    # not along slivers between near-collinear lights nor in a frame rotated
+    # by the grid's isotropic spread.
+    lines = (8.0, 30.0, 52.0)
+    positions = np.array([(r, c) for r in lines for c in lines])
+    positions += rng.uniform(-0.03, 0.03, positions.shape)
+    weights = interpolation_weights(positions, (60, 60))
+    interpolated = np.tensordot(positions.T, weights, axes=1)
+    expected = np.clip(np.indices((60, 60)), 8, 52)
+    # Within a sample: the grid's edge is not on a sample (11 off before).
+    np.testing.assert_allclose(interpolated, expected, atol=1.0)
+
+
 def test_varying_lipschitz_bounds_the_norm(rng):
     op = VaryingConvolution(
         varying_psfs(rng, 3), [(4, 4), (4, 25), (20, 14)], (24, 30), boundary="valid"

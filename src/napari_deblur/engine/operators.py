@@ -556,10 +556,15 @@ def interpolation_weights(positions, shape: Sequence[int], dtype=np.float64) -> 
 
     Piecewise-linear interpolation on the Delaunay triangulation of the
     positions (barycentric coordinates): each weight is 1 at its position, 0
-    at the others', and the weights sum to one everywhere. Beyond the
-    positions' hull a sample takes the weights of the nearest point of their
-    bounding box, or of the nearest position. Positions on a line (or a
-    plane in 3D) are interpolated along it.
+    at the others', and the weights sum to one everywhere. A sample beyond
+    the positions' bounding box takes the weights of the nearest sample of
+    the box; one in the box but beyond the positions' hull, those of the
+    nearest sample inside the hull (of the nearest position when no sample
+    is inside). Positions within a sample of a line (or of a plane in 3D)
+    are interpolated along it, and triangles (or tetrahedra) thinner than a
+    sample are left out: measured positions of a row of lights are never
+    quite collinear, and the sliver between them would interpolate along
+    its long side, between lights that are not neighbours.
 
     Parameters
     ----------
@@ -576,31 +581,56 @@ def interpolation_weights(positions, shape: Sequence[int], dtype=np.float64) -> 
         Weights of shape ``(points,) + shape``.
     """
     from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+    from scipy.spatial import Delaunay
 
     positions = np.asarray(positions, dtype=float)
     count = len(positions)
     if count == 1:
         return backend.ones((1, *shape), dtype)
-    # The positions' own coordinates: their affine span's principal axes.
+    # The positions' spread along their principal axes, RMS, in samples.
     centre = positions.mean(axis=0)
     _, singular, axes = np.linalg.svd(positions - centre, full_matrices=False)
-    rank = int(np.sum(singular > 1e-6 * singular[0]))
+    rank = int(np.sum(singular / np.sqrt(count) >= 1))
     if rank == 0:
-        raise ValueError("the PSFs' positions all coincide: there is nothing to interpolate")
-    axes = axes[:rank]
-    nodes = (positions - centre) @ axes.T
-    grid = np.indices(shape, dtype=np.float64).reshape(len(shape), -1).T
-    points = (grid - centre) @ axes.T
-    points = np.clip(points, nodes.min(axis=0), nodes.max(axis=0))
+        raise ValueError("the PSFs' positions lie within a sample of each other")
+    nodes = positions
+    points = np.indices(shape, dtype=np.float64).reshape(len(shape), -1).T
+    if rank < positions.shape[1]:
+        axes = axes[:rank]
+        nodes = (positions - centre) @ axes.T
+        points = (points - centre) @ axes.T
     identity = np.eye(count)
     if rank == 1:
+        # Beyond the ends of the line, the end's weights.
         order = np.argsort(nodes[:, 0])
         weights = np.stack(
             [np.interp(points[:, 0], nodes[order, 0], identity[order, k]) for k in range(count)]
         )
-    else:
-        weights = LinearNDInterpolator(nodes, identity)(points).T
-        outside = np.isnan(weights[0])
-        if outside.any():
-            weights[:, outside] = NearestNDInterpolator(nodes, identity)(points[outside]).T
-    return weights.reshape((count, *shape)).astype(dtype)
+        return weights.reshape((count, *shape)).astype(dtype)
+    triangulation = Delaunay(nodes)
+    weights = LinearNDInterpolator(triangulation, identity)(points).T
+    # A simplex's thickness is its smallest height: one over the largest
+    # gradient of its barycentric coordinates (NaN for a flat one: thin).
+    inverse = triangulation.transform[:, :rank]
+    gradients = np.concatenate([inverse, -inverse.sum(axis=1, keepdims=True)], axis=1)
+    thin = ~(1 / np.linalg.norm(gradients, axis=2).max(axis=1) >= 1)
+    simplex = triangulation.find_simplex(points)
+    outside = (simplex < 0) | thin[simplex]
+    # Each sample takes the weights of a source sample: itself inside the
+    # hull, the nearest one inside it beyond, the nearest sample of the
+    # positions' bounding box beyond that (for lights on a rough grid, the
+    # box is the hull, and its nearest sample does not jump along an edge
+    # that is nearly straight).
+    if outside.all():
+        weights = NearestNDInterpolator(nodes, identity)(points).T
+    source = np.arange(outside.size).reshape(shape)
+    if outside.any() and not outside.all():
+        _, nearest = ndimage.distance_transform_edt(outside.reshape(shape), return_indices=True)
+        source = np.ravel_multi_index(tuple(nearest), tuple(shape))
+    low = np.clip(np.round(positions.min(axis=0)), 0, np.array(shape) - 1).astype(int)
+    high = np.clip(np.round(positions.max(axis=0)), 0, np.array(shape) - 1).astype(int)
+    source = source[
+        np.ix_(*(np.clip(np.arange(n), lo, hi) for n, lo, hi in zip(shape, low, high)))
+    ]
+    weights = np.take(weights.astype(dtype, copy=False), source.ravel(), axis=1)
+    return weights.reshape((count, *shape))
