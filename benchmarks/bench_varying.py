@@ -1,6 +1,6 @@
 """Blur that varies across the frame: the varying model against the best single PSF.
 
-Run: python benchmarks/bench_varying.py [--size 384] [--photons 3000]
+Run: python benchmarks/bench_varying.py [--size 384] [--photons 3000] [--seed 0]
 
 A field-varying scene, made the way a camera makes it: defocus whose radius
 grows from 2 px at the frame's left edge to 10 px at its right (a scene
@@ -84,9 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--photons", type=float, default=3000)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
     args = parser.parse_args()
     size = args.size
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     warnings.simplefilter("ignore", PSFQualityWarning)
     photo = light_grid(size, rng)
     measured = psf_from_point_source(photo, sources="auto")
@@ -97,7 +98,7 @@ def main() -> None:
     print(f"machine: {machine()}\n")
     print(
         f"{size} x {size}, defocus radius {NEAR:g} -> {FAR:g} px left to right, "
-        f"{args.photons:g} photons at white; {measured.sources} lights found\n"
+        f"{args.photons:g} photons at white, seed {args.seed}; {measured.sources} lights found\n"
     )
     print(
         "| scene | blurred | best single PSF (which) | varying model | gain (dB) "
