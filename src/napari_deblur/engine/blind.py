@@ -34,9 +34,8 @@ from scipy import ndimage
 from scipy.optimize import minimize, minimize_scalar
 
 from .color import resolve_encoding, to_linear
-from .noise import gcv_minimum, rfft_weights, tapered_power
-from .operators import gradient_spectrum
-from .psf import defocus_psf, gaussian_psf, motion_psf, psf_to_otf
+from .noise import BlurScore, tapered_power
+from .psf import defocus_psf, gaussian_psf, motion_psf
 from .psf_fit import blind_psf
 
 #: The blur families searched, with the PSF each parameter vector makes.
@@ -162,26 +161,20 @@ def estimate_blur(
             f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px; "
             "use a larger image or a smaller max_extent"
         )
-    start = [max(0, (n - CROP) // 2) for n in linear.shape]
-    crop = linear[start[0] : start[0] + CROP, start[1] : start[1] + CROP].astype(np.float64)
-    crop = crop - crop.mean()
-    frame = crop.shape
-    data_power = tapered_power(crop, (max_extent, max_extent))
-    prior = gradient_spectrum(frame, np.float64)
-    weights = rfft_weights(frame)
+    blur_score = BlurScore(linear, (max_extent, max_extent), side=CROP)
+    crop = blur_score.crop
 
     def score(family: str, values) -> float:
         try:
             psf = FAMILIES[family](*values)
         except ValueError:
             return np.inf
-        return gcv_minimum(data_power, _power(psf, frame), prior, weights)[1]
+        return blur_score(psf)
 
     if kind == "general":
         size = int(np.ceil(max_extent)) | 1
         psf = blind_psf(crop, size)
-        value = gcv_minimum(data_power, _power(psf, frame), prior, weights)[1]
-        return BlurEstimate("general", {"size": float(size)}, psf, {"general": value})
+        return BlurEstimate("general", {"size": float(size)}, psf, {"general": blur_score(psf)})
     cepstrum = _cepstrum(crop, max_extent) if kind in ("auto", "motion", "defocus") else None
     streak = _cepstral_motion(cepstrum, max_extent) if kind in ("auto", "motion") else None
     ring = None
@@ -211,10 +204,6 @@ def estimate_blur(
         psf=FAMILIES[best](*values),
         scores={f: s for f, (_, s) in found.items()},
     )
-
-
-def _power(psf: np.ndarray, frame: tuple[int, ...]) -> np.ndarray:
-    return np.abs(psf_to_otf(psf, frame)) ** 2
 
 
 #: Ratio between neighbouring lengths searched: a wrong blur's GCV differs
