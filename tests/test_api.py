@@ -383,6 +383,7 @@ def test_refine_psf_option(rng):
     truth = data.camera()[100:356, 150:406][6:-6, 6:-6]
     steps = list(deblur_steps(blurred, defocus_psf(6.0), refine_psf=True))
     assert steps[-1].settings["psf_refined"] > 0.05
+    assert steps[-1].settings["psf_magnified"] == pytest.approx(5 / 6, rel=0.05)
     as_given = deblur(blurred, defocus_psf(6.0))
     assert psnr(truth, steps[-1].image, 255) > psnr(truth, as_given, 255) + 3
     with pytest.raises(ValueError, match="refine_psf"):

@@ -410,7 +410,7 @@ def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     widget.refine_psf.value = True
     run_to_end(widget, qtbot)
     assert errors == []
-    assert "PSF refined on the image" in widget.report.value
+    assert "PSF refined on the image (magnified 0.8" in widget.report.value
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("soft deblurred")]
     assert result.metadata["deblur"]["psf_refined"] > 0.05
 

@@ -578,6 +578,7 @@ def _one_image(
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
         "background": float(np.mean(background)),
         "psf_refined": None,
+        "psf_magnified": None,
     }
     out_scale = full_scale(image.dtype)
 
@@ -609,7 +610,7 @@ def _one_image(
             # The PSF is refined on the channels' mean, whose noise is the
             # channels' mean variance over their number; the work starts here,
             # when the steps are consumed (in a widget's thread).
-            refined, change = psf_fit.refine_psf(
+            refined, change, magnification = psf_fit.refine_psf(
                 filled.mean(axis=0),
                 kernel.mean(axis=0),
                 variance=float(np.mean(variance)) / len(linear),
@@ -623,7 +624,7 @@ def _one_image(
             )
             current, _ = solver_for(model, fill_unobserved(model, linear, around=clipped))
             psf_shape = refined.shape
-            settings.update(psf_shape=psf_shape, psf_refined=change)
+            settings.update(psf_shape=psf_shape, psf_refined=change, psf_magnified=magnification)
             run_plan = replace(decided, psf_shape=tuple(int(k) for k in psf_shape))
         frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]
 

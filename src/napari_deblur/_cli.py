@@ -143,7 +143,11 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if settings["psf_estimate"]:
         log.info("%s", settings["psf_estimate"])
     if settings["psf_refined"] is not None:
-        log.info("PSF refined on the image: it moved %.0f%%", 100 * settings["psf_refined"])
+        log.info(
+            "PSF refined on the image: magnified %.2fx, it moved %.0f%%",
+            settings["psf_magnified"],
+            100 * settings["psf_refined"],
+        )
     log.info(
         "%s%s, %d iterations, noise %.3g%s",
         settings["method"],

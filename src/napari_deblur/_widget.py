@@ -401,7 +401,10 @@ class DeblurWidget(Container):
         if "frames" in settings:
             left_out += f"\nframe {settings['frame'] + 1} of {settings['frames']}"
         if settings["psf_refined"] is not None:
-            left_out += f"\nPSF refined on the image (moved {settings['psf_refined']:.0%})"
+            left_out += (
+                f"\nPSF refined on the image (magnified {settings['psf_magnified']:.2f}x, "
+                f"moved {settings['psf_refined']:.0%})"
+            )
         self.report.value = (
             f"{settings['method']}, boundary {settings['boundary']}, "
             f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"

@@ -7,7 +7,12 @@ from napari_deblur.engine.color import srgb_to_linear
 from napari_deblur.engine.noise import estimate_noise_level
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, motion_psf, resize_psf
-from napari_deblur.engine.psf_fit import KernelFit, project_simplex, refine_psf
+from napari_deblur.engine.psf_fit import (
+    KernelFit,
+    fit_magnification,
+    project_simplex,
+    refine_psf,
+)
 from tests.conftest import psnr
 from tests.engine.test_blind import camera_made
 
@@ -48,11 +53,36 @@ def test_refinement_recovers_half_of_what_a_psf_20_percent_too_large_loses(truth
     ]
     linear = srgb_to_linear(blurred / 255.0)
     variance = float(estimate_noise_level(linear[None], batch_ndim=1).variance[0])
-    refined, change = refine_psf(linear, too_large, variance=variance)
+    refined, change, magnification = refine_psf(linear, too_large, variance=variance)
     assert change > 0.05 and refined.sum() == pytest.approx(1) and refined.min() >= 0
+    assert magnification == pytest.approx(1 / 1.2, rel=0.05)
     right, wrong = (
         psnr(sharp, deblur(blurred, truth), 255),
         psnr(sharp, deblur(blurred, too_large), 255),
     )
     better = psnr(sharp, deblur(blurred, refined, encoding="srgb"), 255)
     assert better - wrong >= 0.5 * (right - wrong)
+
+
+@pytest.mark.parametrize("scale", [1 / 1.2, 1.0, 1.15])
+def test_magnification_of_a_disc_measured_at_another_distance(scale, rng):
+    blurred = camera_made(defocus_psf(5.0), rng)
+    measured = defocus_psf(5.0 / scale)
+    magnified, found = fit_magnification(srgb_to_linear(blurred / 255.0), measured)
+    assert found == pytest.approx(scale, rel=0.03)
+    assert magnified.sum() == pytest.approx(1) and all(k % 2 for k in magnified.shape)
+
+
+def test_refining_the_right_psf_keeps_it_nearly_right(rng):
+    truth = motion_psf(15, 40)
+    blurred = camera_made(truth, rng)
+    k = truth.shape
+    sharp = data.camera()[100:356, 150:406][
+        k[0] // 2 : k[0] // 2 + blurred.shape[0], k[1] // 2 : k[1] // 2 + blurred.shape[1]
+    ]
+    linear = srgb_to_linear(blurred / 255.0)
+    variance = float(estimate_noise_level(linear[None], batch_ndim=1).variance[0])
+    refined, _, magnification = refine_psf(linear, truth, variance=variance)
+    assert magnification == pytest.approx(1, abs=0.03)
+    right = psnr(sharp, deblur(blurred, truth), 255)
+    assert psnr(sharp, deblur(blurred, refined, encoding="srgb"), 255) > right - 1.0
