@@ -740,8 +740,9 @@ def deblur(
         ``'auto'`` takes FISTA-TV for photos.
     refine_psf : bool
         The PSF is a bit wrong (taken at another distance, noisy): it is
-        refined on the image first, alternating image and PSF estimates
-        with the PSF kept non-negative, of unit sum, compact and near the
+        refined on the image first, magnified to explain the image best,
+        then alternating image and PSF estimates with the PSF kept
+        non-negative, of unit sum, compact and near the magnified
         measurement (:func:`~napari_deblur.engine.psf_fit.refine_psf`);
         2D images, one PSF for all channels. Clipped and bad pixels are not
         left out of the refinement.

@@ -71,6 +71,8 @@ def test_magnification_of_a_disc_measured_at_another_distance(scale, rng):
     magnified, found = fit_magnification(srgb_to_linear(blurred / 255.0), measured)
     assert found == pytest.approx(scale, rel=0.03)
     assert magnified.sum() == pytest.approx(1) and all(k % 2 for k in magnified.shape)
+    with pytest.raises(ValueError, match="largest"):
+        fit_magnification(blurred, measured, largest=0.5)
 
 
 def test_refining_the_right_psf_keeps_it_nearly_right(rng):

@@ -230,9 +230,9 @@ def fit_magnification(
     a grid from :data:`SMALLEST_MAGNIFICATION` to `largest`, then refined
     between the grid's neighbours. On the 18 camera-made images of
     ``bench_blind.py`` with PSFs 20% too large (truth: 0.833) it finds
-    0.80-0.86 for discs and motions, 0.86-0.91 (and 1.06 on the smooth
-    moon) for Gaussians, whose width GCV overestimates; for the right PSFs
-    0.93-1.03 and, for Gaussians, up to 1.26.
+    about 0.80-0.86 for discs and motions, 0.83-0.91 (and 1.06 on the
+    smooth moon) for Gaussians, whose width GCV overestimates; for the right
+    PSFs 0.93-1.03 and, for Gaussians, up to 1.26.
 
     Parameters
     ----------
@@ -247,7 +247,17 @@ def fit_magnification(
     -------
     psf, magnification : ndarray, float
         The magnified PSF (unit sum, odd sizes) and its magnification.
+
+    Raises
+    ------
+    ValueError
+        If `largest` is not above :data:`SMALLEST_MAGNIFICATION`.
     """
+    if not largest > SMALLEST_MAGNIFICATION:
+        raise ValueError(
+            f"largest must exceed the smallest magnification {SMALLEST_MAGNIFICATION}, "
+            f"got {largest}"
+        )
     psf = normalize_psf(psf)
     score = BlurScore(np.asarray(observed), np.shape(psf))
 
