@@ -390,6 +390,8 @@ class BlurScore:
     ----------
     crop : ndarray
         The central part scored, float64, of zero mean.
+    level : float
+        The mean removed from it.
 
     References
     ----------
@@ -400,7 +402,8 @@ class BlurScore:
     def __init__(self, image: np.ndarray, reach, *, side: int = 512):
         start = [max(0, (n - side) // 2) for n in image.shape]
         crop = np.asarray(image[tuple(slice(s, s + side) for s in start)], dtype=np.float64)
-        self.crop = crop - crop.mean()
+        self.level = float(crop.mean())
+        self.crop = crop - self.level
         self._data_power = tapered_power(self.crop, reach)
         self._prior = gradient_spectrum(self.crop.shape, np.float64)
         self._weights = rfft_weights(self.crop.shape)
