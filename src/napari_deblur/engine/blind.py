@@ -219,9 +219,9 @@ def _refined_width(blur_score: BlurScore, psf: np.ndarray) -> float:
     up to 23% too wide on camera-made images. Refined on the image
     (:func:`~napari_deblur.engine.psf_fit.refine_psf`, which fits the PSF
     to the scene's main edges), the PSF's width errs less and mostly the
-    other way: on the 18 Gaussians of ``bench_blind.py`` (seed 5), -15% to
-    +19%, 15 within 10% (one more read as a disc), against 11 of 18 before,
-    up to +23%.
+    other way: on the 17 Gaussians of ``bench_blind.py`` (seed 5) read as
+    Gaussians, -15% to +19% and 15 within 10%, against -3% to +23% and 11
+    before.
     """
     image = blur_score.crop + blur_score.level
     variance = float(mean_noise_variance(image[None], batch_ndim=1)[0])
