@@ -40,12 +40,9 @@ def test_kernel_fit_dot_test_and_recovery(rng):
     assert np.linalg.norm(found - psf) < 0.05 * np.linalg.norm(psf)
 
 
-@pytest.mark.parametrize(
-    ("truth", "too_large"),
-    [(defocus_psf(5.0), defocus_psf(6.0)), (motion_psf(15, 40), motion_psf(18, 40))],
-    ids=["defocus", "motion"],
-)
-def test_refinement_recovers_half_of_what_a_psf_20_percent_too_large_loses(truth, too_large, rng):
+def blurred_camera(truth, rng):
+    """The camera-made photo blurred by `truth`, the sharp frame it shows, the photo in
+    linear light and its noise variance."""
     blurred = camera_made(truth, rng)
     k = truth.shape
     sharp = data.camera()[100:356, 150:406][
@@ -53,6 +50,16 @@ def test_refinement_recovers_half_of_what_a_psf_20_percent_too_large_loses(truth
     ]
     linear = srgb_to_linear(blurred / 255.0)
     variance = float(estimate_noise_level(linear[None], batch_ndim=1).variance[0])
+    return blurred, sharp, linear, variance
+
+
+@pytest.mark.parametrize(
+    ("truth", "too_large"),
+    [(defocus_psf(5.0), defocus_psf(6.0)), (motion_psf(15, 40), motion_psf(18, 40))],
+    ids=["defocus", "motion"],
+)
+def test_refinement_recovers_half_of_what_a_psf_20_percent_too_large_loses(truth, too_large, rng):
+    blurred, sharp, linear, variance = blurred_camera(truth, rng)
     refined, change, magnification = refine_psf(linear, too_large, variance=variance)
     assert change > 0.05 and refined.sum() == pytest.approx(1) and refined.min() >= 0
     assert magnification == pytest.approx(1 / 1.2, rel=0.05)
@@ -77,13 +84,7 @@ def test_magnification_of_a_disc_measured_at_another_distance(scale, rng):
 
 def test_refining_the_right_psf_keeps_it_nearly_right(rng):
     truth = motion_psf(15, 40)
-    blurred = camera_made(truth, rng)
-    k = truth.shape
-    sharp = data.camera()[100:356, 150:406][
-        k[0] // 2 : k[0] // 2 + blurred.shape[0], k[1] // 2 : k[1] // 2 + blurred.shape[1]
-    ]
-    linear = srgb_to_linear(blurred / 255.0)
-    variance = float(estimate_noise_level(linear[None], batch_ndim=1).variance[0])
+    blurred, sharp, linear, variance = blurred_camera(truth, rng)
     refined, _, magnification = refine_psf(linear, truth, variance=variance)
     assert magnification == pytest.approx(1, abs=0.03)
     right = psnr(sharp, deblur(blurred, truth), 255)
