@@ -36,7 +36,7 @@ from scipy import ndimage
 from scipy.optimize import minimize, minimize_scalar
 
 from .color import resolve_encoding, to_linear
-from .noise import BlurScore, mean_noise_variance, tapered_power
+from .noise import BlurScore, mean_noise_variance, minimize_on_grid, tapered_power
 from .psf import defocus_psf, gaussian_psf, motion_psf, resize_psf
 from .psf_fit import blind_psf, refine_psf
 
@@ -344,13 +344,10 @@ def _search(
         )
         return tuple(result.x), float(result.fun)
     top = max_extent / 2 if family == "defocus" else max_extent / 6
-    values = _fine(*(bounds or (0.3, top)))
-    i = int(np.argmin([score((v,)) for v in values]))
-    low, high = values[max(0, i - 1)], values[min(len(values) - 1, i + 1)]
-    result = minimize_scalar(
-        lambda v: score((v,)), bounds=(low, high), method="bounded", options={"xatol": 0.01}
+    value, best = minimize_on_grid(
+        lambda v: score((v,)), _fine(*(bounds or (0.3, top))), xatol=0.01
     )
-    return (float(result.x),), float(result.fun)
+    return (value,), best
 
 
 def _fine(low: float, high: float) -> np.ndarray:

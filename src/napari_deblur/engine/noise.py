@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -358,13 +359,33 @@ def gcv_minimum(
         return float(np.dot(w * rest**2, y2) / np.dot(w, rest) ** 2)
 
     # A coarse scan finds the basin (GCV can be flat or have a spurious local
-    # minimum far out), a bounded search refines it.
+    # minimum far out).
     grid = np.arange(np.log10(bounds[0]), np.log10(bounds[1]) + 0.25, 0.5)
-    best = grid[int(np.argmin([criterion(g) for g in grid]))]
+    log_lam, value = minimize_on_grid(criterion, grid, xatol=0.01)
+    return float(10.0**log_lam), value
+
+
+def minimize_on_grid(
+    function: Callable[[float], float], grid: np.ndarray, *, xatol: float
+) -> tuple[float, float]:
+    """The minimum of a function of one number: the grid's best, refined between its neighbours.
+
+    The grid finds the basin where the function has several local minima
+    or flat stretches; a bounded search (Brent) then refines it to `xatol`.
+
+    Returns
+    -------
+    x, value : float
+        The minimiser and the function's value there.
+    """
+    best = int(np.argmin([function(x) for x in grid]))
     result = minimize_scalar(
-        criterion, bounds=(best - 0.5, best + 0.5), method="bounded", options={"xatol": 0.01}
+        function,
+        bounds=(grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]),
+        method="bounded",
+        options={"xatol": xatol},
     )
-    return float(10.0**result.x), float(result.fun)
+    return float(result.x), float(result.fun)
 
 
 class BlurScore:

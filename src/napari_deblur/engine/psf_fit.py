@@ -41,11 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.optimize import minimize_scalar
 
 from . import backend
 from .methods import build_solver
-from .noise import BlurScore
+from .noise import BlurScore, minimize_on_grid
 from .operators import Convolution, Gradient, gradient_spectrum
 from .priors import vector_length
 from .psf import center_psf, centroid, normalize_psf, psf_to_otf, resample_psf, resize_psf
@@ -267,14 +266,8 @@ def fit_magnification(
         return resample_psf(psf, 1.0, 1.0 / m)
 
     grid = np.geomspace(SMALLEST_MAGNIFICATION, largest, 21)
-    best = int(np.argmin([score(magnified(m)) for m in grid]))
-    result = minimize_scalar(
-        lambda m: score(magnified(m)),
-        bounds=(grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]),
-        method="bounded",
-        options={"xatol": 0.003},
-    )
-    return magnified(float(result.x)), float(result.x)
+    magnification, _ = minimize_on_grid(lambda m: score(magnified(m)), grid, xatol=0.003)
+    return magnified(magnification), magnification
 
 
 def refine_psf(
