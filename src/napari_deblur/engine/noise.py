@@ -455,6 +455,15 @@ def tapered_power(observed, reach, *, batch_ndim: int = 0) -> np.ndarray:
     return np.abs(backend.rfftn(observed * taper, axes)) ** 2
 
 
+#: The smallest noise-to-signal ratio :func:`gcv_nsr` chooses. On noise-free
+#: data GCV runs to the bottom of its range, where the filter's gain at the
+#: frequencies the blur all but removes turns the data's round-off, and the
+#: unobserved border's freedom, into the largest part of the estimate (a
+#: noise-free blurred camera crop: RMS error 4.6 at 1e-9, 0.016 at 1e-6,
+#: against the blurred 0.042).
+SMALLEST_NSR = 1e-6
+
+
 def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
     """Noise-to-signal ratio of the gradient-prior Wiener filter, by GCV, per batch image.
 
@@ -489,7 +498,9 @@ def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
     data_power = data_power.reshape((-1,) + data_power.shape[batch_ndim:])
     otf_power = otf_power.reshape((-1,) + otf_power.shape[batch_ndim:])
     nsr = [
-        gcv_weight(d, otf_power[i % otf_power.shape[0]], prior, weights)
+        gcv_weight(
+            d, otf_power[i % otf_power.shape[0]], prior, weights, bounds=(SMALLEST_NSR, 1e2)
+        )
         for i, d in enumerate(data_power)
     ]
     return np.array(nsr).reshape(observed.shape[:batch_ndim])

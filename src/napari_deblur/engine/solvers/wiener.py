@@ -17,6 +17,7 @@ from ._base import (
     StoppingRule,
     fraction_done,
     per_image,
+    starting_point,
 )
 
 
@@ -113,7 +114,7 @@ class Wiener(Solver):
             return backend.astype(total, op.dtype)
 
         right = op.adjoint(y)
-        x = precondition(right)
+        x = starting_point(op, y)
         r = right - normal(x)
         z = precondition(r)
         p = backend.copy(z)
