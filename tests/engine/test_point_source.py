@@ -110,6 +110,29 @@ def test_clean_3d_psf_changes_little():
     assert relative_error(psf_from_point_source(psf).psf, psf) < 0.05
 
 
+@pytest.mark.parametrize("shape", [(5, 5), (1, 7), (1, 5, 5)])
+def test_model_kernels_that_fill_their_box_are_kept(shape):
+    # A box blur or a one-row motion, unnormalised: noise-free floats whose
+    # border is as bright as their centre are light to the edge, not a
+    # background (they were refused: "no light above its background"), and
+    # no sensor clipped them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PSFQualityWarning)
+        measured = psf_from_point_source(np.full(shape, 3.0))
+    np.testing.assert_allclose(measured.psf, np.full(shape, 1 / np.prod(shape)))
+    assert measured.clipped == 0
+
+
+def test_one_plane_of_a_3d_psf_is_a_psf():
+    plane = gaussian_psf([1.0, 1.5, 1.5])[4:5]
+    # It was refused: the noise of an axis of one sample was NaN.
+    measured = psf_from_point_source(plane)
+    margin = [(0, 0)] + [
+        ((n - m) // 2,) * 2 for n, m in zip(plane.shape[1:], measured.psf.shape[1:])
+    ]
+    assert relative_error(np.pad(measured.psf, margin), plane / plane.sum()) < 0.02
+
+
 def test_bead_stack(rng):
     psf = gaussian_psf((2.5, 1.2, 1.2), ndim=3)
     stack = np.zeros((40, 48, 48))

@@ -24,11 +24,16 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
 
     The detail is scaled so that white noise of variance ``s^2`` gives
     coefficients of variance ``s^2``; blur leaves almost no signal in it.
+    Axes of one sample (a row of a 2D kernel, a plane of a stack) are left
+    as they are.
     """
-    even = image[(Ellipsis,) + tuple(slice(0, n - n % 2) for n in image.shape[batch_ndim:])]
+    spatial = image.shape[batch_ndim:]
+    even = image[(Ellipsis,) + tuple(slice(0, n - n % 2 if n > 1 else 1) for n in spatial)]
     detail = even.astype(np.float64)
     mean = even.astype(np.float64)
     for axis in range(batch_ndim, image.ndim):
+        if image.shape[axis] == 1:
+            continue
         lo = [slice(None)] * image.ndim
         hi = [slice(None)] * image.ndim
         lo[axis] = slice(0, None, 2)

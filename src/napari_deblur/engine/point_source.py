@@ -291,7 +291,8 @@ def psf_from_point_source(
     brightest = blobs[int(np.argmax(fluxes.sum(axis=1)))]
     snr = float(brightest.total.max()) / noise if noise > 0 else np.inf
     total = psf.sum(axis=0) / psf.shape[0]
-    level = saturation_level(raw, saturation)
+    # A noise-free floating-point kernel is a model: no sensor clipped it.
+    level = None if noise == 0 and floor is None else saturation_level(raw, saturation)
     clipped = 0 if level is None else sum(_clipped_samples(raw[b.window], level) for b in blobs)
     result = PointSourcePSF(
         psf=psf[0] if channel_axis is None else psf,
@@ -378,6 +379,13 @@ def _find_sources(
         # floating-point data this clean is a model PSF, whose every value is
         # light. A smooth stack on a camera's offset (a bead stack averaged
         # down) is a photo.
+        fits = [(np.zeros_like(channel), 0.0) for channel in region]
+    elif region.min() >= 0 and all(
+        noise == 0 and np.allclose(channel, plane, rtol=1e-6, atol=0)
+        for (plane, noise), channel in zip(fits, region)
+    ):
+        # Noise-free and flat to the border: a model kernel that fills its
+        # box (a box blur, unnormalised), whose every value is light.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif region.min() >= 0:
         # Non-negative floats whose band sits within the noise of zero have no
