@@ -113,7 +113,7 @@ def test_srgb_round_trip():
         ({"psf": gaussian_psf(30.0)}, ValueError, "larger than the image"),
         ({"psf": np.zeros((5, 5))}, ValueError, "no light"),
         ({"psf": -np.ones((5, 5))}, ValueError, "no light"),
-        ({"psf": np.full((5, 5), np.nan)}, ValueError, "NaN"),
+        ({"psf": np.full((5, 5), np.nan)}, ValueError, "psf contains NaN"),
         ({"psf": np.ones((3, 5, 5))}, ValueError, "axes"),
         ({"psf": np.ones((5, 5), complex)}, TypeError, "psf"),
         ({"method": "magic"}, ValueError, "method"),
@@ -126,6 +126,14 @@ def test_srgb_round_trip():
         ({"bad_pixels": np.ones((64, 64), float)}, TypeError, "bad_pixels"),
         ({"bad_pixels": np.ones((64, 64), bool)}, ValueError, "every pixel"),
         ({"saturation": -1.0}, ValueError, "saturation"),
+        ({"saturation": "high"}, ValueError, "saturation"),
+        ({"max_iter": "a"}, ValueError, "max_iter"),
+        ({"max_iter": 2.5}, ValueError, "max_iter"),
+        ({"noise": np.inf}, ValueError, "noise"),
+        ({"noise": np.array([0.1, 0.2])}, ValueError, "noise"),
+        ({"weight": "a"}, ValueError, "weight"),
+        ({"channel_axis": 1.0}, TypeError, "channel_axis"),
+        ({"image": -1 - np.ones((64, 64)), "method": "richardson_lucy"}, ValueError, "above 0"),
     ],
 )
 def test_bad_arguments(kwargs, error, message, rng):

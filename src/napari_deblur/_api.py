@@ -169,6 +169,12 @@ def _spacing(value, name: str, ndim: int) -> np.ndarray:
     return spacing
 
 
+def _is_number(value, *, integer: bool = False) -> bool:
+    """Whether `value` is one finite real number (a whole one if `integer`)."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def _as_image(image, name: str) -> np.ndarray:
     image = np.asarray(image) if backend.foreign(image) is None else backend.to_numpy(image)
     if image.dtype.kind not in "iubf":
@@ -350,12 +356,14 @@ def _one_image(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if boundary != "auto" and boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be 'auto' or one of {BOUNDARIES}, got {boundary!r}")
-    if max_iter is not None and int(max_iter) < 1:
-        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    if noise is not None and not noise > 0:
-        raise ValueError(f"noise must be a positive standard deviation, got {noise}")
-    if weight is not None and not weight >= 0:
-        raise ValueError(f"weight must be non-negative, got {weight}")
+    if max_iter is not None and not (_is_number(max_iter, integer=True) and max_iter >= 1):
+        raise ValueError(f"max_iter must be a whole number of at least 1, got {max_iter!r}")
+    if noise is not None and not (_is_number(noise) and noise > 0):
+        raise ValueError(f"noise must be a positive, finite standard deviation, got {noise!r}")
+    if weight is not None and not (_is_number(weight) and weight >= 0):
+        raise ValueError(f"weight must be a non-negative, finite number, got {weight!r}")
+    if channel_axis is not None and not _is_number(channel_axis, integer=True):
+        raise TypeError(f"channel_axis must be an integer axis, got {channel_axis!r}")
     if channel_axis is not None:
         if not -image.ndim <= channel_axis < image.ndim:
             raise ValueError(
@@ -384,6 +392,8 @@ def _one_image(
         estimate = estimate_blur(image, kind=psf, encoding=encoding, channel_axis=channel_axis)
         psf = estimate.psf
     psf = _as_image(psf, "psf")
+    if not np.all(np.isfinite(psf)):
+        raise ValueError("psf contains NaN or infinite values")
     if psf.ndim == spatial_ndim:
         psf_channel_axis = None
     elif channel_axis is not None and psf.ndim == image.ndim:
@@ -704,7 +714,9 @@ def deblur(
         the result is encoded back.
     noise : float, optional
         Noise standard deviation in linear light (in the image's units, or
-        on 0..1 for sRGB data); estimated from the image when omitted.
+        on 0..1 for sRGB data); estimated from the image when omitted. It
+        sets the TV and prior weights and the discrepancy rule; Wiener's and
+        Landweber's weights are chosen by GCV, which needs none.
     weight : float, optional
         The method's regularisation weight (noise-to-signal ratio for Wiener
         and Landweber, TV weight otherwise); chosen from the noise level and

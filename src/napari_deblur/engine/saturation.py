@@ -40,6 +40,8 @@ def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -
     """
     if saturation is None:
         return None
+    if isinstance(saturation, str) and saturation != "auto":
+        raise ValueError(f"saturation must be a number, 'auto' or None, got {saturation!r}")
     if saturation != "auto":
         level = float(saturation)
         if not level > 0:

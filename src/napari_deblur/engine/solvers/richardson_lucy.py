@@ -141,7 +141,13 @@ class RichardsonLucy(Solver):
         dtype = op.dtype
         # The computation stays in the PSF's array library, on its device.
         xp = backend.namespace(op.psf)
-        observed = xp.maximum(backend.asarray(observed, dtype, like=op.psf), 0.0)
+        observed = backend.asarray(observed, dtype, like=op.psf)
+        if not float(xp.max(observed)) > 0:
+            raise ValueError(
+                "Richardson-Lucy models photon counts, and the image has no value above 0: "
+                "add its offset back, or use a least-squares method"
+            )
+        observed = xp.maximum(observed, 0.0)
         y = op.restrict(observed)
         norm = op.adjoint(backend.ones(op.shape_out, dtype, like=op.psf))
         # Samples the data do not see (A^T 1 at the FFTs' round-off, which
