@@ -66,6 +66,15 @@ def test_estimate_report_and_bad_input(rng):
         estimate_blur(np.zeros((60, 60)))
     with pytest.raises(ValueError, match="2D"):
         estimate_blur(np.zeros((4, 200, 200)))
+    # A flat or broken image has no blur to find (a motion of 10 px was found).
+    with pytest.raises(ValueError, match="flat"):
+        estimate_blur(np.full((200, 200), 0.5))
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_blur(np.full((200, 200), np.nan))
+    with pytest.raises(ValueError, match="channel_axis"):
+        estimate_blur(np.zeros((200, 200, 3)), channel_axis=5)
+    with pytest.raises(ValueError, match="max_extent"):
+        estimate_blur(np.zeros((200, 200)), max_extent="a")
 
 
 def shake(points, size=15):

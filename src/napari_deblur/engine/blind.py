@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 from scipy import ndimage
@@ -149,22 +150,28 @@ def estimate_blur(
         raise ValueError(
             f"kind must be 'auto', 'general' or one of {tuple(FAMILIES)}, got {kind!r}"
         )
-    if not max_extent >= 2:
+    if not (isinstance(max_extent, Real) and max_extent >= 2):
         raise ValueError(f"max_extent must be at least 2 pixels, got {max_extent}")
     raw = np.asarray(image)
     if raw.dtype.kind not in "iubf":
         raise TypeError(f"image must hold real numbers, got {raw.dtype}")
+    if not np.all(np.isfinite(raw)):
+        raise ValueError("image contains NaN or infinite values; replace them first")
     linear = to_linear(raw, resolve_encoding(encoding, raw.dtype))
     if channel_axis is not None:
+        if not -raw.ndim <= channel_axis < raw.ndim:
+            raise ValueError(f"channel_axis {channel_axis} is out of range for {raw.ndim} axes")
         linear = linear.mean(axis=channel_axis)
     if linear.ndim != 2:
         raise ValueError(f"blur is estimated on 2D images, got {linear.ndim} spatial axes")
     if min(linear.shape) < 4 * max_extent:
         raise ValueError(
-            f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px; "
-            "use a larger image or a smaller max_extent"
+            f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px: "
+            f"that takes at least {int(np.ceil(4 * max_extent))} px a side"
         )
     blur_score = BlurScore(linear, (max_extent, max_extent), side=CROP)
+    if not np.any(blur_score.crop):
+        raise ValueError("image is flat: it shows no blur to estimate")
     crop = blur_score.crop
 
     def score(family: str, values) -> float:
