@@ -133,8 +133,14 @@ def test_never_overwrites_an_input(photo_files, capsys):
         ),
         (
             ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--mask", "light.jpg"],
-            "bad_pixels",
+            "--mask light.jpg",
         ),
+        (
+            ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--channel-axis", "0"],
+            "--channel-axis",
+        ),
+        (["run", "blurred.png", "--psf", "light.jpg", "-o", "no/o.png"], "no such folder"),
+        (["run", "blurred.png", "--psf", "light.jpg", "-o", "."], "is an input"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):
@@ -143,6 +149,96 @@ def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, arg
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("napari-deblur: error:")
+
+
+def test_output_problems_are_found_before_the_work(photo_files, monkeypatch, capsys):
+    # A missing folder or an existing file was found after the whole deblur
+    # (and named by its temporary name).
+    folder, _, _ = photo_files
+    monkeypatch.chdir(folder)
+    (folder / "taken.png").write_bytes(b"keep me")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("deblurred before the output was checked")
+
+    monkeypatch.setattr("napari_deblur._api.deblur_steps", no_work)
+    for output in ("missing/o.png", "taken.png"):
+        assert main(["run", "blurred.png", "--psf", "light.jpg", "-o", output]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert "missing: no such folder" in errors[0] and "exists" in errors[1]
+
+
+def test_one_input_goes_into_a_folder_output(photo_files):
+    folder, blurred, _ = photo_files
+    args = ["run", str(folder / "blurred.png"), "--psf", str(folder / "light.jpg"), "-q"]
+    assert main([*args, "-o", f"{folder / 'sharp'}/", "--max-iter", "2"]) == 0
+    assert iio.imread(folder / "sharp" / "blurred.png").shape == blurred.shape
+    assert main([*args, "-o", str(folder / "sharp"), "--max-iter", "2", "--overwrite"]) == 0
+
+
+def test_psf_never_overwrites_its_photo(photo_files, capsys):
+    folder, _, _ = photo_files
+    photo = folder / "light.tif"
+    tifffile.imwrite(photo, iio.imread(folder / "light.jpg"))
+    before = photo.read_bytes()
+    assert main(["psf", str(photo), "-o", str(photo), "--overwrite"]) == 1
+    assert photo.read_bytes() == before
+    assert "is the input" in capsys.readouterr().err
+
+
+def test_grey_and_alpha_png_keeps_its_alpha(photo_files):
+    from PIL import Image
+
+    folder, blurred, _ = photo_files
+    grey = blurred.mean(axis=-1).astype(np.uint8)
+    alpha = np.linspace(0, 255, grey.size).reshape(grey.shape).astype(np.uint8)
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(folder / "la.png")
+    args = ["run", str(folder / "la.png"), "--psf", str(folder / "light.jpg"), "-q"]
+    assert main([*args, "-o", str(folder / "out.png"), "--max-iter", "2"]) == 0
+    with Image.open(folder / "out.png") as written:
+        assert written.mode == "LA"
+        assert np.array_equal(np.asarray(written)[..., 1], alpha)
+
+
+def test_pixels_that_are_not_light_levels_are_refused(tmp_path):
+    # CMYK JPEGs were read as RGB with K for alpha, a min-is-white TIFF was
+    # deblurred inverted and written back min-is-black.
+    from PIL import Image
+
+    from napari_deblur._io import read_image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    tifffile.imwrite(tmp_path / "white.tif", rgb[..., 0], photometric="miniswhite")
+    for name in ("cmyk.jpg", "white.tif"):
+        with pytest.raises(ValueError, match="grey or RGB|grey \\(min-is-black\\)"):
+            read_image(tmp_path / name)
+    tifffile.imwrite(
+        tmp_path / "planar.tif",
+        np.moveaxis(rgb, -1, 0),
+        photometric="rgb",
+        planarconfig="separate",
+    )
+    planar = read_image(tmp_path / "planar.tif")
+    assert planar.channel_axis == -1 and np.array_equal(planar.data, rgb)
+
+
+def test_negative_values_are_warned(tmp_path, caplog, rng):
+    image = rng.normal(0, 1, (64, 64)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "signed.tif", image)
+    tifffile.imwrite(tmp_path / "psf.tif", gaussian_psf(1.5).astype(np.float32))
+    args = ["run", str(tmp_path / "signed.tif"), "--psf", str(tmp_path / "psf.tif")]
+    assert main([*args, "-o", str(tmp_path / "out.tif"), "--max-iter", "2"]) == 0
+    assert "values are negative" in caplog.text
+
+
+def test_no_display_says_how_to_run_headless(monkeypatch, capsys):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main([]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "demo" in err[0]
 
 
 def test_demo_writes_result_and_side_by_side(tmp_path):

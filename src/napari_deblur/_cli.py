@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import warnings
@@ -35,9 +36,18 @@ def run(args: argparse.Namespace) -> None:
     ``--output``, by their names, one task each on the cluster when one is
     asked for (``--workers``, ``--scheduler``).
     """
+    from ._io import check_output, is_zarr
+
     inputs = [Path(p) for p in args.blurred]
     output = Path(args.output)
-    if len(inputs) > 1:
+    # A folder: an existing one (not a store), one named with a trailing
+    # slash, or the place for several results.
+    into_folder = (
+        len(inputs) > 1
+        or args.output.endswith(("/", os.sep))
+        or (output.is_dir() and not is_zarr(output))
+    )
+    if into_folder:
         if output.exists() and not output.is_dir():
             raise ValueError(f"{output} is a file; with several inputs --output is a folder")
         outputs = [output / p.name for p in inputs]
@@ -49,6 +59,10 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError(f"{target} is an input; choose another output")
     if len(set(outputs)) < len(outputs):
         raise ValueError("several inputs have the same name; their results would collide")
+    if into_folder:
+        output.mkdir(parents=True, exist_ok=True)
+    for target in outputs:
+        check_output(target, overwrite=args.overwrite)
     job = {
         key: getattr(args, key)
         for key in (
@@ -60,7 +74,6 @@ def run(args: argparse.Namespace) -> None:
         if len(inputs) == 1:
             deblur_file(inputs[0], outputs[0], job, client)
             return
-        output.mkdir(parents=True, exist_ok=True)
         if client is None:
             failed = [p for p, o in zip(inputs, outputs) if not _try(deblur_file, p, o, job)]
         else:
@@ -74,7 +87,8 @@ def run(args: argparse.Namespace) -> None:
                     log.error("%s: %s", named[future], future.exception())
                     failed.append(named[future])
     if failed:
-        raise ValueError(f"{len(failed)} of {len(inputs)} inputs failed: {failed[0]}, ...")
+        names = ", ".join(str(p) for p in failed)
+        raise ValueError(f"{len(failed)} of {len(inputs)} inputs failed: {names}")
 
 
 def _try(function, *args) -> bool:
@@ -89,6 +103,8 @@ def _try(function, *args) -> bool:
 
 def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     """Deblur one image file or Zarr store as `job` says (the run command's options)."""
+    import numpy as np
+
     from ._api import deblur, deblur_steps
     from ._io import is_zarr, read_image, read_zarr, write_zarr
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
@@ -96,6 +112,10 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     lazy = is_zarr(blurred)
     if lazy != is_zarr(output):
         raise ValueError(f"a Zarr store is deblurred into a Zarr store: {blurred} -> {output}")
+    if not lazy and job["channel_axis"] is not None:
+        raise ValueError(
+            "--channel-axis is for Zarr stores; an image file says where its colour is"
+        )
     image = read_zarr(blurred) if lazy else read_image(blurred)
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
@@ -107,6 +127,21 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         if mask.channel_axis is not None:
             # A colour mask file marks a pixel bad where any of its channels is set.
             bad_pixels = bad_pixels.any(axis=-1)
+        spatial = (
+            tuple(np.delete(data.shape, channel_axis)) if channel_axis is not None else data.shape
+        )
+        if bad_pixels.shape != spatial:
+            raise ValueError(
+                f"--mask {job['mask']} is {bad_pixels.shape}, the image {blurred} {spatial}"
+            )
+    if not lazy and data.dtype.kind in "if" and (negative := int(np.count_nonzero(data < 0))):
+        log.warning(
+            "warning: %s: %d of %d values are negative, and light is not: the result "
+            "is the non-negative scene that fits best (add back the offset taken off)",
+            blurred,
+            negative,
+            data.size,
+        )
     psf_data = job["psf"] if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and channel_axis is None:
         if job["varying"]:
@@ -236,10 +271,19 @@ def psf(args: argparse.Namespace) -> None:
     """Measure a PSF from a photo of point lights; write it and print the report."""
     import numpy as np
 
-    from ._io import ImageFile, read_image, write_image
+    from ._io import ImageFile, check_output, read_image, write_image
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
+    output = Path(args.output)
+    if output.resolve() == Path(args.photo).resolve():
+        raise ValueError(f"{output} is the input; choose another output")
+    check_output(output, overwrite=args.overwrite)
     photo = read_image(args.photo)
+    spatial = photo.data.ndim - (photo.channel_axis is not None)
+    if args.spacing is not None and len(args.spacing) not in (1, spatial):
+        raise ValueError(
+            f"--spacing gives {len(args.spacing)} sizes, the photo has {spatial} spatial axes"
+        )
     with warnings.catch_warnings():
         # The report below says the same.
         warnings.simplefilter("ignore", PSFQualityWarning)
@@ -266,7 +310,7 @@ def _spacing(text: str) -> tuple[float, ...]:
         sizes = tuple(float(v) for v in text.split(","))
     except ValueError:
         sizes = ()
-    if not sizes or not all(s > 0 for s in sizes):
+    if not sizes or not all(0 < s < float("inf") for s in sizes):
         raise argparse.ArgumentTypeError(f"expected positive sizes like 0.2,0.1,0.1, got {text!r}")
     return sizes
 
@@ -274,9 +318,12 @@ def _spacing(text: str) -> tuple[float, ...]:
 def _roi(text: str) -> tuple[tuple[int, int], ...]:
     """``'10:50,20:70'`` -> ``((10, 50), (20, 70))``: start:stop per axis, numpy style."""
     try:
-        return tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
+        region = tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP") from None
+        region = ()
+    if not region or any(len(pair) != 2 for pair in region):
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP")
+    return region
 
 
 def _chunks(text: str) -> tuple[int, ...] | str:
@@ -315,21 +362,23 @@ def demo(args: argparse.Namespace) -> None:
     import numpy as np
 
     from ._api import deblur
-    from ._io import ImageFile, to_dtype, write_image
+    from ._io import ImageFile, check_output, to_dtype, write_image
     from ._sample_data import make_defocused_photo
 
     folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file; name a folder for the PNG files")
     folder.mkdir(parents=True, exist_ok=True)
+    names = ("blurred.png", "point-light.png", "deblurred.png", "side-by-side.png")
+    for name in names:
+        check_output(folder / name, overwrite=args.overwrite)
     blurred, light, sharp = make_defocused_photo()
     result, clipped = to_dtype(deblur(blurred, light, channel_axis=-1), np.uint8)
+    if clipped:
+        log.info("%d of %d values clipped to the range of uint8", clipped, result.size)
     gap = np.full((blurred.shape[0], 8, 3), 255, np.uint8)
-    files = {
-        "blurred.png": blurred,
-        "point-light.png": light,
-        "deblurred.png": result,
-        "side-by-side.png": np.concatenate([blurred, gap, result, gap, sharp], axis=1),
-    }
-    for name, data in files.items():
+    pictures = (blurred, light, result, np.concatenate([blurred, gap, result, gap, sharp], axis=1))
+    for name, data in zip(names, pictures):
         write_image(folder / name, ImageFile(data, -1), overwrite=args.overwrite)
     log.info("side-by-side.png: blurred | deblurred | truth")
 
@@ -476,18 +525,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _has_display() -> bool:
+    """Whether napari's window can open: on Linux, an X or Wayland display (or Qt told where)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``napari-deblur`` and ``python -m napari_deblur``."""
     parser = _parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
-    if args.command is None:
-        launch_gui()
-        return 0
+    # Pillow reports every PNG chunk it reads at the debug level.
+    logging.getLogger("PIL").setLevel(max(level, logging.INFO))
     try:
-        args.func(args)
+        if args.command in (None, "gui") and not _has_display():
+            raise ValueError(
+                "no display for napari; 'napari-deblur demo FOLDER' runs the sample headless"
+            )
+        if args.command is None:
+            launch_gui()
+        else:
+            args.func(args)
     except (ValueError, TypeError, OSError, MemoryError) as error:
         print(f"napari-deblur: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("napari-deblur: interrupted; nothing half-written was left", file=sys.stderr)
+        return 130
     return 0

@@ -78,20 +78,57 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     exif = None
     if suffix in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+                raise ValueError(
+                    f"{path}: {page.photometric.name} TIFF pixels are not light levels; "
+                    "save it as grey (min-is-black) or RGB"
+                )
+            if len(tif.series) > 1:
+                log.warning("%s holds %d images; the first is read", path, len(tif.series))
             data = tif.asarray()
-            colour = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
-            icc_profile = tif.pages[0].iccprofile
+            colour = page.photometric == tifffile.PHOTOMETRIC.RGB
+            grey_alpha = not colour and len(page.extrasamples) == 1
+            if colour and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                data = np.moveaxis(data, -3, -1)
+            icc_profile = page.iccprofile
     else:
-        data = iio.imread(path)
-        colour = data.ndim == 3
         with Image.open(path) as opened:
-            exif, icc_profile = opened.info.get("exif"), opened.info.get("icc_profile")
+            mode, info = opened.mode, opened.info
+        if mode not in PHOTO_MODES:
+            raise ValueError(
+                f"{path}: pixels of Pillow's mode {mode!r} are not light levels read here; "
+                "convert it to grey or RGB"
+            )
+        if suffix == ".png" and _png_bit_depth(path) == 16 and mode != "I;16":
+            # Pillow keeps 16 bits for grey PNGs without alpha only.
+            raise ValueError(
+                f"{path}: a 16-bit PNG with colour or alpha is read as 8 bits; save it as a TIFF"
+            )
+        data = iio.imread(path)
+        grey_alpha = mode == "LA"
+        colour = data.ndim == 3 and not grey_alpha
+        exif, icc_profile = info.get("exif"), info.get("icc_profile")
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
-    if colour and data.shape[-1] == 4:
-        data, alpha = data[..., :3], data[..., 3]
+    if (colour and data.shape[-1] == 4) or grey_alpha:
+        # RGBA, or grey and alpha: the alpha kept apart, untouched.
+        data, alpha = data[..., :-1], data[..., -1]
+        data = data if colour else data[..., 0]
     return ImageFile(data, -1 if colour else None, alpha, exif or None, icc_profile or None)
+
+
+#: Pillow's modes of light levels: grey, 16-bit grey, grey and alpha, colour
+#: with or without alpha, and a palette (read as its colours).
+PHOTO_MODES = ("L", "LA", "I;16", "I;16B", "RGB", "RGBA", "P", "PA")
+
+
+def _png_bit_depth(path: Path) -> int:
+    """A PNG's bits per sample, from its header (the IHDR chunk's ninth byte)."""
+    with open(path, "rb") as file:
+        header = file.read(26)
+    return header[24] if len(header) == 26 else 8
 
 
 def to_dtype(image: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -128,12 +165,12 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         Replace an existing file.
     """
     path = Path(path)
+    check_output(path, overwrite=overwrite)
     suffix = _suffix(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     data = image.data
     if image.alpha is not None:
-        data = np.concatenate([data, image.alpha[..., None].astype(data.dtype)], axis=-1)
+        channels = data if image.channel_axis is not None else data[..., None]
+        data = np.concatenate([channels, image.alpha[..., None].astype(data.dtype)], axis=-1)
     allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
     if suffix in allowed and data.dtype not in allowed[suffix]:
         raise ValueError(f"{path}: {suffix} cannot hold {data.dtype} pixels; write a TIFF instead")
@@ -147,7 +184,12 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         if suffix in TIFF_SUFFIXES:
             photometric = "rgb" if image.channel_axis is not None else "minisblack"
             tifffile.imwrite(
-                temporary, data, photometric=photometric, iccprofile=image.icc_profile
+                temporary,
+                data,
+                photometric=photometric,
+                planarconfig="contig" if image.alpha is not None else None,
+                extrasamples=["unassalpha"] if image.alpha is not None else None,
+                iccprofile=image.icc_profile,
             )
             if image.exif:
                 log.info("%s: TIFF output keeps the ICC profile but not the EXIF record", path)
@@ -165,6 +207,39 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         Path(temporary).unlink(missing_ok=True)
         raise
     log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output that could not be written.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (PNG, JPEG, TIFF) or Zarr store to write.
+    overwrite : bool
+        Whether an existing output may be replaced.
+
+    Raises
+    ------
+    ValueError
+        If the type is not written here, the folder is missing, or `path` is a
+        folder where a file is meant (or a file where a store is).
+    FileExistsError
+        If `path` exists and `overwrite` is false.
+    """
+    path = Path(path)
+    if is_zarr(path):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a Zarr store")
+    else:
+        _suffix(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; name the file to write")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder to write {path.name} in")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
@@ -218,16 +293,21 @@ def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, comput
     path = Path(path)
     if not is_zarr(path):
         raise ValueError(f"{path}: a Zarr store's name ends in .zarr")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    check_output(path, overwrite=overwrite)
     folder = path.parent if str(path.parent) else Path(".")
     temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
     try:
         writes = data.to_zarr(str(temporary), overwrite=True, compute=False)
         (compute or dask.compute)(writes)
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+            # The old store steps aside, the new one takes its name, and only
+            # then is the old one removed: a crash between leaves one whole.
+            retired = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.old."))
+            os.replace(path, retired / path.name)
+            os.replace(temporary, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
