@@ -773,7 +773,8 @@ def deblur(
         from `plan`), and every chunk repeats them; the result agrees with
         the image deblurred at once with those decisions, to float
         round-off in the interior. Wiener's conjugate gradients take global
-        steps: chunks take ``method='landweber'`` instead (the same model).
+        steps and do not run in chunks: ``method='landweber'`` fits the same
+        model step by step.
         An image too large for memory is deblurred in chunks sized to it,
         with a warning.
 

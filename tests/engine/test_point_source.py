@@ -101,6 +101,8 @@ def test_clean_psf_changes_little():
     for psf in (defocus_psf(5.0, shape=(15, 15)), gaussian_psf(1.5), motion_psf(9, 45)):
         cleaned = psf_from_point_source(psf).psf
         assert relative_error(cleaned, psf) < 0.02
+        # The result is not a view of the caller's array.
+        assert not np.shares_memory(cleaned, psf)
 
 
 def test_clean_3d_psf_changes_little():

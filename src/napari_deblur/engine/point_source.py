@@ -243,6 +243,8 @@ def psf_from_point_source(
     bead = None if bead_diameter is None else _bead(bead_diameter, spacing, len(spatial))
     if rois is None and bead is None and not symmetric and encoding == "linear" and _is_clean(raw):
         # A PSF cleaned before, or a model: every value is light already.
+        # A copy: the caller's array stays theirs.
+        raw = raw.copy()
         total = raw.sum(axis=0) / raw.shape[0]
         return PointSourcePSF(
             psf=raw[0] if channel_axis is None else raw,
