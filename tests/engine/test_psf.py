@@ -220,3 +220,25 @@ def test_resample_psf_to_coarser_and_finer_voxels():
     assert 0.8 < sigma < 0.9
     same = resample_psf(fine, 0.1, 0.1)
     np.testing.assert_allclose(same, fine / fine.sum(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: gaussian_psf(np.nan), "sigma"),
+        (lambda: defocus_psf(np.inf), "radius"),
+        (lambda: defocus_psf(2.0, supersample=0), "supersample"),
+        (lambda: motion_psf(np.inf, 0), "length"),
+        (lambda: motion_psf(5, np.nan), "angle"),
+        (lambda: airy_psf(np.inf, 1.0, 0.1), "wavelength"),
+        (lambda: widefield_psf((9, 9, 9), wavelength=0, na=1, voxel_size=(1, 1, 1)), "wavelength"),
+        (lambda: widefield_psf((9, 9, 9), wavelength=0.5, na=1, voxel_size=(1, 1)), "voxel_size"),
+        (lambda: widefield_psf((0, 9, 9), wavelength=0.5, na=1, voxel_size=(1, 1, 1)), "shape"),
+        (lambda: resample_psf(gaussian_psf(1.5), 1.0, np.inf), "spacings"),
+    ],
+)
+def test_models_refuse_sizes_that_make_no_psf(make, message):
+    # NaN and infinite sizes reached int() ("cannot convert float NaN to
+    # integer"), a zero wavelength or voxel divided by zero.
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -147,8 +147,10 @@ def resample_psf(psf, spacing: Sequence[float], new_spacing: Sequence[float]) ->
     psf = _as_psf(psf)
     spacing = np.broadcast_to(np.asarray(spacing, float), (psf.ndim,))
     new_spacing = np.broadcast_to(np.asarray(new_spacing, float), (psf.ndim,))
-    if not (np.all(spacing > 0) and np.all(new_spacing > 0)):
-        raise ValueError(f"spacings must be positive, got {spacing} and {new_spacing}")
+    if not np.all(
+        np.isfinite(spacing) & (spacing > 0) & np.isfinite(new_spacing) & (new_spacing > 0)
+    ):
+        raise ValueError(f"spacings must be positive and finite, got {spacing} and {new_spacing}")
     ratio = new_spacing / spacing
     # Integrate over the new voxel where it is larger than the old one (an
     # odd box, so that nothing moves).
@@ -205,6 +207,10 @@ def _default_shape(radius: Sequence[float]) -> tuple[int, ...]:
 
 def _grid(shape: Sequence[int], supersample: int) -> list[np.ndarray]:
     """Sample coordinates relative to the centre, `supersample` points per pixel."""
+    if not (isinstance(supersample, (int, np.integer)) and supersample >= 1):
+        raise ValueError(f"supersample must be a whole number of at least 1, got {supersample!r}")
+    if any(k < 1 for k in shape):
+        raise ValueError(f"shape must give positive sizes, got {tuple(shape)}")
     axes = []
     for k in shape:
         fine = (np.arange(k * supersample) + 0.5) / supersample - 0.5 - k // 2
@@ -266,8 +272,8 @@ def gaussian_psf(
     sigma = np.broadcast_to(
         np.asarray(sigma, dtype=float), (ndim,) if np.ndim(sigma) == 0 else np.shape(sigma)
     )
-    if np.any(sigma <= 0):
-        raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
+    if not np.all(np.isfinite(sigma) & (sigma > 0)):
+        raise ValueError(f"sigma must be positive and finite, got {sigma.tolist()}")
     shape = _default_shape(4 * sigma) if shape is None else tuple(shape)
     shifts = _offsets(offset, len(sigma))
     # The integral of a Gaussian over a pixel is a difference of error functions.
@@ -319,8 +325,8 @@ def defocus_psf(
     radii = np.broadcast_to(
         np.asarray(radius, dtype=float), (ndim,) if np.ndim(radius) == 0 else np.shape(radius)
     )
-    if not np.all(radii > 0):
-        raise ValueError(f"radius must be positive, got {radii.tolist()}")
+    if not np.all(np.isfinite(radii) & (radii > 0)):
+        raise ValueError(f"radius must be positive and finite, got {radii.tolist()}")
     if not edge > 0:
         raise ValueError(f"edge must be positive, got {edge}")
     shifts = _offsets(offset, len(radii))
@@ -359,8 +365,10 @@ def motion_psf(
     ndarray
         float64 PSF with unit sum; the segment is centred on the centre sample.
     """
-    if length < 0:
-        raise ValueError(f"length must be non-negative, got {length}")
+    if not (np.isfinite(length) and length >= 0):
+        raise ValueError(f"length must be non-negative and finite, got {length}")
+    if not np.isfinite(angle):
+        raise ValueError(f"angle must be finite, got {angle}")
     theta = np.deg2rad(angle)
     direction = np.array([-np.sin(theta), np.cos(theta)])
     half = length / 2
@@ -417,8 +425,8 @@ def airy_psf(
         ``v = 2 pi NA r / wavelength``.
     """
     for name, value in (("wavelength", wavelength), ("na", na), ("pixel_size", pixel_size)):
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be positive and finite, got {value}")
     first_zero = 0.61 * wavelength / na / pixel_size
     shape = _default_shape([4 * first_zero] * 2) if shape is None else tuple(shape)
     rows, cols = _grid(shape, supersample)
@@ -486,8 +494,13 @@ def widefield_psf(
        three-dimensional light microscopy", JOSA A 9(1), 154-166, 1992.
     """
     shape = tuple(int(n) for n in shape)
-    if len(shape) != 3:
+    if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be (planes, rows, columns), got {shape}")
+    if not (np.isfinite(wavelength) and wavelength > 0):
+        raise ValueError(f"wavelength must be positive and finite, got {wavelength}")
+    voxel_size = np.asarray(voxel_size, dtype=float)
+    if voxel_size.shape != (3,) or not np.all(np.isfinite(voxel_size) & (voxel_size > 0)):
+        raise ValueError(f"voxel_size must give three positive sizes (z, y, x), got {voxel_size}")
     if not 0 < na < refractive_index:
         raise ValueError(f"na must be in (0, refractive_index), got {na}")
     sample_index = refractive_index if sample_index is None else float(sample_index)
