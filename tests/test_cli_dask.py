@@ -42,6 +42,25 @@ def test_a_zarr_store_is_deblurred_into_a_zarr_store_chunk_by_chunk(stack_files)
     assert sorted(p.name for p in folder.iterdir()) == ["psf.tif", "sharp.zarr", "stack.zarr"]
 
 
+def test_a_zarr_store_keeps_its_integer_type_and_reports_clipping(tmp_path, rng, caplog):
+    # The result was written as float32 whatever the input (values past
+    # 65535 in a uint16 stack's result, and no word of it).
+    truth = cubes(rng, (16, 64, 64), 20, 60000.0, (2, 4, 4)) + 500
+    psf = gaussian_psf((1.0, 1.5, 1.5))
+    blurred = Convolution(psf, truth.shape, boundary="reflect").apply(truth)
+    stack = np.clip(rng.poisson(blurred), 0, 65535).astype(np.uint16)
+    store = zarr.create_array(
+        tmp_path / "stack.zarr", shape=stack.shape, chunks=(16, 32, 32), dtype="uint16"
+    )
+    store[:] = stack
+    tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
+    args = ["run", str(tmp_path / "stack.zarr"), "--psf", str(tmp_path / "psf.tif")]
+    assert main([*args, "-o", str(tmp_path / "sharp.zarr"), "--max-iter", "10"]) == 0
+    result = zarr.open_array(tmp_path / "sharp.zarr", mode="r")
+    assert result.dtype == np.uint16
+    assert "clipped to the range of uint16" in caplog.text
+
+
 def test_an_existing_store_is_kept_and_mismatched_outputs_refused(stack_files, capsys):
     folder, stack, _ = stack_files
     args = ["run", str(folder / "stack.zarr"), "--psf", str(folder / "psf.tif"), "-q"]

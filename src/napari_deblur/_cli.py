@@ -106,7 +106,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     import numpy as np
 
     from ._api import deblur, deblur_steps
-    from ._io import is_zarr, read_image, read_zarr, write_zarr
+    from ._io import is_zarr, read_image, read_zarr, to_dtype, write_zarr
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     lazy = is_zarr(blurred)
@@ -163,7 +163,12 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if lazy or job["chunks"] is not None:
         result = deblur(data, psf_data, chunks=job["chunks"], **options)
         if lazy:
-            write_zarr(output, result, overwrite=job["overwrite"], compute=_computer(client))
+            result, clipped = to_dtype(result, data.dtype)
+            counts = [clipped] if data.dtype.kind in "iu" else []
+            counted = write_zarr(
+                output, result, overwrite=job["overwrite"], compute=_computer(client), also=counts
+            )
+            _report_clipped(int(sum(counted)), result)
             log.info("deblurred %s in %.2f s", blurred, time.perf_counter() - start)
             return
         _write_like(output, result, image, job["overwrite"])
@@ -202,10 +207,15 @@ def _write_like(path: Path, result, source, overwrite: bool) -> None:
     from ._io import ImageFile, to_dtype, write_image
 
     out, clipped = to_dtype(result, source.data.dtype)
-    if clipped:
-        log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
+    _report_clipped(clipped, out)
     image = ImageFile(out, source.channel_axis, source.alpha, source.exif, source.icc_profile)
     write_image(path, image, overwrite=overwrite)
+
+
+def _report_clipped(clipped: int, out) -> None:
+    """Say how many values the output's type clipped, if any."""
+    if clipped:
+        log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
 
 
 @contextmanager
@@ -241,28 +251,27 @@ def _cluster(workers: int | None, scheduler: str | None):
 
 
 def _computer(client):
-    """How to run a Dask graph: on `client`'s cluster or here, with a progress bar on stderr."""
+    """How to compute Dask collections: on `client`'s cluster or here, progress on stderr."""
     if client is not None:
 
-        def on_cluster(graph):
+        def on_cluster(graphs):
             from distributed import progress
 
-            future = client.compute(graph)
+            futures = client.compute(graphs)
             if log.isEnabledFor(logging.INFO):
-                progress(future)
-            future.result()
+                progress(futures)
+            return client.gather(futures)
 
         return on_cluster
 
-    def here(graph):
+    def here(graphs):
         import dask
         from dask.diagnostics import ProgressBar
 
         if log.isEnabledFor(logging.INFO):
             with ProgressBar(out=sys.stderr):
-                dask.compute(graph)
-        else:
-            dask.compute(graph)
+                return dask.compute(*graphs)
+        return dask.compute(*graphs)
 
     return here
 

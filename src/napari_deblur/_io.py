@@ -131,15 +131,18 @@ def _png_bit_depth(path: Path) -> int:
     return header[24] if len(header) == 26 else 8
 
 
-def to_dtype(image: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """Round and clip `image` into integer `dtype` (floats pass); also the count clipped."""
+def to_dtype(image, dtype: np.dtype) -> tuple:
+    """Round and clip `image` into integer `dtype` (floats pass); also the count clipped.
+
+    A Dask array stays lazy, and so does its count.
+    """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu":
         return image.astype(dtype, copy=False), 0
     info = np.iinfo(dtype)
-    rounded = np.round(image)
-    clipped = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
-    return np.clip(rounded, info.min, info.max).astype(dtype), clipped
+    rounded = image.round()
+    clipped = ((rounded < info.min) | (rounded > info.max)).sum()
+    return rounded.clip(info.min, info.max).astype(dtype), clipped
 
 
 def _default_mode() -> int:
@@ -267,7 +270,9 @@ def read_zarr(path: str | os.PathLike):
     return da.from_zarr(str(path))
 
 
-def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, compute=None) -> None:
+def write_zarr(
+    path: str | os.PathLike, data, *, overwrite: bool = False, compute=None, also=()
+) -> tuple:
     """Write the Dask array `data` to a new Zarr store, chunk by chunk.
 
     The store is written under a temporary name beside `path` and renamed
@@ -282,9 +287,17 @@ def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, comput
     overwrite : bool
         Replace an existing store.
     compute : callable, optional
-        Runs the write, given the Dask graph that writes (by default
-        ``dask.compute`` on the current scheduler): for progress reports or
-        a cluster.
+        Computes a list of Dask collections and returns their values (by
+        default ``dask.compute`` on the current scheduler): for progress
+        reports or a cluster.
+    also : sequence of Dask collections
+        Values computed in the same pass as the write (a count of clipped
+        samples, say), which would otherwise compute `data` again.
+
+    Returns
+    -------
+    tuple
+        The values of `also`.
     """
     import shutil
 
@@ -298,7 +311,7 @@ def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, comput
     temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
     try:
         writes = data.to_zarr(str(temporary), overwrite=True, compute=False)
-        (compute or dask.compute)(writes)
+        values = (compute or (lambda graphs: dask.compute(*graphs)))([writes, *also])
         if path.exists():
             # The old store steps aside, the new one takes its name, and only
             # then is the old one removed: a crash between leaves one whole.
@@ -312,3 +325,4 @@ def write_zarr(path: str | os.PathLike, data, *, overwrite: bool = False, comput
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)
+    return tuple(values[1:])
