@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_deblur import _widget, deblur
+from napari_deblur import _widget, deblur, deblur_steps
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur._widget import DeblurWidget, PointSourceWidget, PSFModelWidget
 from napari_deblur.engine.color import linear_to_srgb
@@ -488,3 +488,82 @@ def test_cancel_stops_the_lazy_plan(make_napari_viewer, qtbot, errors, rng):
     assert errors == []
     assert [layer.name for layer in viewer.layers] == ["frame", "psf"]
     assert "cancelled" in widget.report.value
+
+
+def test_result_lies_where_the_input_lies(make_napari_viewer, qtbot, errors):
+    # The result kept only the scale, translation and units: a rotated or
+    # sheared photo's result lay elsewhere, and the axis names were lost.
+    viewer = make_napari_viewer()
+    blurred, light, _ = make_defocused_photo()
+    grey = blurred.mean(axis=-1).astype(np.float32)[:96, :96]
+    placement = {
+        "scale": (0.5, 0.5),
+        "translate": (3.0, 4.0),
+        "rotate": 30,
+        "shear": [0.2],
+        "units": ("um", "um"),
+        "axis_labels": ("y_cam", "x_cam"),
+    }
+    image = viewer.add_image(grey, name="tilted", **placement)
+    viewer.add_image(light.mean(axis=-1).astype(np.float32), name="light")
+    widget = dock_on(viewer, image, viewer.layers["light"])
+    widget.max_iter.value = 3
+    widget.keep_iterations.value = True
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["tilted deblurred (admm_tv)"]
+    iterations = viewer.layers[f"{result.name} iterations"]
+    corner = np.array([63.0, 63.0])
+    np.testing.assert_allclose(result.data_to_world(corner), image.data_to_world(corner))
+    np.testing.assert_allclose(
+        iterations.data_to_world([0.0, *corner])[1:], image.data_to_world(corner)
+    )
+    assert result.axis_labels == image.axis_labels and result.units == image.units
+
+
+def test_rgba_keeps_its_alpha_and_the_users_grid(make_napari_viewer, qtbot, errors):
+    # The alpha was deblurred as a fourth colour (and its clipped 255s left
+    # out of the fit); every run turned the viewer's grid off.
+    viewer = make_napari_viewer()
+    blurred, light, _ = make_defocused_photo()
+    alpha = np.linspace(0, 255, blurred[..., 0].size).reshape(blurred.shape[:2]).astype(np.uint8)
+    image = viewer.add_image(np.dstack([blurred, alpha]), name="rgba", rgb=True)
+    viewer.add_image(light, name="light", rgb=True)
+    viewer.grid.enabled = True
+    widget = dock_on(viewer, image, viewer.layers["light"])
+    widget.max_iter.value = 3
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["rgba deblurred (admm_tv)"]
+    assert result.data.shape == image.data.shape and result.data.dtype == np.uint8
+    np.testing.assert_array_equal(result.data[..., 3], alpha)
+    *_, last = deblur_steps(blurred, light, channel_axis=-1, max_iter=1)
+    assert result.metadata["deblur"]["left_out"] == last.settings["left_out"]
+    assert viewer.grid.enabled
+
+
+def test_a_dask_rgb_layer_keeps_its_type(make_napari_viewer, qtbot, errors):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    blurred, light, _ = make_defocused_photo()
+    image = viewer.add_image(da.from_array(blurred, chunks=(64, 64, 3)), name="lazy", rgb=True)
+    viewer.add_image(light, name="light", rgb=True)
+    widget = dock_on(viewer, image, viewer.layers["light"])
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["lazy deblurred (chunked)"]
+    assert result.data.dtype == np.uint8 and result.data.shape == blurred.shape
+
+
+def test_a_varying_run_that_fails_adds_no_layer(make_napari_viewer, errors, varying_scene):
+    blurred, photo, _ = varying_scene
+    viewer = make_napari_viewer()
+    viewer.add_image(blurred, name="tilted")
+    viewer.add_image(photo, name="lights")
+    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
+    widget.varying.value = True
+    widget.method.value = "wiener"
+    widget.run()
+    assert len(errors) == 1 and "wiener" in errors[0]
+    assert [layer.name for layer in viewer.layers] == ["tilted", "lights"]

@@ -107,6 +107,8 @@ class DeblurWidget(Container):
         self._estimator: FunctionWorker | None = None
         self._result: napari.layers.Image | None = None
         self._iterates: list[np.ndarray] = []
+        # An RGBA input's alpha, kept apart from the colour that is deblurred.
+        self._alpha: np.ndarray | None = None
 
         self.image = create_widget(annotation=napari.layers.Image, label="blurred image")
         self.psf = create_widget(annotation=napari.layers.Image, label="PSF or point light")
@@ -191,14 +193,15 @@ class DeblurWidget(Container):
         self.run_button.changed.connect(self.run)
         self.estimate_button.changed.connect(self.estimate_psf)
         self.cancel_button.changed.connect(self.cancel)
-        self.side_by_side.changed.connect(self._show_side_by_side)
+        self.side_by_side.changed.connect(self._show_grid)
 
     @property
     def worker(self) -> GeneratorWorker | None:
         """The running (or last) worker, for callers that wait on it."""
         return self._worker
 
-    def _inputs(self) -> tuple[np.ndarray, np.ndarray, int | None, np.ndarray | None, dict]:
+    def _inputs(self) -> tuple:
+        """The image, PSF, channel axis, bad pixels, options and alpha (RGBA) of a run."""
         image_layer, psf_layer = self.image.value, self.psf.value
         if image_layer is None or psf_layer is None:
             raise ValueError("choose both a blurred image layer and a PSF layer")
@@ -216,6 +219,11 @@ class DeblurWidget(Container):
         # A grey layer with one axis more than the PSF is a time series
         # (TZYX, TYX): its frames are deblurred in turn.
         over_time = not image_layer.rgb and image_layer.ndim == psf_layer.ndim + 1
+        if over_time and psf_layer.ndim == 2:
+            show_info(
+                "Deblur: a 2D PSF on a 3D layer: its planes are deblurred one by one, as "
+                "frames (a 3D PSF deblurs a stack in 3D)"
+            )
         options = {"time_axis": 0} if over_time else {}
         if self.varying.value:
             options["varying"] = True
@@ -228,7 +236,12 @@ class DeblurWidget(Container):
         data = image_layer.data
         if image_layer.multiscale:
             raise ValueError("choose a single-scale image layer (its full resolution)")
-        return data if is_lazy(data) else np.asarray(data), psf, channel_axis, bad, options
+        data = data if is_lazy(data) else np.asarray(data)
+        alpha = None
+        if image_layer.rgb and data.shape[-1] == 4:
+            # RGBA: the colour is deblurred, the alpha kept as it is.
+            data, alpha = data[..., :3], data[..., 3]
+        return data, psf, channel_axis, bad, options, alpha
 
     def _varying_psfs(
         self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image
@@ -246,15 +259,27 @@ class DeblurWidget(Container):
             measured = psf_from_point_source(
                 photo, sources="auto", channel_axis=-1 if psf_layer.rgb else None
             )
+        self._lights = (
+            psf_layer,
+            measured.placed(photo.shape[:-1] if psf_layer.rgb else photo.shape),
+        )
+        return photo
+
+    def _show_lights(self) -> None:
+        """The PSFs found in the photo of the lights, as a layer, once a run starts with them."""
+        psf_layer, placed = self._lights
         name = f"{psf_layer.name} PSFs"
-        placed = measured.placed(photo.shape[:-1] if psf_layer.rgb else photo.shape)
         if name in self._viewer.layers:
             self._viewer.layers[name].data = placed
         else:
             self._viewer.add_image(
-                placed, name=name, scale=psf_layer.scale, colormap="magma", blending="additive"
+                placed,
+                name=name,
+                scale=psf_layer.scale,
+                units=psf_layer.units,
+                colormap="magma",
+                blending="additive",
             )
-        return photo
 
     def estimate_psf(self) -> None:
         """Estimate the PSF from the image layer in a thread; add it as the PSF layer."""
@@ -273,12 +298,16 @@ class DeblurWidget(Container):
             channel_axis=channel_axis,
             _start_thread=False,
             # Handled here: a failure is a notification, not an exception in Qt's loop.
-            _connect={"errored": lambda e: show_error(f"Estimate PSF: {e}")},
+            _connect={"errored": self._estimate_failed},
         )
         worker.returned.connect(lambda estimate: self._add_estimate(layer, estimate))
         worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
         self._estimator = worker
         worker.start()
+
+    def _estimate_failed(self, error: Exception) -> None:
+        self.report.value = "no PSF estimated"
+        show_error(f"Estimate PSF: {error}")
 
     def _add_estimate(self, layer: napari.layers.Image, estimate: BlurEstimate) -> None:
         report = estimate.report()
@@ -286,6 +315,8 @@ class DeblurWidget(Container):
             estimate.psf.astype(np.float32),
             name=f"{layer.name} estimated PSF",
             colormap="magma",
+            scale=layer.scale[-2:],
+            units=layer.units[-2:],
             metadata={"psf_report": report},
         )
         self.psf.value = psf_layer
@@ -311,7 +342,7 @@ class DeblurWidget(Container):
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
-            image, psf, channel_axis, bad, options = self._inputs()
+            image, psf, channel_axis, bad, options, self._alpha = self._inputs()
             arguments = {
                 "method": self.method.value,
                 "boundary": self.boundary.value,
@@ -332,6 +363,8 @@ class DeblurWidget(Container):
         except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
+        if self.varying.value:
+            self._show_lights()
         self._source = self.image.value
         self._result = None
         self._iterates = []
@@ -370,12 +403,20 @@ class DeblurWidget(Container):
         if self._worker is not None:
             self._worker.quit()
 
-    def _as_layer_data(self, image: np.ndarray) -> np.ndarray:
+    def _as_layer_data(self, image):
+        """A result in the input layer's terms: its integer type (RGB), its alpha (RGBA).
+
+        A Dask array stays lazy.
+        """
         source = self._source
         if source.rgb and np.issubdtype(source.dtype, np.integer):
             info = np.iinfo(source.dtype)
-            return np.clip(np.round(image), info.min, info.max).astype(source.dtype)
-        return image.astype(np.float32, copy=False)
+            image = np.clip(np.round(image), info.min, info.max).astype(source.dtype)
+        else:
+            image = image.astype(np.float32)
+        if self._alpha is not None:
+            image = np.concatenate([image, self._alpha[..., None].astype(image.dtype)], axis=-1)
+        return image
 
     def _on_step(self, item: tuple[Progress, np.ndarray]) -> None:
         progress, image = item
@@ -424,14 +465,12 @@ class DeblurWidget(Container):
             data,
             name=f"{source.name} deblurred ({label})",
             rgb=source.rgb,
-            scale=source.scale,
-            translate=source.translate,
-            units=source.units,
             metadata={**source.metadata, **metadata},
+            **_placement(source),
         )
 
     def _on_lazy_result(self, result) -> None:
-        self._add_result(result, "chunked", {})
+        self._add_result(self._as_layer_data(result), "chunked", {})
         self.progress.value = 100
         chunks = "x".join(str(max(c)) for c in result.chunks)
         self.report.value = f"lazy result: deblurred in chunks of {chunks} as displayed"
@@ -449,15 +488,42 @@ class DeblurWidget(Container):
                 np.stack(self._iterates),
                 name=f"{self._result.name} iterations",
                 rgb=source.rgb,
-                scale=(1, *source.scale),
-                translate=(0, *source.translate),
+                affine=_with_leading_axis(source),
+                units=("pixel", *source.units),
+                axis_labels=("iteration", *source.axis_labels),
                 visible=False,
             )
             self._iterates = []
-        self._show_side_by_side()
+        # A run turns the grid on when asked; a grid the user turned on stays on.
+        if self.side_by_side.value:
+            self._show_grid(True)
 
-    def _show_side_by_side(self) -> None:
-        self._viewer.canvas.grid.enabled = self.side_by_side.value
+    def _show_grid(self, shown: bool) -> None:
+        self._viewer.canvas.grid.enabled = shown
+
+
+def _placement(layer: napari.layers.Layer) -> dict:
+    """Where `layer` lies in the world: its transforms, units and axis names."""
+    return {
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine,
+        "units": layer.units,
+        "axis_labels": layer.axis_labels,
+    }
+
+
+def _with_leading_axis(layer: napari.layers.Layer) -> np.ndarray:
+    """`layer`'s whole data-to-world transform, as an affine matrix with an axis put first."""
+    n = layer.ndim
+    origin = np.asarray(layer.data_to_world(np.zeros(n)))
+    columns = [np.asarray(layer.data_to_world(unit)) - origin for unit in np.eye(n)]
+    matrix = np.eye(n + 2)
+    matrix[1:-1, 1:-1] = np.stack(columns, axis=1)
+    matrix[1:-1, -1] = origin
+    return matrix
 
 
 def _failed(error: Exception) -> None:
@@ -540,6 +606,7 @@ class PointSourceWidget(Container):
                 spacing=tuple(photo.scale),
             )
         except (ValueError, TypeError) as error:
+            self.report.value = "no PSF measured"
             show_error(f"PSF from point source: {error}")
             return None
         # napari's default scale (all 1) says nothing about the voxels.
@@ -555,6 +622,7 @@ class PointSourceWidget(Container):
             name=f"{photo.name} PSF",
             rgb=photo.rgb,
             scale=photo.scale,
+            units=photo.units,
             colormap=None if photo.rgb else "magma",
             metadata={"psf_report": report},
         )
