@@ -772,9 +772,10 @@ def deblur(
         decisions are made once, on blocks spread over the image (or taken
         from `plan`), and every chunk repeats them; the result agrees with
         the image deblurred at once with those decisions, to float
-        round-off in the interior. Wiener's conjugate gradients take global
-        steps and do not run in chunks: ``method='landweber'`` fits the same
-        model step by step.
+        round-off in the interior (ADMM-TV, whose every step spans its
+        chunk, to about 1e-3 of the range). Wiener's conjugate gradients and
+        the hyper-Laplacian ADMM do not run in chunks: ``'landweber'`` and
+        ``'admm_tv'`` fit models of their kind step by step.
         An image too large for memory is deblurred in chunks sized to it,
         with a warning.
 

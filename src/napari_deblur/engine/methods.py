@@ -128,7 +128,8 @@ def build_solver(
         image): exactly `iterations` iterations, with the acceleration's
         `schedule` (the Richardson-Lucy methods' ``'extrapolation'`` or
         the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
-        data `level` of that run.
+        data `level` of that run (which the ADMM methods scale their
+        penalties by).
     data_weights : ndarray, optional
         Each sample's weight in the least-squares data term of the
         :data:`WEIGHTED_DATA_METHODS`, relative to the typical sample's
@@ -230,7 +231,12 @@ def build_solver(
         stiff = clipped is not None and bool(np.any(clipped))
         stop = converged(600 if stiff else 150)
         solver = ADMM(
-            operator, weight=chosen, clipped=clipped, data_weights=data_weights, stop=stop
+            operator,
+            weight=chosen,
+            clipped=clipped,
+            data_weights=data_weights,
+            level=level,
+            stop=stop,
         )
         return solver, chosen
     if weight is None:
@@ -245,6 +251,7 @@ def build_solver(
         alpha=HYPER_LAPLACIAN_ALPHA,
         clipped=clipped,
         data_weights=data_weights,
+        level=level,
         stop=converged(300),
     )
     return solver, chosen
