@@ -362,6 +362,13 @@ def _one_image(
         raise ValueError(f"noise must be a positive, finite standard deviation, got {noise!r}")
     if weight is not None and not (_is_number(weight) and weight >= 0):
         raise ValueError(f"weight must be a non-negative, finite number, got {weight!r}")
+    if weight is not None and method == "richardson_lucy":
+        raise ValueError("richardson_lucy takes no weight (it stops at the noise); use 'rl_tv'")
+    if weight == 0 and method not in ("wiener", "landweber"):
+        raise ValueError(
+            f"weight 0 (no regularisation) is for 'wiener' and 'landweber'; {method!r} "
+            "needs a positive weight"
+        )
     if channel_axis is not None and not _is_number(channel_axis, integer=True):
         raise TypeError(f"channel_axis must be an integer axis, got {channel_axis!r}")
     if channel_axis is not None:
