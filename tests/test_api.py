@@ -133,6 +133,8 @@ def test_srgb_round_trip():
         ({"noise": np.array([0.1, 0.2])}, ValueError, "noise"),
         ({"weight": "a"}, ValueError, "weight"),
         ({"weight": 0.0}, ValueError, "weight 0"),
+        ({"chunks": (24, 24, 24)}, ValueError, "one per spatial axis"),
+        ({"plan": {"method": "wiener"}}, TypeError, "plan"),
         ({"weight": 0.1, "method": "richardson_lucy"}, ValueError, "no weight"),
         ({"channel_axis": 1.0}, TypeError, "channel_axis"),
         ({"image": -1 - np.ones((64, 64)), "method": "richardson_lucy"}, ValueError, "above 0"),

@@ -379,6 +379,10 @@ def _one_image(
         channel_axis %= image.ndim
     spatial_ndim = image.ndim - (channel_axis is not None)
     if plan is not None:
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a Plan (a step's .plan), got {type(plan).__name__}")
+        if plan.method not in METHODS[1:]:
+            raise ValueError(f"plan's method must be one of {METHODS[1:]}, got {plan.method!r}")
         if isinstance(psf, str) or varying or refine_psf:
             raise ValueError("a plan repeats a run with one given PSF (not estimated or varying)")
         method, boundary, encoding = plan.method, plan.boundary, plan.encoding

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._api import Plan, deblur_steps, decisions, is_lazy, option_defaults
 from .engine import backend, memory
+from .engine.methods import METHODS
 
 #: Voxels of each block on which the decisions are made (2048 x 2048,
 #: 161^3): enough for the noise and the weight to be judged, a few seconds
@@ -181,10 +182,16 @@ def chunked_steps(
     if isinstance(chunks, str) and chunks != "auto":
         raise ValueError(f"chunks must be sizes or 'auto', got {chunks!r}")
     if chunks is not None and not isinstance(chunks, str):
-        chunks = np.broadcast_to(np.asarray(chunks, dtype=int), (len(spatial),))
-        if np.any(chunks < 1):
-            raise ValueError(f"chunks must be positive, got {chunks}")
+        sizes = np.asarray(chunks, dtype=int).ravel()
+        if sizes.size not in (1, len(spatial)) or np.any(sizes < 1):
+            raise ValueError(
+                f"chunks must be one positive size or one per spatial axis ({len(spatial)}), "
+                f"got {chunks}"
+            )
+        chunks = np.broadcast_to(sizes, (len(spatial),))
     method = plan.method if plan is not None else options["method"]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method not in ("auto", *REACH):
         raise ValueError(
             f"method {method!r} takes steps measured on the whole image and cannot be "

@@ -262,6 +262,9 @@ def test_report_lines(rng):
         ({"sources": 0}, "sources"),
         ({"rois": [((100, 120), (0, 10))]}, "roi"),
         ({"rois": [((0, 10),)]}, "roi"),
+        ({"channel_axis": 5}, "channel_axis"),
+        ({"energy": "a"}, "energy"),
+        ({"bead_diameter": "a"}, "bead_diameter"),
     ],
 )
 def test_bad_arguments(kwargs, message, rng):

@@ -242,3 +242,9 @@ def test_models_refuse_sizes_that_make_no_psf(make, message):
     # integer"), a zero wavelength or voxel divided by zero.
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_float32_psf_whose_sum_overflows_float32_is_normalised():
+    # Its sum, taken to float32, was infinite: the PSF came back all zeros.
+    psf = normalize_psf(np.full((3, 3), 3e38, np.float32))
+    assert psf.dtype == np.float32 and np.allclose(psf, 1 / 9)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 from scipy import ndimage
@@ -231,8 +232,12 @@ def psf_from_point_source(
         raise ValueError(f"image must be a non-empty real array, got {raw.dtype} {raw.shape}")
     if not np.all(np.isfinite(raw)):
         raise ValueError("image contains NaN or infinite values")
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if channel_axis is not None and not (
+        isinstance(channel_axis, (int, np.integer)) and -raw.ndim <= channel_axis < raw.ndim
+    ):
+        raise ValueError(f"channel_axis {channel_axis!r} is not an axis of a {raw.ndim}D image")
+    if not (isinstance(energy, Real) and 0 < energy <= 1):
+        raise ValueError(f"energy must be in (0, 1], got {energy!r}")
     if not (sources == "auto" or (isinstance(sources, (int, np.integer)) and sources >= 1)):
         raise ValueError(f"sources must be a positive integer or 'auto', got {sources!r}")
     encoding = resolve_encoding(encoding, raw.dtype)
@@ -604,12 +609,16 @@ def _finish(light: np.ndarray, symmetric: bool, bead, noise_shares) -> np.ndarra
 def _bead(diameter: float, spacing, ndim: int) -> np.ndarray:
     """A bead's ball sampled on voxels of size `spacing`, unit sum."""
     sizes = np.asarray(spacing, dtype=float)
-    if sizes.ndim > 1 or sizes.size not in (1, ndim) or not np.all(sizes > 0):
+    if (
+        sizes.ndim > 1
+        or sizes.size not in (1, ndim)
+        or not np.all(np.isfinite(sizes) & (sizes > 0))
+    ):
         raise ValueError(
             f"spacing must be one positive size or one per axis ({ndim}), got {spacing}"
         )
-    if not (np.isfinite(diameter) and diameter > 0):
-        raise ValueError(f"bead_diameter must be positive, got {diameter}")
+    if not (isinstance(diameter, Real) and np.isfinite(diameter) and diameter > 0):
+        raise ValueError(f"bead_diameter must be a positive size, got {diameter!r}")
     radii = np.broadcast_to(diameter / 2 / sizes, (ndim,))
     # A sharp rim: pixel integration alone softens it.
     return defocus_psf(radii, edge=0.05)

@@ -51,7 +51,8 @@ def normalize_psf(psf) -> np.ndarray:
     total = float(psf.sum(dtype=np.float64))
     if not total > 0:
         raise ValueError(f"psf must have a positive sum, got {total:g}")
-    return psf / psf.dtype.type(total)
+    # Divided in double precision: a float32 PSF's sum may overflow float32.
+    return (psf / np.float64(total)).astype(psf.dtype, copy=False)
 
 
 def centroid(psf) -> np.ndarray:
