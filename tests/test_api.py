@@ -155,6 +155,9 @@ def test_bad_images(rng):
         deblur(np.array([["a"]]), PSF)
     with pytest.raises(ValueError, match="image"):
         deblur(np.zeros((0, 5)), PSF)
+    # Their squares overflow float32: Wiener's result was all NaN.
+    with pytest.raises(ValueError, match="overflow float32"):
+        deblur(np.float32(1e30) * rng.random((32, 32), dtype=np.float32), PSF, method="wiener")
 
 
 def night_scene(rng, size=96, psf=None):

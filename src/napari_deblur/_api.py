@@ -352,6 +352,14 @@ def _one_image(
     image = _as_image(image, "image")
     if not np.all(np.isfinite(image)):
         raise ValueError("image contains NaN or infinite values; replace them first")
+    # Sums of squares over the image must stay finite in the arithmetic's type.
+    largest = max(float(image.max()), -float(image.min()))
+    limit = np.sqrt(float(np.finfo(backend.float_dtype(image.dtype)).max)) / 3e4
+    if largest > limit:
+        raise ValueError(
+            f"image values reach {largest:.3g}, whose squares overflow "
+            f"{np.dtype(backend.float_dtype(image.dtype)).name}; scale the image down"
+        )
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if boundary != "auto" and boundary not in BOUNDARIES:
