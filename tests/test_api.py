@@ -323,6 +323,14 @@ def test_time_series_is_deblurred_frame_by_frame(rng):
         deblur(series, psf, time_axis=1, channel_axis=1)
     with pytest.raises(ValueError, match="time_axis"):
         deblur(series, psf, time_axis=4)
+    # A mask of the series' shape holds each frame's own bad pixels (it
+    # was refused as not of the spatial shape).
+    bad = np.zeros(series.shape, bool)
+    bad[:, 2, 8:12, 8:12] = True
+    masked = deblur(series, psf, time_axis=1, max_iter=5, bad_pixels=bad)
+    np.testing.assert_array_equal(masked[:, :2], result[:, :2])
+    expected = deblur(frames[2], psf, max_iter=5, bad_pixels=bad[:, 2])
+    np.testing.assert_allclose(masked[:, 2], expected, rtol=1e-5)
 
 
 def test_channels_of_a_stack_each_get_their_own_psf(rng):

@@ -287,17 +287,25 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
             raise ValueError("time_axis and channel_axis must differ")
         channel_axis -= channel_axis > time_axis
     frames = np.moveaxis(image, time_axis, 0)
+    # A mask of the whole series' shape marks each frame's own bad pixels.
+    bad = options.get("bad_pixels")
+    masks = (
+        np.moveaxis(np.asarray(bad), time_axis, 0)
+        if bad is not None and np.shape(bad) == image.shape
+        else None
+    )
+
+    def frame(t: int) -> Iterator[Progress]:
+        masked = options if masks is None else {**options, "bad_pixels": masks[t]}
+        return _one_image(frames[t], psf, channel_axis=channel_axis, **masked)
+
     # The first frame's steps check every argument now, not when iterated.
-    first = _one_image(frames[0], psf, channel_axis=channel_axis, **options)
+    first = frame(0)
 
     def steps() -> Iterator[Progress]:
         done = []
         for t in range(len(frames)):
-            frame_steps = (
-                first
-                if t == 0
-                else _one_image(frames[t], psf, channel_axis=channel_axis, **options)
-            )
+            frame_steps = first if t == 0 else frame(t)
             finished = tuple(done)
             for step in frame_steps:
 
@@ -746,7 +754,8 @@ def deblur(
         principle).
     bad_pixels : array_like of bool, optional
         True where a pixel is not a valid observation (hot, dead, a scratch):
-        of the image's spatial shape, or its full shape for per-channel masks.
+        of the image's spatial shape, or its full shape for per-channel masks
+        (and, with `time_axis`, per-frame ones).
         Such pixels are left out of the fit and filled in by the rest.
     saturation : float, 'auto' or None
         The sensor's saturation level in the image's stored values: pixels at

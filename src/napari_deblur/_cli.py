@@ -215,7 +215,9 @@ def _write_like(path: Path, result, source, overwrite: bool) -> None:
 def _report_clipped(clipped: int, out) -> None:
     """Say how many values the output's type clipped, if any."""
     if clipped:
-        log.warning("%d of %d values clipped to the range of %s", clipped, out.size, out.dtype)
+        log.warning(
+            "%d of %d values clipped to the range of %s", int(clipped), out.size, out.dtype
+        )
 
 
 @contextmanager
@@ -383,8 +385,7 @@ def demo(args: argparse.Namespace) -> None:
         check_output(folder / name, overwrite=args.overwrite)
     blurred, light, sharp = make_defocused_photo()
     result, clipped = to_dtype(deblur(blurred, light, channel_axis=-1), np.uint8)
-    if clipped:
-        log.info("%d of %d values clipped to the range of uint8", clipped, result.size)
+    _report_clipped(clipped, result)
     gap = np.full((blurred.shape[0], 8, 3), 255, np.uint8)
     pictures = (blurred, light, result, np.concatenate([blurred, gap, result, gap, sharp], axis=1))
     for name, data in zip(names, pictures):
