@@ -314,8 +314,10 @@ def test_time_series_is_deblurred_frame_by_frame(rng):
     assert {step.settings["frame"] for step in steps} == {0, 1, 2}
     result = steps[-1].image
     assert result.shape == series.shape
+    method = steps[0].settings["method"]
     for t, frame in enumerate(frames):
-        np.testing.assert_allclose(result[:, t], deblur(frame, psf, max_iter=5), rtol=1e-5)
+        alone = deblur(frame, psf, max_iter=5, method=method)
+        np.testing.assert_allclose(result[:, t], alone, rtol=1e-5)
     # Mid-way, the frames not reached yet are shown as they came.
     middle = next(step for step in steps if step.settings["frame"] == 1)
     np.testing.assert_array_equal(middle.image[:, 2], frames[2])
@@ -329,7 +331,7 @@ def test_time_series_is_deblurred_frame_by_frame(rng):
     bad[:, 2, 8:12, 8:12] = True
     masked = deblur(series, psf, time_axis=1, max_iter=5, bad_pixels=bad)
     np.testing.assert_array_equal(masked[:, :2], result[:, :2])
-    expected = deblur(frames[2], psf, max_iter=5, bad_pixels=bad[:, 2])
+    expected = deblur(frames[2], psf, max_iter=5, method=method, bad_pixels=bad[:, 2])
     np.testing.assert_allclose(masked[:, 2], expected, rtol=1e-5)
 
 
@@ -411,3 +413,14 @@ def test_refine_psf_option(rng):
     assert psnr(truth, steps[-1].image, 255) > psnr(truth, as_given, 255) + 3
     with pytest.raises(ValueError, match="refine_psf"):
         deblur(np.zeros((8, 32, 32)), gaussian_psf(1.0, ndim=3), refine_psf=True)
+
+
+def test_a_time_series_takes_the_method_its_first_frame_chose(rng):
+    # Each frame chose its own: a signed first frame (least squares) and
+    # photon counts after it (RL-TV) gave a series named after one method
+    # and deblurred by two.
+    psf = gaussian_psf(1.5)
+    counts = rng.poisson(40, size=(3, 48, 48)).astype(np.float32)
+    counts[0] -= 60
+    steps = list(deblur_steps(counts, psf, time_axis=0, max_iter=3))
+    assert {step.settings["method"] for step in steps} == {steps[0].settings["method"]}

@@ -295,17 +295,19 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
         else None
     )
 
-    def frame(t: int) -> Iterator[Progress]:
+    def frame(t: int, method: str) -> Iterator[Progress]:
         masked = options if masks is None else {**options, "bad_pixels": masks[t]}
+        masked = {**masked, "method": method}
         return _one_image(frames[t], psf, channel_axis=channel_axis, **masked)
 
     # The first frame's steps check every argument now, not when iterated.
-    first = frame(0)
+    first = frame(0, options["method"])
 
     def steps() -> Iterator[Progress]:
         done = []
+        chosen = options["method"]
         for t in range(len(frames)):
-            frame_steps = first if t == 0 else frame(t)
+            frame_steps = first if t == 0 else frame(t, chosen)
             finished = tuple(done)
             for step in frame_steps:
 
@@ -327,6 +329,8 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
                     step.plan,
                 )
             done.append(step.to_output(step.estimate))
+            # One series, one method: the one the first frame chose.
+            chosen = step.settings["method"]
 
     return steps()
 
