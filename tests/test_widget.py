@@ -137,6 +137,10 @@ def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     assert errors == []
     result = viewer.layers["photo deblurred (admm_tv)"]
     assert psnr(sharp, result.data, 255) > psnr(sharp, blurred, 255) + 1
+    # A rectangle off the layer was reported with a meaningless region.
+    shapes.data = [np.array([[400, 400], [420, 420]])]
+    widget.run()
+    assert len(errors) == 1 and "lies outside the PSF layer 'frame'" in errors[0]
 
 
 def test_cancel_stops_within_an_iteration(make_napari_viewer, qtbot, errors, monkeypatch):

@@ -58,6 +58,10 @@ def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> li
                 region.append((0, n))
             else:
                 region.append((max(0, int(np.floor(lo))), min(n, int(np.ceil(hi)) + 1)))
+        if any(start >= stop for start, stop in region):
+            raise ValueError(
+                f"a shape of '{shapes.name}' lies outside the PSF layer '{psf_layer.name}'"
+            )
         regions.append(tuple(region))
     return regions
 
