@@ -123,6 +123,9 @@ def test_model_kernels_that_fill_their_box_are_kept(shape):
         measured = psf_from_point_source(np.full(shape, 3.0))
     np.testing.assert_allclose(measured.psf, np.full(shape, 1 / np.prod(shape)))
     assert measured.clipped == 0
+    # A flat region of a larger array is no kernel: it holds no light.
+    with pytest.raises(ValueError, match="no light"):
+        psf_from_point_source(np.full((40, 40), 3.0), rois=[((5, 20), (5, 20))])
 
 
 def test_one_plane_of_a_3d_psf_is_a_psf():

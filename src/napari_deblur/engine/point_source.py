@@ -387,12 +387,17 @@ def _find_sources(
         # light. A smooth stack on a camera's offset (a bead stack averaged
         # down) is a photo.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
-    elif region.min() >= 0 and all(
-        noise == 0 and np.allclose(channel, plane, rtol=1e-6, atol=0)
-        for (plane, noise), channel in zip(fits, region)
+    elif (
+        region.shape == linear.shape
+        and region.min() >= 0
+        and all(
+            noise == 0 and np.allclose(channel, plane, rtol=1e-6, atol=0)
+            for (plane, noise), channel in zip(fits, region)
+        )
     ):
-        # Noise-free and flat to the border: a model kernel that fills its
-        # box (a box blur, unnormalised), whose every value is light.
+        # Noise-free and flat to the border, and the whole array given: a
+        # model kernel that fills its box (a box blur, unnormalised), whose
+        # every value is light. (A flat region of a photo holds no light.)
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif region.min() >= 0:
         # Non-negative floats whose band sits within the noise of zero have no
