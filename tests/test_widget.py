@@ -571,3 +571,20 @@ def test_a_varying_run_that_fails_adds_no_layer(make_napari_viewer, errors, vary
     widget.run()
     assert len(errors) == 1 and "wiener" in errors[0]
     assert [layer.name for layer in viewer.layers] == ["tilted", "lights"]
+
+
+def test_a_colour_time_series_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, errors):
+    # It was refused: "psf has 2 axes but the image has 3 spatial axes".
+    viewer = make_napari_viewer()
+    blurred, light, sharp = make_defocused_photo()
+    movie = np.stack([blurred, blurred[::-1]])
+    layer = viewer.add_image(movie, name="movie", rgb=True)
+    viewer.add_image(light, name="light", rgb=True)
+    widget = dock_on(viewer, layer, viewer.layers["light"])
+    widget.max_iter.value = 5
+    run_to_end(widget, qtbot)
+    assert errors == []
+    (result,) = [lay for lay in viewer.layers if lay.name.startswith("movie deblurred")]
+    assert result.rgb and result.data.shape == movie.shape and result.data.dtype == np.uint8
+    assert "frame 2 of 2" in widget.report.value
+    assert psnr(sharp[::-1], result.data[1], 255) > psnr(sharp, blurred, 255) + 1

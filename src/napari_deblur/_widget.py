@@ -220,10 +220,10 @@ class DeblurWidget(Container):
         # A PSF layer with napari's default scale was opened without one: it
         # is taken to share the image's voxels. Otherwise the scales say how
         # each was sampled, and the PSF is resampled to the image's.
-        # A grey layer with one axis more than the PSF is a time series
-        # (TZYX, TYX): its frames are deblurred in turn.
-        over_time = not image_layer.rgb and image_layer.ndim == psf_layer.ndim + 1
-        if over_time and psf_layer.ndim == 2:
+        # A layer with one axis more than the PSF is a time series (TZYX,
+        # TYX, TYX in colour): its frames are deblurred in turn.
+        over_time = image_layer.ndim == psf_layer.ndim + 1
+        if over_time and psf_layer.ndim == 2 and not image_layer.rgb:
             show_info(
                 "Deblur: a 2D PSF on a 3D layer: its planes are deblurred one by one, as "
                 "frames (a 3D PSF deblurs a stack in 3D)"
