@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> None:
                 if future.status == "error":
                     log.error("%s: %s", named[future], future.exception())
                     failed.append(named[future])
+                else:
+                    # The workers' own reports stay in their processes.
+                    log.info("deblurred %s on the cluster", named[future])
     if failed:
         names = ", ".join(str(p) for p in failed)
         raise ValueError(f"{len(failed)} of {len(inputs)} inputs failed: {names}")
@@ -245,7 +248,14 @@ def _cluster(workers: int | None, scheduler: str | None):
         raise ValueError(f"--workers must be at least 1, got {workers}")
     # One thread a worker: the FFTs use every core of their machine.
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            dashboard_address=None,
+            # A failed file is reported here, in one line; the workers'
+            # tracebacks only when asked (-v).
+            silence_logs=logging.WARNING if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL,
+        ) as cluster,
         Client(cluster) as client,
     ):
         log.info("deblurring on a local cluster of %d workers", workers)
