@@ -533,7 +533,7 @@ def test_rgba_keeps_its_alpha_and_the_users_grid(make_napari_viewer, qtbot, erro
     alpha = np.linspace(0, 255, blurred[..., 0].size).reshape(blurred.shape[:2]).astype(np.uint8)
     image = viewer.add_image(np.dstack([blurred, alpha]), name="rgba", rgb=True)
     viewer.add_image(light, name="light", rgb=True)
-    viewer.grid.enabled = True
+    viewer.canvas.grid.enabled = True
     widget = dock_on(viewer, image, viewer.layers["light"])
     widget.max_iter.value = 3
     run_to_end(widget, qtbot)
@@ -543,7 +543,7 @@ def test_rgba_keeps_its_alpha_and_the_users_grid(make_napari_viewer, qtbot, erro
     np.testing.assert_array_equal(result.data[..., 3], alpha)
     *_, last = deblur_steps(blurred, light, channel_axis=-1, max_iter=1)
     assert result.metadata["deblur"]["left_out"] == last.settings["left_out"]
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
 
 
 def test_a_dask_rgb_layer_keeps_its_type(make_napari_viewer, qtbot, errors):
