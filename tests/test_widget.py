@@ -588,3 +588,16 @@ def test_a_colour_time_series_is_deblurred_frame_by_frame(make_napari_viewer, qt
     assert result.rgb and result.data.shape == movie.shape and result.data.dtype == np.uint8
     assert "frame 2 of 2" in widget.report.value
     assert psnr(sharp[::-1], result.data[1], 255) > psnr(sharp, blurred, 255) + 1
+
+
+def test_a_second_run_while_one_runs_is_refused(make_napari_viewer, qtbot, monkeypatch):
+    # Two calls before the thread had started launched two workers into one layer.
+    shown = []
+    monkeypatch.setattr(_widget, "show_info", shown.append)
+    viewer, widget = on_photo_sample(make_napari_viewer)
+    widget.max_iter.value = 3
+    widget.run()
+    first = widget.worker
+    widget.run()
+    assert widget.worker is first and any("already running" in m for m in shown)
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)

@@ -342,7 +342,9 @@ class DeblurWidget(Container):
         layer, deblurred chunk by chunk as napari displays it. So is the
         result of a layer in memory that is too large to deblur at once.
         """
-        if self._worker is not None and self._worker.is_running:
+        # The button is off from a run's start to its end (a worker says it
+        # is running only once its thread has started).
+        if not self.run_button.enabled:
             show_info("Deblurring is already running; press Cancel to stop it.")
             return
         try:
