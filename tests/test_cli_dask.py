@@ -1,5 +1,7 @@
 """The run command on Zarr stores, in chunks, and on Dask clusters."""
 
+import logging
+
 import numpy as np
 import pytest
 import tifffile
@@ -123,7 +125,8 @@ def test_many_files_go_to_a_cluster_given_by_its_address(tmp_path, rng):
 
 
 @pytest.mark.parametrize("cluster", [[], ["--workers", "1"]])
-def test_a_file_that_fails_does_not_stop_the_others(tmp_path, rng, capfd, cluster):
+def test_a_file_that_fails_does_not_stop_the_others(tmp_path, rng, capfd, caplog, cluster):
+    caplog.set_level(logging.INFO)
     psf = gaussian_psf(1.5)
     good = rng.poisson(100 + 50 * rng.random((48, 48))).astype(np.uint16)
     tifffile.imwrite(tmp_path / "good.tif", good)
@@ -140,6 +143,8 @@ def test_a_file_that_fails_does_not_stop_the_others(tmp_path, rng, capfd, cluste
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Compute Failed" not in err
     assert err.strip().splitlines()[-1].startswith("napari-deblur: error: 1 of 2")
+    # The file that worked reports here, from a worker too.
+    assert "wrote" in caplog.text and "good.tif" in caplog.text
 
 
 def test_a_tiff_is_deblurred_in_chunks_when_asked(stack_files):

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         else:
             from distributed import as_completed
 
-            futures = client.map(deblur_file, inputs, outputs, job=job, pure=False)
+            futures = client.map(_deblur_on_worker, inputs, outputs, job=job, pure=False)
             named = dict(zip(futures, inputs))
             failed = []
             for future in as_completed(futures):
@@ -87,11 +87,29 @@ def run(args: argparse.Namespace) -> None:
                     log.error("%s: %s", named[future], future.exception())
                     failed.append(named[future])
                 else:
-                    # The workers' own reports stay in their processes.
-                    log.info("deblurred %s on the cluster", named[future])
+                    for level, message in future.result():
+                        log.log(level, "%s", message)
     if failed:
         names = ", ".join(str(p) for p in failed)
         raise ValueError(f"{len(failed)} of {len(inputs)} inputs failed: {names}")
+
+
+def _deblur_on_worker(blurred: Path, output: Path, job: dict) -> list[tuple[int, str]]:
+    """:func:`deblur_file` on a cluster's worker: its report, for the client to log."""
+    from logging.handlers import BufferingHandler
+
+    report = BufferingHandler(capacity=1 << 20)
+    level, propagate = log.level, log.propagate
+    log.addHandler(report)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        deblur_file(blurred, output, job)
+    finally:
+        log.removeHandler(report)
+        log.setLevel(level)
+        log.propagate = propagate
+    return [(record.levelno, record.getMessage()) for record in report.buffer]
 
 
 def _try(function, *args) -> bool:
