@@ -122,7 +122,7 @@ class PointSourcePSF:
             )
         if self.snr < MIN_SNR:
             found.append(
-                f"the point light is weak (peak SNR {self.snr:.0f} < {MIN_SNR:.0f}): "
+                f"the point light is weak (peak SNR {self.snr:.3g}, under {MIN_SNR:.0f}): "
                 "the PSF is noisy; use a longer exposure or several sources"
             )
         return found
