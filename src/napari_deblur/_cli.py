@@ -421,19 +421,26 @@ def demo(args: argparse.Namespace) -> None:
     log.info("side-by-side.png: blurred | deblurred | truth")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors take one line, as every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help for the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from ._api import METHODS
     from .engine.color import ENCODINGS
     from .engine.operators import BOUNDARIES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="napari-deblur",
         description="Deblur images with a measured PSF. With no command, opens napari "
         "with the sample data and the Deblur widget.",
     )
     # -v/-q work before or after the command; SUPPRESS keeps a command's
     # parser from resetting what was given before it.
-    logging_flags = argparse.ArgumentParser(add_help=False)
+    logging_flags = _Parser(add_help=False)
     for target, default in ((parser, False), (logging_flags, argparse.SUPPRESS)):
         target.add_argument(
             "-v", "--verbose", action="store_true", default=default, help="say more"
