@@ -53,6 +53,17 @@ def on_photo_sample(make_napari_viewer):
     return viewer, widget
 
 
+def on_varying_scene(make_napari_viewer, varying_scene):
+    """A viewer with the tilted scene and its lights, the widget set on them, varying blur on."""
+    blurred, photo, _ = varying_scene
+    viewer = make_napari_viewer()
+    viewer.add_image(blurred, name="tilted")
+    viewer.add_image(photo, name="lights")
+    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
+    widget.varying.value = True
+    return viewer, widget
+
+
 def run_to_end(widget, qtbot):
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
@@ -373,12 +384,8 @@ def test_time_series_layer_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
 
 
 def test_varying_blur_checkbox_shows_the_psfs(make_napari_viewer, qtbot, errors, varying_scene):
-    blurred, photo, sharp = varying_scene
-    viewer = make_napari_viewer()
-    viewer.add_image(blurred, name="tilted")
-    viewer.add_image(photo, name="lights")
-    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
-    widget.varying.value = True
+    blurred, _, sharp = varying_scene
+    viewer, widget = on_varying_scene(make_napari_viewer, varying_scene)
     run_to_end(widget, qtbot)
     assert errors == []
     placed = viewer.layers["lights PSFs"].data
@@ -561,12 +568,7 @@ def test_a_dask_rgb_layer_keeps_its_type(make_napari_viewer, qtbot, errors):
 
 
 def test_a_varying_run_that_fails_adds_no_layer(make_napari_viewer, errors, varying_scene):
-    blurred, photo, _ = varying_scene
-    viewer = make_napari_viewer()
-    viewer.add_image(blurred, name="tilted")
-    viewer.add_image(photo, name="lights")
-    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
-    widget.varying.value = True
+    viewer, widget = on_varying_scene(make_napari_viewer, varying_scene)
     widget.method.value = "wiener"
     widget.run()
     assert len(errors) == 1 and "wiener" in errors[0]

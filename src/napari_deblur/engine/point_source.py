@@ -377,27 +377,28 @@ def _find_sources(
     if floor is not None:
         # A flat, finely quantised background can read as noise-free.
         fits = [(plane, max(noise, q)) for (plane, noise), q in zip(fits, floor)]
-    elif clean_band or all(
-        max(noise, abs(float(channel.min()))) <= np.abs(channel).max() / MAX_PHOTO_SNR
-        for (_, noise), channel in zip(fits, region)
-    ):
-        # No camera photographs a point light this cleanly (noise and darkest
-        # sample, or the whole outer band, at a thousandth of the peak):
-        # floating-point data this clean is a model PSF, whose every value is
-        # light. A smooth stack on a camera's offset (a bead stack averaged
-        # down) is a photo.
-        fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif (
-        region.shape == linear.shape
-        and region.min() >= 0
-        and all(
-            noise == 0 and np.allclose(channel, plane, rtol=1e-6, atol=0)
-            for (plane, noise), channel in zip(fits, region)
+        clean_band
+        or all(
+            max(noise, abs(float(channel.min()))) <= np.abs(channel).max() / MAX_PHOTO_SNR
+            for (_, noise), channel in zip(fits, region)
+        )
+        or (
+            region.shape == linear.shape
+            and region.min() >= 0
+            and all(
+                noise == 0 and np.allclose(channel, plane, rtol=1e-6, atol=0)
+                for (plane, noise), channel in zip(fits, region)
+            )
         )
     ):
-        # Noise-free and flat to the border, and the whole array given: a
-        # model kernel that fills its box (a box blur, unnormalised), whose
-        # every value is light. (A flat region of a photo holds no light.)
+        # No camera photographs a point light this cleanly (noise and darkest
+        # sample, or the whole outer band, at a thousandth of the peak; or,
+        # the whole array given, no noise and as bright at the border as
+        # within, a box blur): floating-point data this clean is a model
+        # PSF, whose every value is light. A smooth stack on a camera's
+        # offset (a bead stack averaged down) is a photo, and a flat region
+        # of a photo holds no light.
         fits = [(np.zeros_like(channel), 0.0) for channel in region]
     elif region.min() >= 0:
         # Non-negative floats whose band sits within the noise of zero have no

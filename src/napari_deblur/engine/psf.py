@@ -148,10 +148,7 @@ def resample_psf(psf, spacing: Sequence[float], new_spacing: Sequence[float]) ->
     psf = _as_psf(psf)
     spacing = np.broadcast_to(np.asarray(spacing, float), (psf.ndim,))
     new_spacing = np.broadcast_to(np.asarray(new_spacing, float), (psf.ndim,))
-    if not np.all(
-        np.isfinite(spacing) & (spacing > 0) & np.isfinite(new_spacing) & (new_spacing > 0)
-    ):
-        raise ValueError(f"spacings must be positive and finite, got {spacing} and {new_spacing}")
+    _positive("spacings", [spacing, new_spacing])
     ratio = new_spacing / spacing
     # Integrate over the new voxel where it is larger than the old one (an
     # odd box, so that nothing moves).
@@ -200,6 +197,14 @@ def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None
     origin = [k // 2 for k in kernel] if origin is None else origin
     padded = xp.roll(padded, tuple(-int(o) for o in origin), axis=axes)
     return backend.rfftn(padded, axes)
+
+
+def _positive(name: str, value) -> np.ndarray:
+    """`value` as floats, or a ValueError naming `name` unless each is positive and finite."""
+    array = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError(f"{name} must be positive and finite, got {array.tolist()}")
+    return array
 
 
 def _default_shape(radius: Sequence[float]) -> tuple[int, ...]:
@@ -273,8 +278,7 @@ def gaussian_psf(
     sigma = np.broadcast_to(
         np.asarray(sigma, dtype=float), (ndim,) if np.ndim(sigma) == 0 else np.shape(sigma)
     )
-    if not np.all(np.isfinite(sigma) & (sigma > 0)):
-        raise ValueError(f"sigma must be positive and finite, got {sigma.tolist()}")
+    _positive("sigma", sigma)
     shape = _default_shape(4 * sigma) if shape is None else tuple(shape)
     shifts = _offsets(offset, len(sigma))
     # The integral of a Gaussian over a pixel is a difference of error functions.
@@ -326,8 +330,7 @@ def defocus_psf(
     radii = np.broadcast_to(
         np.asarray(radius, dtype=float), (ndim,) if np.ndim(radius) == 0 else np.shape(radius)
     )
-    if not np.all(np.isfinite(radii) & (radii > 0)):
-        raise ValueError(f"radius must be positive and finite, got {radii.tolist()}")
+    _positive("radius", radii)
     if not edge > 0:
         raise ValueError(f"edge must be positive, got {edge}")
     shifts = _offsets(offset, len(radii))
@@ -426,8 +429,7 @@ def airy_psf(
         ``v = 2 pi NA r / wavelength``.
     """
     for name, value in (("wavelength", wavelength), ("na", na), ("pixel_size", pixel_size)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be positive and finite, got {value}")
+        _positive(name, value)
     first_zero = 0.61 * wavelength / na / pixel_size
     shape = _default_shape([4 * first_zero] * 2) if shape is None else tuple(shape)
     rows, cols = _grid(shape, supersample)
@@ -497,11 +499,10 @@ def widefield_psf(
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be (planes, rows, columns), got {shape}")
-    if not (np.isfinite(wavelength) and wavelength > 0):
-        raise ValueError(f"wavelength must be positive and finite, got {wavelength}")
-    voxel_size = np.asarray(voxel_size, dtype=float)
-    if voxel_size.shape != (3,) or not np.all(np.isfinite(voxel_size) & (voxel_size > 0)):
-        raise ValueError(f"voxel_size must give three positive sizes (z, y, x), got {voxel_size}")
+    _positive("wavelength", wavelength)
+    voxel_size = _positive("voxel_size", voxel_size)
+    if voxel_size.shape != (3,):
+        raise ValueError(f"voxel_size must give three sizes (z, y, x), got {voxel_size}")
     if not 0 < na < refractive_index:
         raise ValueError(f"na must be in (0, refractive_index), got {na}")
     sample_index = refractive_index if sample_index is None else float(sample_index)

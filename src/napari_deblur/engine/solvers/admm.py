@@ -34,8 +34,7 @@ CHECK_EVERY = 5
 #: the power ``2 - p``, so that data in any units take the same steps. The
 #: values are those that converged fastest on the benchmark set's
 #: linear-light photos (20 and 100), restated at the level of its camera
-#: photo, 0.31 (stated at 0.25 instead, the default's 2048 x 2048 photo took
-#: 50 iterations instead of 40).
+#: photo, 0.31.
 RHO_PRIOR = {"tv": 6.2, "hyper-laplacian": 21.0}
 
 
