@@ -6,6 +6,7 @@ import tifffile
 from scipy import ndimage
 
 from napari_deblur.engine.color import linear_to_srgb
+from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.point_source import PSFQualityWarning, psf_from_point_source
 from napari_deblur.engine.psf import (
     centroid,
@@ -103,6 +104,19 @@ def test_clean_psf_changes_little():
         assert relative_error(cleaned, psf) < 0.02
         # The result is not a view of the caller's array.
         assert not np.shares_memory(cleaned, psf)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (1, 6), (4, 5)])
+def test_even_model_kernels_are_the_same_filter(shape):
+    # A normalised box of even width was taken for a photo, re-centred and
+    # cut to an odd box no larger than its frame: 2 x 2 became [[1]].
+    kernel = np.ones(shape) / np.prod(shape)
+    psf = psf_from_point_source(kernel).psf
+    assert all(n % 2 == 1 for n in psf.shape)
+    image = np.random.default_rng(0).random((16, 16))
+    given = Convolution(kernel, image.shape, boundary="periodic").apply(image)
+    cleaned = Convolution(psf, image.shape, boundary="periodic").apply(image)
+    np.testing.assert_allclose(cleaned, given, atol=1e-12)
 
 
 def test_clean_3d_psf_changes_little():

@@ -248,8 +248,10 @@ def psf_from_point_source(
     bead = None if bead_diameter is None else _bead(bead_diameter, spacing, len(spatial))
     if rois is None and bead is None and not symmetric and encoding == "linear" and _is_clean(raw):
         # A PSF cleaned before, or a model: every value is light already.
-        # A copy: the caller's array stays theirs.
-        raw = raw.copy()
+        # An even axis gets a zero sample at its end: the same filter (a
+        # kernel's centre is sample k // 2 either way) in an odd box. A
+        # copy: the caller's array stays theirs.
+        raw = np.pad(raw, [(0, 0)] + [(0, 1 - n % 2) for n in raw.shape[1:]])
         total = raw.sum(axis=0) / raw.shape[0]
         return PointSourcePSF(
             psf=raw[0] if channel_axis is None else raw,
@@ -485,18 +487,22 @@ def _overlap(a: tuple[slice, ...], b: tuple[slice, ...]) -> bool:
 
 
 def _is_clean(raw: np.ndarray) -> bool:
-    """Whether `raw` (channels first) is already a PSF: what this module makes.
+    """Whether `raw` (channels first) is already a PSF: what this module makes, or a model.
 
-    Non-negative floats, unit sum per channel, odd sizes, the channels'
-    mean light centred on the centre sample: no photo is all of that.
+    Non-negative floats, unit sum per channel, the channels' mean light
+    centred on the centre sample ``k // 2``, or, along an even axis, on it
+    or half a sample before it (a box of even width): no photo is all of
+    that.
     """
-    if raw.dtype.kind != "f" or raw.min() < 0 or any(n % 2 == 0 for n in raw.shape[1:]):
+    if raw.dtype.kind != "f" or raw.min() < 0:
         return False
     sums = raw.sum(axis=tuple(range(1, raw.ndim)), dtype=np.float64)
     if not np.allclose(sums, 1, atol=1e-3):
         return False
-    offset = centroid(raw.sum(axis=0)) - np.array([n // 2 for n in raw.shape[1:]])
-    return bool(np.all(np.abs(offset) <= 0.1))
+    shape = np.array(raw.shape[1:])
+    offset = centroid(raw.sum(axis=0)) - shape // 2
+    lowest = np.where(shape % 2 == 0, -0.6, -0.1)
+    return bool(np.all((offset >= lowest) & (offset <= 0.1)))
 
 
 def _band(shape: tuple[int, ...]) -> np.ndarray:
