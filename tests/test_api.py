@@ -220,6 +220,22 @@ def test_bad_pixels_are_left_out(rng):
     assert np.abs(out[..., 2] - truth_like).mean() < 0.3 * np.abs(fitted - truth_like).mean()
 
 
+def test_data_scaled_to_their_maximum_are_not_clipped(rng):
+    # Two stars scaled so that the brightest sample is 1.0: every sample
+    # from 0.99 up was left out as clipped, and the stars came back at half
+    # the peak of the same data scaled by 0.98.
+    scene = np.zeros((48, 48))
+    scene[20, 20], scene[30, 28] = 1.0, 0.7
+    psf = gaussian_psf(1.5)
+    blurred = Convolution(psf, scene.shape, boundary="periodic").apply(scene)
+    image = blurred + rng.normal(0, 1e-3, blurred.shape)
+    image /= image.max()
+    steps = list(deblur_steps(image, psf, boundary="periodic"))
+    assert steps[-1].settings["left_out"] == 0
+    scaled = deblur(0.98 * image, psf, boundary="periodic") / 0.98
+    np.testing.assert_allclose(steps[-1].image, scaled, atol=1e-3 * scaled.max())
+
+
 def test_inputs_are_not_modified(rng):
     image = blurred_gray(np.float32, rng)
     psf = PSF.copy()

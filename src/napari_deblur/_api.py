@@ -765,7 +765,9 @@ def deblur(
         The sensor's saturation level in the image's stored values: pixels at
         or near it (clipped lamps, highlights) are left out of the fit too,
         per channel. ``'auto'``: the top of an integer type, or 1.0 for
-        floating data up to 1; None: no pixel is taken as clipped.
+        floating data up to 1 that reach it in more than one pixel (data
+        scaled to their maximum reach it once); None: no pixel is taken as
+        clipped.
     spacing, psf_spacing : float or sequence of float, optional
         Voxel size of the image and of the PSF (one number, or one per
         spatial axis, in the same unit), for a bead stack taken with other

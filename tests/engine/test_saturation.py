@@ -7,7 +7,10 @@ from napari_deblur.engine.saturation import clipped_mask, clipped_regions, satur
 def test_saturation_level_by_type_and_choice():
     assert saturation_level(np.zeros(3, np.uint8)) == 255
     assert saturation_level(np.zeros(3, np.uint16)) == 65535
-    assert saturation_level(np.array([0.2, 1.0])) == 1.0
+    assert saturation_level(np.array([0.2, 1.0, 1.0])) == 1.0
+    # Data scaled to their maximum reach 1 once: no plateau, nothing clipped.
+    assert saturation_level(np.array([0.2, 0.995, 1.0])) is None
+    assert saturation_level(np.array([0.2, 0.995])) is None
     assert saturation_level(np.array([0.2, 3.0])) is None
     assert saturation_level(np.zeros(3, np.uint8), 4000) == 4000
     assert saturation_level(np.zeros(3, np.uint8), None) is None

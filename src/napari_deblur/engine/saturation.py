@@ -30,8 +30,10 @@ def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -
     raw : ndarray
         Pixels as stored.
     saturation : float, 'auto' or None
-        The level itself; ``'auto'``: the largest value of an integer type,
-        1.0 for floating data up to 1, unknown otherwise; None: never clipped.
+        The level itself; ``'auto'``: the largest value of an integer type;
+        1.0 for floating data up to 1 that reach it in more than one sample
+        (a clipped plateau: data scaled to their maximum reach it once);
+        unknown otherwise; None: never clipped.
 
     Returns
     -------
@@ -49,8 +51,8 @@ def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -
         return level
     if raw.dtype.kind in "iu":
         return float(np.iinfo(raw.dtype).max)
-    if raw.dtype.kind == "f" and raw.size and float(raw.max()) <= 1.0:
-        return 1.0
+    if raw.dtype.kind == "f" and raw.size and float(raw.max()) == 1.0:
+        return 1.0 if np.count_nonzero(raw == 1.0) > 1 else None
     return None
 
 
