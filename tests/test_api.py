@@ -1,3 +1,4 @@
+import warnings
 from collections import deque
 
 import numpy as np
@@ -234,6 +235,22 @@ def test_data_scaled_to_their_maximum_are_not_clipped(rng):
     assert steps[-1].settings["left_out"] == 0
     scaled = deblur(0.98 * image, psf, boundary="periodic") / 0.98
     np.testing.assert_allclose(steps[-1].image, scaled, atol=1e-3 * scaled.max())
+
+
+def test_signed_data_are_warned_and_rl_tv_keeps_their_light(rng):
+    signed = data.camera()[::4, ::4] / 255.0 - 0.5
+    delta = np.pad([[1.0]], 1)
+    with pytest.warns(UserWarning, match="below zero"):
+        out = deblur(signed, delta, method="rl_tv")
+    # RL-TV's weight was divided by the data's mean (here below zero, so by
+    # 1e-30): it flattened the light to a tenth.
+    np.testing.assert_allclose(out, np.clip(signed, 0, None), atol=0.01)
+    # The noise of a dark background is no sign of signed data.
+    dark = np.zeros((64, 64))
+    dark[30:34, 30:34] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        deblur(dark + rng.normal(0, 0.05, dark.shape), gaussian_psf(1.5))
 
 
 def test_inputs_are_not_modified(rng):

@@ -155,14 +155,6 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
             raise ValueError(
                 f"--mask {job['mask']} is {bad_pixels.shape}, the image {blurred} {spatial}"
             )
-    if not lazy and data.dtype.kind in "if" and (negative := int(np.count_nonzero(data < 0))):
-        log.warning(
-            "warning: %s: %d of %d values are negative, and light is not: the result "
-            "is the non-negative scene that fits best (add back the offset taken off)",
-            blurred,
-            negative,
-            data.size,
-        )
     psf_data = job["psf"] if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and channel_axis is None:
         if job["varying"]:
@@ -199,7 +191,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         warnings.simplefilter("always", PSFQualityWarning)
         (last,) = deque(deblur_steps(data, psf_data, **options), maxlen=1)
     for warning in caught:
-        log.warning("warning: %s", warning.message)
+        log.warning("warning: %s: %s", blurred, warning.message)
     settings = last.settings
     if settings["psf_estimate"]:
         log.info("%s", settings["psf_estimate"])

@@ -203,8 +203,10 @@ def build_solver(
             # RL-TV's weight is relative to the Poisson likelihood, whose
             # curvature is 1 / (gain * light) where least squares' is 1 / variance:
             # with the Poisson-equivalent gain variance / light, weight / light.
+            # The light is what Richardson-Lucy fits: the data above zero.
             axes = tuple(range(batch_ndim, observed.ndim))
-            chosen = chosen / np.maximum(np.mean(observed, axis=axes), 1e-30)
+            light = np.mean(np.clip(observed, 0, None), axis=axes)
+            chosen = chosen / np.maximum(light, 1e-30)
         stop = converged(200)
         solver = RichardsonLucy(
             operator,
