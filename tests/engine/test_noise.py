@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_deblur.engine.noise import (
+    estimate_background,
     estimate_noise,
     estimate_noise_curve,
     gcv_weight,
@@ -73,3 +75,16 @@ def test_data_weights_trust_bright_samples_less_and_none_more(rng):
     np.testing.assert_allclose(weights[0, :10, :10], 1)
     # The bright square's variance is 0.9 / the typical ~0.12 (in gain units).
     assert weights[0, 30:34, 30:34].mean() == pytest.approx(variance / (gain * 0.9 + floor), 0.05)
+
+
+def test_background_is_the_dark_level_corrected_for_noise_only(rng):
+    # A dark flat third at 100 under Poisson noise, bright structure beside.
+    scene = np.full((3, 96, 96), 100.0)
+    scene[:, :, 32:] += 400 * (1 + np.sin(np.arange(64) / 3.0))
+    counts = rng.poisson(scene).astype(float)
+    assert np.all(np.abs(estimate_background(counts, batch_ndim=1) - 100) < 2)
+    # The darkest part a smooth ramp without noise: nothing to correct (the
+    # ramp's spread was taken for noise and lifted the level by 4).
+    ramp = np.linspace(100, 200, 96)[None] + np.zeros((96, 1))
+    smoothed = ndimage.gaussian_filter(ramp.astype(np.float32), 2.0)
+    assert estimate_background(ramp) == pytest.approx(np.percentile(smoothed, 1), abs=0.01)

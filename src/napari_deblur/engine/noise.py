@@ -207,7 +207,7 @@ def estimate_background(image, *, batch_ndim: int = 0) -> np.ndarray:
     percentile of a copy smoothed by a Gaussian of two pixels, corrected for
     the noise left in that copy. Fluorescence stacks and astronomical frames have
     dark regions at this level; an image filled edge to edge with structure
-    gets an estimate below its true background, never above its darkest part.
+    has none, and gets about its darkest percentile (as smoothed).
 
     Parameters
     ----------
@@ -222,19 +222,23 @@ def estimate_background(image, *, batch_ndim: int = 0) -> np.ndarray:
         Background level, of shape ``image.shape[:batch_ndim]``.
     """
     image = np.asarray(image, dtype=np.float32)
-    spatial = image.ndim - batch_ndim
+    spatial = image.shape[batch_ndim:]
     sigma = 2.0
-    smoothed = ndimage.gaussian_filter(image, [0] * batch_ndim + [sigma] * spatial)
-    raw = image.reshape(image.shape[:batch_ndim] + (-1,))
-    flat = smoothed.reshape(raw.shape)
-    lowest = np.percentile(flat, 1, axis=-1, keepdims=True)
-    # The first percentile of the smoothed noise lies 2.33 of its standard
-    # deviations below the mean: the raw noise of the darkest twentieth,
-    # scaled by the Gaussian's sqrt(sum of squares), gives it.
-    dark = flat <= np.percentile(flat, 5, axis=-1, keepdims=True)
-    spread = np.std(raw, axis=-1, where=dark, keepdims=True)
-    spread *= (2 * sigma * np.sqrt(np.pi)) ** (-spatial / 2)
-    return np.maximum(lowest + 2.33 * spread, 0)[..., 0]
+    levels = []
+    for one in image.reshape((-1,) + spatial):
+        smoothed = ndimage.gaussian_filter(one, sigma)
+        lowest = np.percentile(smoothed, 1)
+        # The first percentile of the smoothed noise lies 2.33 of its
+        # standard deviations below the mean: the white noise of the darkest
+        # twentieth (its finest details, which the scene's structure there
+        # does not inflate), scaled by the Gaussian's sqrt(sum of squares).
+        dark = smoothed <= np.percentile(smoothed, 5)
+        noise = float(estimate_noise(one, mask=dark))
+        if not np.isfinite(noise):
+            noise = float(estimate_noise(one))
+        spread = noise * (2 * sigma * np.sqrt(np.pi)) ** (-len(spatial) / 2)
+        levels.append(max(float(lowest) + 2.33 * spread, 0.0))
+    return np.array(levels).reshape(image.shape[:batch_ndim])
 
 
 def quantisation_noise(raw: np.ndarray, encoding: str) -> np.ndarray | None:
