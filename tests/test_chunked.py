@@ -57,6 +57,26 @@ def test_chunks_agree_with_the_whole_image_on_its_interior(photons, method, tole
     assert difference <= tolerance * np.abs(whole).max()
 
 
+def test_a_plan_on_8_bit_photos_keeps_the_float_psf_linear(rng):
+    # The plan's encoding (the image's: sRGB) was applied to the PSF too: a
+    # float PSF was decoded as if gamma-encoded, and chunks and repeats of
+    # an 8-bit photo were deblurred with another blur (126 of 255 apart).
+    from skimage import data
+
+    scene = data.camera()[:128, :160] / 255.0
+    psf = gaussian_psf(2.0)
+    blurred = Convolution(psf, scene.shape, boundary="reflect").apply(scene)
+    photo = np.round(255 * np.clip(blurred + rng.normal(0, 0.01, blurred.shape), 0, 1))
+    photo = photo.astype(np.uint8)
+    peak_one = (psf / psf.max()).astype(np.float32)
+    whole, plan = whole_and_plan(photo, peak_one, method="landweber")
+    repeated = deblur(photo, peak_one, plan=plan)
+    assert np.abs(repeated - whole).max() < 1e-3
+    chunked = deblur(photo, peak_one, plan=plan, chunks=64)
+    k = psf.shape[0]
+    assert np.abs(interior(chunked, k) - interior(whole, k)).max() < 0.5
+
+
 def test_float32_chunks_agree_for_the_fluorescence_default(photons):
     image, psf, _ = photons
     image = image.astype(np.float32)

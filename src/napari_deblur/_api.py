@@ -409,7 +409,8 @@ def _one_image(
             raise ValueError(f"plan's method must be one of {METHODS[1:]}, got {plan.method!r}")
         if isinstance(psf, str) or varying or refine_psf:
             raise ValueError("a plan repeats a run with one given PSF (not estimated or varying)")
-        method, boundary, encoding = plan.method, plan.boundary, plan.encoding
+        # The plan's encoding is the image's; the PSF's stays the caller's.
+        method, boundary = plan.method, plan.boundary
         channels = 1 if channel_axis is None else image.shape[channel_axis]
         if len(plan.variance) != channels:
             raise ValueError(
@@ -444,7 +445,7 @@ def _one_image(
             "give a PSF of the image's dimensionality (2D for photos, 3D for stacks)"
         )
 
-    encoding_image = resolve_encoding(encoding, image.dtype)
+    encoding_image = plan.encoding if plan is not None else resolve_encoding(encoding, image.dtype)
     linear = to_linear(image, encoding_image)
     linear = linear[None] if channel_axis is None else np.moveaxis(linear, channel_axis, 0)
     measured = psf_from_point_source(
