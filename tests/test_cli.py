@@ -353,6 +353,24 @@ def test_mask_file_and_clipped_pixels_are_left_out(tmp_path, caplog):
     assert masked_error[near].mean() < 0.5 * fitted_error[near].mean()
 
 
+def test_one_mask_for_every_frame_of_a_series(tmp_path, caplog, rng):
+    frames = rng.poisson(50, (5, 40, 48)).astype(np.float32)
+    bad = np.zeros((40, 48), bool)
+    bad[::5, ::6] = True
+    frames[:, bad] = 5000
+    tifffile.imwrite(tmp_path / "series.tif", frames)
+    tifffile.imwrite(tmp_path / "mask.tif", bad.astype(np.uint8))
+    tifffile.imwrite(tmp_path / "psf.tif", gaussian_psf(1.0).astype(np.float32))
+    args = ["run", str(tmp_path / "series.tif"), "--psf", str(tmp_path / "psf.tif")]
+    # A mask of a frame was refused: only one of the whole series was taken.
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main([*args, "-o", str(tmp_path / "out.tif"), "--time-axis", "0",
+                     "--mask", str(tmp_path / "mask.tif")]) == 0  # fmt: skip
+    out = tifffile.imread(tmp_path / "out.tif")
+    # The stuck samples are left out: no frame keeps their light.
+    assert out.shape == frames.shape and out.max() < 500
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
 def test_run_keeps_exif_and_colour_profile(photo_files, suffix):
     from PIL import Image, ImageCms

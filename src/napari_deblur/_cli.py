@@ -148,12 +148,16 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         if mask.channel_axis is not None:
             # A colour mask file marks a pixel bad where any of its channels is set.
             bad_pixels = bad_pixels.any(axis=-1)
+        # One mask for every frame of a series, or one per frame.
+        axes = [a % data.ndim for a in (channel_axis, job["time_axis"]) if a is not None]
+        frame = tuple(n for axis, n in enumerate(data.shape) if axis not in axes)
         spatial = (
             tuple(np.delete(data.shape, channel_axis)) if channel_axis is not None else data.shape
         )
-        if bad_pixels.shape != spatial:
+        if bad_pixels.shape not in (frame, spatial):
             raise ValueError(
                 f"--mask {job['mask']} is {bad_pixels.shape}, the image {blurred} {spatial}"
+                + (f" (a frame {frame})" if frame != spatial else "")
             )
     psf_data = job["psf"] if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and channel_axis is None:
