@@ -216,10 +216,24 @@ def test_resample_psf_to_coarser_and_finer_voxels():
     z = np.arange(coarse.shape[0]) - coarse.shape[0] // 2
     profile = coarse.sum(axis=(1, 2))
     sigma = np.sqrt(np.sum(profile * z**2))
-    # The box integration over the new voxel adds a little width.
+    # The integration over the new voxel adds a little width.
     assert 0.8 < sigma < 0.9
     same = resample_psf(fine, 0.1, 0.1)
     np.testing.assert_allclose(same, fine / fine.sum(), atol=1e-6)
+
+
+@pytest.mark.parametrize("ratio", [2, 4, 6])
+def test_resampled_psf_is_the_psf_of_the_coarser_pixels(ratio):
+    # An Airy pattern on 0.065 um pixels, binned to `ratio` times coarser,
+    # against the pattern integrated over the coarse pixels directly. An odd
+    # box of 2 * (ratio // 2) + 1 old samples was averaged over: 1.5 new
+    # pixels at ratio 2 (FWHM 7% wide, peak 12% low), 5 old ones at 6.
+    fine = airy_psf(0.5, 1.3, 0.065, shape=(121, 121), supersample=9)
+    binned = resample_psf(fine, 0.065, 0.065 * ratio)
+    direct = airy_psf(0.5, 1.3, 0.065 * ratio, shape=binned.shape, supersample=15)
+    direct /= direct.sum()
+    assert abs(binned.max() / direct.max() - 1) < 0.05
+    assert np.abs(binned - direct).sum() < 0.04
 
 
 @pytest.mark.parametrize(

@@ -128,10 +128,11 @@ def resample_psf(psf, spacing: Sequence[float], new_spacing: Sequence[float]) ->
     """The PSF sampled at `spacing` (per axis), sampled again at `new_spacing`.
 
     A bead stack is often taken with finer (or coarser) steps than the
-    image: the PSF must be on the image's voxel grid to deblur it. Each new
-    voxel takes the PSF integrated over its extent (a box average, then
-    cubic interpolation), the centre sample stays the centre, and the
-    result has odd sizes and unit sum.
+    image: the PSF must be on the image's voxel grid to deblur it. The old
+    samples are interpolated by cubic splines; along an axis sampled more
+    coarsely, each new voxel takes the interpolant's mean over its extent.
+    The centre sample stays the centre, and the result has odd sizes and
+    unit sum.
 
     Parameters
     ----------
@@ -149,16 +150,34 @@ def resample_psf(psf, spacing: Sequence[float], new_spacing: Sequence[float]) ->
     spacing = np.broadcast_to(np.asarray(spacing, float), (psf.ndim,))
     new_spacing = np.broadcast_to(np.asarray(new_spacing, float), (psf.ndim,))
     _positive("spacings", [spacing, new_spacing])
-    ratio = new_spacing / spacing
-    # Integrate over the new voxel where it is larger than the old one (an
-    # odd box, so that nothing moves).
-    widths = [2 * int(r // 2) + 1 for r in ratio]
-    smoothed = ndimage.uniform_filter(psf.astype(np.float64), widths, mode="constant")
-    half = [int(np.floor((k // 2) / r)) for k, r in zip(psf.shape, ratio)]
-    axes = [k // 2 + (np.arange(2 * h + 1) - h) * r for k, h, r in zip(psf.shape, half, ratio)]
-    coords = np.meshgrid(*axes, indexing="ij")
-    out = ndimage.map_coordinates(smoothed, coords, order=3, mode="constant")
+    out = psf.astype(np.float64)
+    for axis, (n, ratio) in enumerate(zip(psf.shape, new_spacing / spacing)):
+        weights = _resampling_weights(n, ratio)
+        out = np.moveaxis(np.tensordot(weights, out, axes=(1, axis)), 0, axis)
     return normalize_psf(np.clip(out, 0, None)).astype(psf.dtype, copy=False)
+
+
+def _resampling_weights(n: int, ratio: float) -> np.ndarray:
+    """(new, old) weights that resample an axis of `n` samples at `ratio` times their spacing.
+
+    The new samples sit at ``n // 2 + j * ratio`` (old samples' units), as
+    many on each side of the centre as the old samples reach. The old
+    samples are interpolated by cubic splines, and a new sample larger than
+    an old one averages the spline over its extent (at four points per old
+    sample).
+    """
+    half = int(np.floor((n // 2) / ratio + 1e-9))
+    centres = n // 2 + np.arange(-half, half + 1) * ratio
+    parts = int(np.ceil(4 * ratio)) if ratio > 1 else 1
+    offsets = ((np.arange(parts) + 0.5) / parts - 0.5) * max(ratio, 1.0)
+    points = (centres[:, None] + offsets).ravel()
+    # Interpolation is linear in the samples: its weights are what it makes
+    # of each unit sample.
+    spline = np.stack(
+        [ndimage.map_coordinates(unit, [points], order=3, mode="constant") for unit in np.eye(n)],
+        axis=1,
+    )
+    return spline.reshape(len(centres), parts, n).mean(axis=1)
 
 
 def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None) -> np.ndarray:
