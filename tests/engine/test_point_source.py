@@ -306,3 +306,21 @@ def test_each_source_keeps_its_own_psf(rng):
     placed = measured.placed(photo.shape)
     for centre in np.round(measured.centres).astype(int):
         assert placed[tuple(centre)] == pytest.approx(1, abs=0.05)
+
+
+def test_beads_reaching_the_first_and_last_planes_are_all_averaged(rng):
+    # Widefield beads fill every plane of a stack cropped round their focus:
+    # their windows reach its first and last planes, and every bead was
+    # refused as cut off by the frame, leaving the brightest alone.
+    psf = widefield_psf(
+        (25, 31, 31), wavelength=0.52, na=1.3, voxel_size=(0.2, 0.065, 0.065),
+        refractive_index=1.518,
+    )  # fmt: skip
+    stack = np.zeros((24, 128, 128))
+    for y in (32, 96):
+        for x in (32, 96):
+            stack[:, y - 15 : y + 16, x - 15 : x + 16] += 2e5 * psf[:24]
+    stack = rng.poisson(stack + 100).astype(np.uint16)
+    assert psf_from_point_source(stack, sources="auto").sources == 4
+    with pytest.warns(PSFQualityWarning, match="4 of the 5 sources"):
+        assert psf_from_point_source(stack, sources=5).sources == 4

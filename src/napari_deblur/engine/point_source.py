@@ -316,7 +316,13 @@ def psf_from_point_source(
         encoding=encoding,
         bead_diameter=bead_diameter,
     )
-    for problem in result.problems():
+    problems = result.problems()
+    if rois is None and sources != "auto" and len(blobs) < sources:
+        problems.append(
+            f"{len(blobs)} of the {sources} sources asked for stand alone inside the frame: "
+            "the PSF is theirs"
+        )
+    for problem in problems:
         warnings.warn(problem, PSFQualityWarning, stacklevel=2)
     return result
 
@@ -435,11 +441,17 @@ def _find_sources(
         chosen = candidates[:1]
     else:
         # Several sources: only those whose surroundings hold no other source
-        # and lie wholly inside the frame, else the brightest alone.
+        # and lie wholly inside the frame, else the brightest alone. A
+        # stack's planes (its first axis) hold a widefield PSF's light from
+        # end to end: there, a bead may reach the first and last planes.
+        across = range(total.ndim - 2 if total.ndim >= 3 else 0, total.ndim)
         chosen = [
             label
             for label in candidates
-            if all(w.start > 0 and w.stop < n for w, n in zip(windows[label], total.shape))
+            if all(
+                windows[label][a].start > 0 and windows[label][a].stop < total.shape[a]
+                for a in across
+            )
             and not any(_overlap(windows[label], boxes[o - 1]) for o in candidates if o != label)
         ]
         chosen = (chosen if count == "auto" else chosen[:count]) or candidates[:1]
