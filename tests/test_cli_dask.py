@@ -179,3 +179,38 @@ def test_a_failed_write_leaves_no_store_behind(tmp_path):
     write_zarr(tmp_path / "out.zarr", data * 2, overwrite=True)
     assert zarr.open_array(tmp_path / "out.zarr", mode="r")[0, 0] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+
+
+def test_a_run_stopped_on_a_cluster_leaves_nothing_behind(tmp_path, rng):
+    # Cancelled tasks run on: the workers wrote into the half-written store
+    # after it was removed, leaving a hidden store of chunks behind. A
+    # termination request (a batch system's time limit) killed the run with
+    # no clean-up at all.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    frames = rng.poisson(100, (24, 192, 192)).astype(np.float32)
+    store = zarr.create_array(
+        tmp_path / "series.zarr", shape=frames.shape, chunks=(1, 192, 192), dtype="float32"
+    )
+    store[:] = frames
+    tifffile.imwrite(tmp_path / "psf.tif", gaussian_psf(1.5).astype(np.float32))
+    command = [sys.executable, "-m", "napari_deblur", "-q", "run", str(tmp_path / "series.zarr")]
+    command += ["--psf", str(tmp_path / "psf.tif"), "-o", str(tmp_path / "out.zarr")]
+    command += ["--time-axis", "0", "--max-iter", "40", "--workers", "2"]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    # Stopped once the workers write: a chunk in the hidden store.
+    while not list(tmp_path.glob(".out.zarr.*/c")) and time.monotonic() < deadline:
+        assert run.poll() is None, run.stderr.read()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert err.strip().splitlines() == [
+        "napari-deblur: interrupted; the output being written was not"
+    ]
+    time.sleep(2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["psf.tif", "series.zarr"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -251,8 +253,11 @@ def _cluster(workers: int | None, scheduler: str | None):
         raise ValueError(
             "clusters need dask.distributed: pip install 'napari-deblur[dask]'"
         ) from None
-    # The cluster's own news (workers starting and stopping) only when asked.
+    # The cluster's own news (workers starting and stopping) only when asked;
+    # so is its event loop's (a gather cut short by Ctrl-C, say).
     logging.getLogger("distributed").setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     if scheduler is not None:
         with Client(scheduler, timeout=30) as client:
             log.info("deblurring on the cluster at %s", scheduler)
@@ -284,9 +289,18 @@ def _computer(client):
             from distributed import progress
 
             futures = client.compute(graphs)
-            if log.isEnabledFor(logging.INFO):
-                progress(futures)
-            return client.gather(futures)
+            try:
+                if log.isEnabledFor(logging.INFO):
+                    progress(futures)
+                return client.gather(futures)
+            except BaseException:
+                # A task already running is not stopped by cancelling it: our
+                # own cluster's workers are, so that none writes on after the
+                # caller has removed what was half-written.
+                client.cancel(futures)
+                if client.cluster is not None:
+                    client.cluster.close()
+                raise
 
         return on_cluster
 
@@ -581,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     # Pillow reports every PNG chunk it reads at the debug level.
     logging.getLogger("PIL").setLevel(max(level, logging.INFO))
+    main_thread = threading.current_thread() is threading.main_thread()
+    terminate = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         if args.command in (None, "gui") and not _has_display():
             raise ValueError(
@@ -594,6 +610,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-deblur: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("napari-deblur: interrupted; nothing half-written was left", file=sys.stderr)
+        print("napari-deblur: interrupted; the output being written was not", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, terminate)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """A termination request (a batch system's time limit) stops the run like Ctrl-C."""
+    raise KeyboardInterrupt
