@@ -165,6 +165,11 @@ def test_an_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypat
 
     # Its noise and weight are judged on a centre block a quarter of the image.
     assert error(result) < min(0.9 * error(image), 1.15 * error(whole))
+    # A method that does not run in chunks says what the memory allows (it
+    # said the method could not be chunked, the memory's message advising
+    # Wiener, which cannot).
+    with pytest.raises(MemoryError, match="chunks='auto'"):
+        deblur(image, psf, method="wiener")
 
 
 def test_chunked_deblurring_refuses_what_it_cannot_repeat(photons):

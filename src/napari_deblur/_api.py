@@ -838,7 +838,8 @@ def deblur(
         the hyper-Laplacian ADMM do not run in chunks: ``'landweber'`` and
         ``'admm_tv'`` fit models of their kind step by step.
         An image too large for memory is deblurred in chunks sized to it,
-        with a warning.
+        with a warning (by a method that runs in chunks: the others raise
+        MemoryError).
 
     Returns
     -------
@@ -854,6 +855,9 @@ def deblur(
         If an argument is out of range or the PSF and image do not fit.
     TypeError
         If an array does not hold real numbers.
+    MemoryError
+        If the image is too large for memory and `method` does not run in
+        chunks.
 
     Notes
     -----
@@ -895,6 +899,10 @@ def deblur(
                 image, psf, channel_axis=channel_axis, time_axis=time_axis, plan=plan, **options
             )
         except MemoryError as error:
+            from ._chunked import REACH
+
+            if method not in ("auto", *REACH):
+                raise
             warnings.warn(
                 f"{error}. Deblurring it in chunks instead.", ResourceWarning, stacklevel=2
             )

@@ -194,8 +194,8 @@ def chunked_steps(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method not in ("auto", *REACH):
         raise ValueError(
-            f"method {method!r} takes steps measured on the whole image and cannot be "
-            f"deblurred in chunks; choose one of {tuple(REACH)}"
+            f"method {method!r} cannot be deblurred in chunks (its chunks would not agree "
+            f"with the whole image); choose one of {tuple(REACH)}"
         )
     if plan is None:
         # The plan is made on blocks of SAMPLE voxels, within the memory any

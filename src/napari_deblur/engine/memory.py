@@ -62,6 +62,6 @@ def check_memory(method: str, operator: Convolution | VaryingConvolution) -> Non
         raise MemoryError(
             f"deblurring this image with {method} needs about {need / 1e9:.1f} GB and "
             f"{have / 1e9:.1f} GB are available: crop the image, deblur its channels or "
-            "frames one at a time, or choose a method that keeps fewer copies "
-            f"({min(COPIES, key=COPIES.get)})"
+            "frames one at a time, or deblur it in chunks (chunks='auto'; on the command "
+            "line, --chunks auto)"
         )
