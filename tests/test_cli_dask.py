@@ -82,10 +82,14 @@ def test_an_existing_store_is_kept_and_mismatched_outputs_refused(stack_files, c
         )
         == 1
     )
+    # A folder named like the input store: the result went into the store.
+    assert main([*args, "-o", str(folder / "stack.zarr") + "/"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("napari-deblur: error:") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("napari-deblur: error:") for line in lines)
     assert "is an input" in lines[0] and "Zarr store" in lines[1] and "not both" in lines[2]
+    assert "inside an input store" in lines[3]
     assert np.array_equal(zarr.open_array(folder / "stack.zarr", mode="r")[:], stack)
+    assert sorted(p.name for p in (folder / "stack.zarr").iterdir()) == ["c", "zarr.json"]
 
 
 def test_a_local_cluster_writes_what_the_threads_write(stack_files):

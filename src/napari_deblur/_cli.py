@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> None:
     for target in outputs:
         if target.resolve() in sources:
             raise ValueError(f"{target} is an input; choose another output")
+        if sources & set(target.resolve().parents):
+            raise ValueError(f"{target} lies inside an input store; choose another output")
     if len(set(outputs)) < len(outputs):
         raise ValueError("several inputs have the same name; their results would collide")
     if into_folder:
