@@ -1,6 +1,7 @@
 """The run command on Zarr stores, in chunks, and on Dask clusters."""
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -183,6 +184,13 @@ def test_a_failed_write_leaves_no_store_behind(tmp_path):
     write_zarr(tmp_path / "out.zarr", data * 2, overwrite=True)
     assert zarr.open_array(tmp_path / "out.zarr", mode="r")[0, 0] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]
+    # Irregular chunks (a short chunk merged into the last) are written
+    # without Dask's warning of three lines.
+    uneven = da.from_array(np.arange(200.0), chunks=((90, 110),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_zarr(tmp_path / "uneven.zarr", uneven)
+    assert np.array_equal(zarr.open_array(tmp_path / "uneven.zarr")[:], np.arange(200.0))
 
 
 def test_a_run_stopped_on_a_cluster_leaves_nothing_behind(tmp_path, rng):

@@ -308,6 +308,10 @@ def write_zarr(
         raise ValueError(f"{path}: a Zarr store's name ends in .zarr")
     check_output(path, overwrite=overwrite)
     folder = path.parent if str(path.parent) else Path(".")
+    # A store's chunks are regular (all of one size, the last no larger);
+    # Dask would rechunk to them with a warning of three lines.
+    if not all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in data.chunks):
+        data = data.rechunk(tuple(c[0] for c in data.chunks))
     temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
     try:
         writes = data.to_zarr(str(temporary), overwrite=True, compute=False)
