@@ -802,7 +802,10 @@ def deblur(
     time_axis : int, optional
         Axis of time points (TZYX, TYX): each frame is deblurred in turn
         with the same PSF and its own noise level and weight; the progress
-        runs over all of them.
+        runs over all of them. A series deblurred in chunks (Dask, Zarr,
+        `chunks`) takes the decisions made on its middle frame for every
+        frame: a series whose light changes much (bleaching) is better
+        deblurred in parts.
     varying : bool
         The blur changes across the frame (lens blur off-axis, a tilted
         scene): `psf` is then a photo of several point lights spread over
