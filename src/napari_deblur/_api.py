@@ -402,6 +402,11 @@ def _one_image(
             )
         channel_axis %= image.ndim
     spatial_ndim = image.ndim - (channel_axis is not None)
+    if spatial_ndim < 2:
+        raise ValueError(
+            f"image has {spatial_ndim} spatial axis; images are 2D or 3D "
+            "(a 1D signal is one row: image[None] with psf[None])"
+        )
     if plan is not None:
         if not isinstance(plan, Plan):
             raise TypeError(f"plan must be a Plan (a step's .plan), got {type(plan).__name__}")
@@ -879,7 +884,7 @@ def deblur(
     >>> from napari_deblur.engine.operators import Convolution
     >>> sharp = np.zeros((64, 64), np.float32)
     >>> sharp[20:44, 30:34] = 1
-    >>> psf = gaussian_psf(2.0)
+    >>> psf = gaussian_psf(2.0).astype(np.float32)
     >>> blurred = Convolution(psf, sharp.shape, boundary="reflect").apply(sharp)
     >>> restored = deblur(blurred, psf, method="wiener", noise=1e-3)
     >>> restored.shape, restored.dtype

@@ -292,7 +292,7 @@ def gaussian_psf(
     --------
     >>> psf = gaussian_psf(1.5)
     >>> psf.shape, round(float(psf.sum()), 6)
-    ((15, 15), 1.0)
+    ((13, 13), 1.0)
     """
     sigma = np.broadcast_to(
         np.asarray(sigma, dtype=float), (ndim,) if np.ndim(sigma) == 0 else np.shape(sigma)
