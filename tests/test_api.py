@@ -139,6 +139,8 @@ def test_srgb_round_trip():
         ({"weight": 0.1, "method": "richardson_lucy"}, ValueError, "no weight"),
         ({"channel_axis": 1.0}, TypeError, "channel_axis"),
         ({"image": -1 - np.ones((64, 64)), "method": "richardson_lucy"}, ValueError, "above 0"),
+        # Was refused naming the PSF's shape as the image's.
+        ({"image": np.ones(64), "psf": np.ones(5) / 5}, ValueError, "image has 1 spatial"),
     ],
 )
 def test_bad_arguments(kwargs, error, message, rng):
