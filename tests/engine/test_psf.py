@@ -191,6 +191,9 @@ def test_gibson_lanni_mismatch_shifts_lengthens_and_breaks_symmetry():
     # The focus moves towards the objective (the stage overestimates depth in water).
     assert np.argmax(profile_deep) != 30
     assert np.abs(profile_deep - profile_deep[::-1]).max() > 0.2
+    # Deeper, the focus leaves the planes asked for: said, not silent.
+    with pytest.warns(UserWarning, match="add planes"):
+        widefield_psf((21, 25, 25), **options, sample_index=1.33, depth=20.0)
 
 
 def test_confocal_psf_is_narrower_than_widefield():
@@ -247,6 +250,19 @@ def test_resampled_psf_is_the_psf_of_the_coarser_pixels(ratio):
         (lambda: airy_psf(np.inf, 1.0, 0.1), "wavelength"),
         (lambda: widefield_psf((9, 9, 9), wavelength=0, na=1, voxel_size=(1, 1, 1)), "wavelength"),
         (lambda: widefield_psf((9, 9, 9), wavelength=0.5, na=1, voxel_size=(1, 1)), "voxel_size"),
+        # Both named na, whose value was fine.
+        (
+            lambda: widefield_psf(
+                (9, 9, 9), wavelength=0.5, na=1.2, voxel_size=(1, 1, 1), refractive_index=np.nan
+            ),
+            "refractive_index must be",
+        ),
+        (
+            lambda: confocal_psf(
+                (9, 9, 9), excitation=0, emission=0.5, na=1.2, voxel_size=(1, 1, 1)
+            ),
+            "excitation",
+        ),
         (lambda: widefield_psf((0, 9, 9), wavelength=0.5, na=1, voxel_size=(1, 1, 1)), "shape"),
         (lambda: resample_psf(gaussian_psf(1.5), 1.0, np.inf), "spacings"),
     ],

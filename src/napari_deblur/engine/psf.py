@@ -9,6 +9,7 @@ mass sits there does not move the image, for odd and even sizes alike.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -486,7 +487,9 @@ def widefield_psf(
     Parameters
     ----------
     shape : sequence of int
-        (planes, rows, columns).
+        (planes, rows, columns). The planes run from the focus deepest in
+        the sample to the shallowest (the stage's focus moving towards the
+        coverslip), the nominal focus on the centre plane.
     wavelength : float
         Emission wavelength, in the unit of `voxel_size`.
     na : float
@@ -522,8 +525,9 @@ def widefield_psf(
     voxel_size = _positive("voxel_size", voxel_size)
     if voxel_size.shape != (3,):
         raise ValueError(f"voxel_size must give three sizes (z, y, x), got {voxel_size}")
+    _positive("refractive_index", refractive_index)
     if not 0 < na < refractive_index:
-        raise ValueError(f"na must be in (0, refractive_index), got {na}")
+        raise ValueError(f"na must be in (0, refractive_index={refractive_index}), got {na}")
     sample_index = refractive_index if sample_index is None else float(sample_index)
     if not sample_index > 0 or depth < 0:
         raise ValueError(
@@ -549,7 +553,16 @@ def widefield_psf(
         phase = np.exp(1j * k * (depth * sample + (z - depth) * immersion))
         profile = np.abs(bessel @ phase) ** 2
         planes.append(_bin(np.interp(r, radii, profile), supersample))
-    return normalize_psf(np.stack(planes))
+    psf = normalize_psf(np.stack(planes))
+    peak = int(np.argmax(psf.max(axis=(1, 2))))
+    if shape[0] > 2 and peak in (0, shape[0] - 1):
+        warnings.warn(
+            f"the PSF's brightest plane is its {'first' if peak == 0 else 'last'}: the "
+            "focus shift of the index mismatch goes beyond the planes asked for; add planes",
+            UserWarning,
+            stacklevel=2,
+        )
+    return psf
 
 
 def confocal_psf(
@@ -583,6 +596,8 @@ def confocal_psf(
     ndarray
         float64 PSF with unit sum.
     """
+    _positive("excitation", excitation)
+    _positive("emission", emission)
     common = {
         "na": na,
         "voxel_size": voxel_size,
