@@ -153,7 +153,7 @@ def test_bad_pixels_travel_with_their_chunks(photons):
 def test_an_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypatch):
     image, psf, scene = photons
     whole = deblur(image, psf, method="landweber")
-    # The whole image needs about 6.5 MB with Landweber (15 float64 copies).
+    # The whole image needs about 9 MB with Landweber (20 float64 copies).
     monkeypatch.setattr(memory, "available_bytes", lambda: 4_000_000)
     with pytest.warns(ResourceWarning, match="in chunks"):
         result = deblur(image, psf, method="landweber")

@@ -11,17 +11,18 @@ import numpy as np
 from .operators import Convolution, VaryingConvolution
 
 #: Peak working memory of each method, in copies of the unknown (the image
-#: grown by the PSF) in the computation's type: what
+#: grown by the PSF) in the computation's type: the most that
 #: ``benchmarks/bench_memory.py`` measured on grey and colour photos of 8 and
-#: 24 megapixels (FFT workspaces included), rounded up by about a tenth.
+#: 24 megapixels (FFT workspaces included; grey 8 MP needs the most),
+#: rounded up by about a tenth.
 COPIES = {
-    "wiener": 15,
-    "landweber": 15,
-    "richardson_lucy": 19,
-    "rl_tv": 21,
-    "fista_tv": 17,
-    "admm_tv": 27,
-    "admm_hyper_laplacian": 28,
+    "wiener": 23,
+    "landweber": 20,
+    "richardson_lucy": 27,
+    "rl_tv": 30,
+    "fista_tv": 28,
+    "admm_tv": 35,
+    "admm_hyper_laplacian": 37,
 }
 
 
