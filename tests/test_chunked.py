@@ -150,6 +150,18 @@ def test_bad_pixels_travel_with_their_chunks(photons):
     assert chunked.max() < 1000
 
 
+def test_auto_chunks_share_the_memory_among_the_cores(photons, monkeypatch):
+    # Dask's threads run a chunk on every core: chunks were sized for two.
+    image, psf, _ = photons
+    monkeypatch.setattr(memory, "available_bytes", lambda: 40_000_000)
+    largest = {}
+    for cores in (2, 16):
+        monkeypatch.setattr(dask.system, "CPU_COUNT", cores)
+        lazy = deblur(da.from_array(image), psf, method="landweber", chunks="auto", max_iter=5)
+        largest[cores] = max(lazy.chunks[0]) * max(lazy.chunks[1])
+    assert largest[16] < largest[2] / 4
+
+
 def test_an_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypatch):
     image, psf, scene = photons
     whole = deblur(image, psf, method="landweber")

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import replace
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -174,9 +175,9 @@ def chunked_steps(
             raise ValueError(
                 f"bad_pixels of shape {bad_pixels.shape} does not fit the image {image.shape}"
             ) from None
-    # Chunks run two at a time (Dask's threads, or a worker's); a cluster's
-    # workers each have their own memory.
-    tasks = 2
+    # Dask's threads run a chunk on each core at once; a cluster's workers
+    # each have their own memory (and one thread, from the command line).
+    tasks = dask.system.CPU_COUNT
     itemsize = backend.float_dtype(image.dtype).itemsize
     shape = [image.shape[a] for a in spatial]
     if isinstance(chunks, str) and chunks != "auto":
