@@ -26,6 +26,7 @@ from .solvers import (
     RelativeChange,
     RichardsonLucy,
     Solver,
+    Stagnation,
     StoppingRule,
     Wiener,
 )
@@ -254,6 +255,7 @@ def build_solver(
         clipped=clipped,
         data_weights=data_weights,
         level=level,
-        stop=converged(300),
+        # Its non-convex split cycles: it stops where it stops improving.
+        stop=converged(300) if iterations is not None else converged(300) | Stagnation(),
     )
     return solver, chosen

@@ -90,6 +90,35 @@ class RelativeChange(StoppingRule):
         return f"RelativeChange({self.tol:g})"
 
 
+class Stagnation(StoppingRule):
+    """Stop when the relative change has stopped falling (by `factor` over `checks` reports).
+
+    A method that cycles instead of converging keeps changing by about the
+    same amount: ADMM with a non-convex prior, whose split flips samples
+    between the two roots of its threshold, changes by about 0.5% an
+    iteration for ever, while its estimate drifts away from the best it
+    passed. The rule reads the ``'change'`` metric each time a step reports
+    it, and starts again with a run whose iterations start again.
+    """
+
+    def __init__(self, checks: int = 3, factor: float = 0.9):
+        self.checks, self.factor = int(checks), float(factor)
+        self._changes: list[tuple[int, float]] = []
+
+    def done(self, iteration, metrics):  # noqa: D102
+        if "change" not in metrics:
+            return False
+        if self._changes and iteration <= self._changes[-1][0]:
+            self._changes = []
+        self._changes.append((iteration, float(metrics["change"])))
+        if len(self._changes) <= self.checks:
+            return False
+        return self._changes[-1][1] > self.factor * self._changes[-1 - self.checks][1]
+
+    def __repr__(self) -> str:
+        return f"Stagnation({self.checks}, {self.factor:g})"
+
+
 class Discrepancy(StoppingRule):
     """Morozov's discrepancy principle: stop once the data are fitted to the noise.
 
