@@ -5,7 +5,8 @@ Nothing here needs tuning by the user: the noise level comes from the image
 weight from generalised cross-validation
 (:func:`~napari_deblur.engine.noise.gcv_nsr`), the total-variation weight
 from both (:func:`~napari_deblur.engine.noise.tv_weight`); regularised
-methods run until they stop changing, unregularised ones stop by the
+methods run until they stop changing (the hyper-Laplacian ADMM, which
+cycles, until its change stops falling), unregularised ones stop by the
 discrepancy principle.
 """
 
