@@ -105,6 +105,11 @@ def test_srgb_round_trip():
     values = np.linspace(-0.2, 1.2, 101)
     np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(values)), values, atol=1e-12)
     assert srgb_to_linear(np.array([0.5]))[0] == pytest.approx(0.214, abs=1e-3)
+    # Integers are no values on 0..1: 128 came back as a wrapped 97.
+    with pytest.raises(TypeError, match="divide by 255"):
+        srgb_to_linear(np.array([128], np.uint8))
+    with pytest.raises(TypeError, match="linear"):
+        linear_to_srgb(np.array([1]))
 
 
 @pytest.mark.parametrize(

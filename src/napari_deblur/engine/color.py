@@ -28,6 +28,7 @@ def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
     ndarray
         Linear light, same shape and floating dtype.
     """
+    _check_scale("encoded", encoded)
     v = np.abs(encoded)
     linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
     return np.copysign(linear, encoded).astype(encoded.dtype, copy=False)
@@ -46,9 +47,20 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     ndarray
         sRGB values, same shape and floating dtype.
     """
+    _check_scale("linear", linear)
     v = np.abs(linear)
     encoded = np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
     return np.copysign(encoded, linear).astype(linear.dtype, copy=False)
+
+
+def _check_scale(name: str, values) -> None:
+    """A TypeError naming `name` unless `values` are floating (the scale 0..1 has fractions)."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is None or dtype.kind != "f":
+        raise TypeError(
+            f"{name} must be floating values on the scale 0..1, got {dtype or type(values)} "
+            "(for 8-bit pixels, divide by 255 first)"
+        )
 
 
 def resolve_encoding(encoding: str, dtype: np.dtype) -> str:
