@@ -163,10 +163,23 @@ def test_output_problems_are_found_before_the_work(photo_files, monkeypatch, cap
         raise AssertionError("deblurred before the output was checked")
 
     monkeypatch.setattr("napari_deblur._api.deblur_steps", no_work)
+    monkeypatch.setattr("napari_deblur._api.deblur", no_work)
     for output in ("missing/o.png", "taken.png"):
         assert main(["run", "blurred.png", "--psf", "light.jpg", "-o", output]) == 1
+    # Formats that cannot hold the result were found by the writer, after
+    # the work (JPEG's alpha in Pillow's words).
+    rgba = np.dstack(
+        [iio.imread("blurred.png"), np.full(iio.imread("blurred.png").shape[:2], 200)]
+    )
+    iio.imwrite("rgba.png", rgba.astype(np.uint8))
+    iio.imwrite("grey16.png", (iio.imread("blurred.png")[..., 0].astype(np.uint16) * 257))
+    for image, output in (("rgba.png", "o.jpg"), ("grey16.png", "o.jpg")):
+        assert main(["run", image, "--psf", "light.jpg", "-o", output]) == 1
+    assert main(["psf", "light.jpg", "-o", "psf.png"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert "missing: no such folder" in errors[0] and "exists" in errors[1]
+    assert "no alpha" in errors[2] and "cannot hold uint16" in errors[3]
+    assert "cannot hold float32" in errors[4]
 
 
 def test_one_input_goes_into_a_folder_output(photo_files):
@@ -403,6 +416,10 @@ def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     with pytest.raises(ValueError, match="TIFF"):
         write_image(tmp_path / "out.png", image)
     assert list(tmp_path.iterdir()) == []
+    # A long name is written (its temporary name passed 255 bytes).
+    long = tmp_path / ("n" * 240 + ".tif")
+    write_image(long, image)
+    assert list(tmp_path.iterdir()) == [long]
 
 
 def test_run_varying_blur(tmp_path, caplog, varying_scene):

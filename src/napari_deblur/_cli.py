@@ -131,7 +131,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     import numpy as np
 
     from ._api import deblur, deblur_steps
-    from ._io import is_zarr, read_image, read_zarr, to_dtype, write_zarr
+    from ._io import check_output, is_zarr, read_image, read_zarr, to_dtype, write_zarr
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     lazy = is_zarr(blurred)
@@ -142,6 +142,9 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
             "--channel-axis is for Zarr stores; an image file says where its colour is"
         )
     image = read_zarr(blurred) if lazy else read_image(blurred)
+    if not lazy:
+        # The result has the input's type, colour and alpha.
+        check_output(output, overwrite=job["overwrite"], like=image)
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
     psf = None if job["psf"] in ("auto", "general") else read_image(job["psf"])
@@ -328,8 +331,13 @@ def psf(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if output.resolve() == Path(args.photo).resolve():
         raise ValueError(f"{output} is the input; choose another output")
-    check_output(output, overwrite=args.overwrite)
     photo = read_image(args.photo)
+    # A PSF is written in float32, which only TIFF holds.
+    check_output(
+        output,
+        overwrite=args.overwrite,
+        like=ImageFile(np.zeros((1, 1), np.float32), photo.channel_axis),
+    )
     spatial = photo.data.ndim - (photo.channel_axis is not None)
     if args.spacing is not None and len(args.spacing) not in (1, spatial):
         raise ValueError(

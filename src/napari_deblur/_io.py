@@ -168,20 +168,16 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         Replace an existing file.
     """
     path = Path(path)
-    check_output(path, overwrite=overwrite)
+    check_output(path, overwrite=overwrite, like=image)
     suffix = _suffix(path)
     data = image.data
     if image.alpha is not None:
         channels = data if image.channel_axis is not None else data[..., None]
         data = np.concatenate([channels, image.alpha[..., None].astype(data.dtype)], axis=-1)
-    allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
-    if suffix in allowed and data.dtype not in allowed[suffix]:
-        raise ValueError(f"{path}: {suffix} cannot hold {data.dtype} pixels; write a TIFF instead")
-    if suffix == ".png" and data.dtype == np.uint16 and image.channel_axis is not None:
-        # Pillow, which writes PNG here, keeps 16 bits for grey images only.
-        raise ValueError(f"{path}: 16-bit colour is written as TIFF, not PNG; use a .tif name")
     folder = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=suffix)
+    # The name's start only: the whole name and the random part may pass the
+    # file system's 255 bytes.
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.stem[:64]}.", suffix=suffix)
     os.close(handle)
     try:
         if suffix in TIFF_SUFFIXES:
@@ -212,7 +208,9 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
     log.info("wrote %s (%s, %s)", path, "x".join(map(str, data.shape)), data.dtype)
 
 
-def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+def check_output(
+    path: str | os.PathLike, *, overwrite: bool = False, like: ImageFile | None = None
+) -> None:
     """Refuse, before any work, an output that could not be written.
 
     Parameters
@@ -221,12 +219,16 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
         The file (PNG, JPEG, TIFF) or Zarr store to write.
     overwrite : bool
         Whether an existing output may be replaced.
+    like : ImageFile, optional
+        An image of the type, colour and alpha of the output: whether the
+        file's format can hold them.
 
     Raises
     ------
     ValueError
-        If the type is not written here, the folder is missing, or `path` is a
-        folder where a file is meant (or a file where a store is).
+        If the type is not written here, the folder is missing, `path` is a
+        folder where a file is meant (or a file where a store is), or the
+        format cannot hold pixels like `like`'s.
     FileExistsError
         If `path` exists and `overwrite` is false.
     """
@@ -235,14 +237,35 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} is a file, not a Zarr store")
     else:
-        _suffix(path)
+        suffix = _suffix(path)
         if path.is_dir():
             raise ValueError(f"{path} is a folder; name the file to write")
+        if like is not None:
+            _check_format(path, suffix, like)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder to write {path.name} in")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def _check_format(path: Path, suffix: str, image: ImageFile) -> None:
+    """A ValueError unless a `suffix` file holds `image`'s type, colour and alpha."""
+    dtype = image.data.dtype
+    allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
+    if suffix in allowed and dtype not in allowed[suffix]:
+        raise ValueError(f"{path}: {suffix} cannot hold {dtype} pixels; write a TIFF instead")
+    if suffix in (".jpg", ".jpeg") and image.alpha is not None:
+        raise ValueError(f"{path}: JPEG has no alpha channel; write a PNG or TIFF instead")
+    if (
+        suffix == ".png"
+        and dtype == np.uint16
+        and (image.channel_axis is not None or image.alpha is not None)
+    ):
+        # Pillow, which writes PNG here, keeps 16 bits for grey images only.
+        raise ValueError(
+            f"{path}: 16-bit colour or alpha is written as TIFF, not PNG; use a .tif name"
+        )
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
