@@ -407,6 +407,11 @@ def test_run_keeps_exif_and_colour_profile(photo_files, suffix):
     with Image.open(out) as written:
         assert written.info["icc_profile"] == icc
         assert dict(written.getexif()) == {0x010F: "Maker", 0x0110: "Camera 1"}
+        if suffix == ".jpg":
+            from PIL import JpegImagePlugin
+
+            # Colour at full resolution (4:4:4): 4:2:0 halved what was sharpened.
+            assert JpegImagePlugin.get_sampling(written) == 0
 
 
 def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):

@@ -198,7 +198,8 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
                 for key, value in (("exif", image.exif), ("icc_profile", image.icc_profile))
                 if value
             }
-            options = {"quality": 95} if suffix != ".png" else {}
+            # JPEG: full-resolution colour (4:4:4), which the deblur sharpened.
+            options = {"quality": 95, "subsampling": 0} if suffix != ".png" else {}
             iio.imwrite(temporary, data, extension=suffix, **options, **profile)
         os.chmod(temporary, path.stat().st_mode if path.exists() else _default_mode())
         os.replace(temporary, path)
