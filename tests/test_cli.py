@@ -414,6 +414,37 @@ def test_run_keeps_exif_and_colour_profile(photo_files, suffix):
             assert JpegImagePlugin.get_sampling(written) == 0
 
 
+def test_orientation_is_kept_in_every_format(tmp_path):
+    # A phone's portrait photo is stored on its side with an orientation
+    # tag: TIFF results lost it (shown turned), and a PNG whose EXIF
+    # follows its pixels (valid PNG) was read without it.
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from napari_deblur._io import read_image, write_image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[274] = 6
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    png = (tmp_path / "plain.png").read_bytes()
+    record = exif.tobytes()[6:]  # without JPEG's "Exif\0\0"
+    chunk = struct.pack(">I", len(record)) + b"eXIf" + record
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + record))
+    end = png.rindex(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(png[:end] + chunk + png[end:])
+    for name in ("phone.jpg", "late.png"):
+        image = read_image(tmp_path / name)
+        assert image.orientation == 6
+        for suffix in (".tif", ".png", ".jpg"):
+            out = tmp_path / f"{name}{suffix}"
+            write_image(out, image)
+            assert read_image(out).orientation == 6
+
+
 def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     from napari_deblur._io import ImageFile, write_image
 

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
@@ -228,12 +229,11 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
 
 def _write_like(path: Path, result, source, overwrite: bool) -> None:
     """Write `result` in the type, layout and profile of the `source` file."""
-    from ._io import ImageFile, to_dtype, write_image
+    from ._io import to_dtype, write_image
 
     out, clipped = to_dtype(result, source.data.dtype)
     _report_clipped(clipped, out)
-    image = ImageFile(out, source.channel_axis, source.alpha, source.exif, source.icc_profile)
-    write_image(path, image, overwrite=overwrite)
+    write_image(path, replace(source, data=out), overwrite=overwrite)
 
 
 def _report_clipped(clipped: int, out) -> None:

@@ -40,6 +40,9 @@ class ImageFile:
         The alpha channel, kept apart from the colour.
     exif, icc_profile : bytes or None
         The file's EXIF record and ICC colour profile, as stored.
+    orientation : int or None
+        The EXIF or TIFF orientation (1 to 8): how viewers turn the stored
+        pixels (a phone's portrait photo is stored on its side).
     """
 
     data: np.ndarray
@@ -47,6 +50,7 @@ class ImageFile:
     alpha: np.ndarray | None = None
     exif: bytes | None = None
     icc_profile: bytes | None = None
+    orientation: int | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -92,8 +96,12 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             if colour and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                 data = np.moveaxis(data, -3, -1)
             icc_profile = page.iccprofile
+            orientation = int(page.tags[ORIENTATION].value) if ORIENTATION in page.tags else None
     else:
         with Image.open(path) as opened:
+            if suffix == ".png" and "exif" not in opened.info:
+                # A PNG's EXIF may follow its pixels, read only with them.
+                opened.load()
             mode, info = opened.mode, opened.info
         if mode not in PHOTO_MODES:
             raise ValueError(
@@ -109,6 +117,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         grey_alpha = mode == "LA"
         colour = data.ndim == 3 and not grey_alpha
         exif, icc_profile = info.get("exif"), info.get("icc_profile")
+        orientation = _exif_orientation(exif)
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
@@ -116,8 +125,22 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         # RGBA, or grey and alpha: the alpha kept apart, untouched.
         data, alpha = data[..., :-1], data[..., -1]
         data = data if colour else data[..., 0]
-    return ImageFile(data, -1 if colour else None, alpha, exif or None, icc_profile or None)
+    return ImageFile(
+        data, -1 if colour else None, alpha, exif or None, icc_profile or None, orientation
+    )
 
+
+def _exif_orientation(exif: bytes | None) -> int | None:
+    """The orientation an EXIF record gives, if any."""
+    if not exif:
+        return None
+    record = Image.Exif()
+    record.load(exif)
+    return record.get(ORIENTATION)
+
+
+#: The EXIF and TIFF tag of a picture's orientation.
+ORIENTATION = 274
 
 #: Pillow's modes of light levels: grey, 16-bit grey, grey and alpha, colour
 #: with or without alpha, and a palette (read as its colours).
@@ -182,6 +205,7 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
     try:
         if suffix in TIFF_SUFFIXES:
             photometric = "rgb" if image.channel_axis is not None else "minisblack"
+            turned = image.orientation not in (None, 1)
             tifffile.imwrite(
                 temporary,
                 data,
@@ -189,13 +213,19 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
                 planarconfig="contig" if image.alpha is not None else None,
                 extrasamples=["unassalpha"] if image.alpha is not None else None,
                 iccprofile=image.icc_profile,
+                extratags=[(ORIENTATION, "H", 1, image.orientation, True)] if turned else None,
             )
             if image.exif:
                 log.info("%s: TIFF output keeps the ICC profile but not the EXIF record", path)
         else:
+            exif = image.exif
+            if not exif and image.orientation not in (None, 1):
+                record = Image.Exif()
+                record[ORIENTATION] = image.orientation
+                exif = record.tobytes()
             profile = {
                 key: value
-                for key, value in (("exif", image.exif), ("icc_profile", image.icc_profile))
+                for key, value in (("exif", exif), ("icc_profile", image.icc_profile))
                 if value
             }
             # JPEG: full-resolution colour (4:4:4), which the deblur sharpened.
