@@ -70,6 +70,21 @@ def test_deblurring_happens_in_linear_light(rng):
     assert psnr(sharp, right, 255) > psnr(sharp, wrong, 255) + 0.5
 
 
+def test_a_float_psf_stays_linear_with_srgb_images(rng):
+    # encoding="srgb" (a 16-bit photo) decoded the float PSF too, as if a
+    # photo: a peaked kernel lost its wings, and the result was worse than
+    # the blurred photo.
+    scene = srgb_to_linear(data.camera()[:128, :128] / 255.0)
+    kernel = np.zeros((5, 5))
+    kernel[2, 2], kernel[2, ::4], kernel[::4, 2] = 0.4, 0.15, 0.15
+    blurred = Convolution(kernel, scene.shape, boundary="reflect").apply(scene)
+    noisy = rng.poisson(np.clip(blurred, 0, None) * 3000) / 3000
+    photo = np.round(linear_to_srgb(np.clip(noisy, 0, 1)) * 65535).astype(np.uint16)
+    sharp = linear_to_srgb(scene) * 65535
+    out = deblur(photo, kernel, encoding="srgb")
+    assert psnr(sharp, out, 65535) > psnr(sharp, photo, 65535) + 2
+
+
 def test_steps_stream_and_match_deblur(rng):
     image = blurred_gray(np.float32, rng)
     steps = list(deblur_steps(image, PSF, method="richardson_lucy", max_iter=5))

@@ -455,7 +455,9 @@ def _one_image(
     linear = linear[None] if channel_axis is None else np.moveaxis(linear, channel_axis, 0)
     measured = psf_from_point_source(
         psf,
-        encoding=encoding,
+        # A photo of a point light (integers) is encoded as the image is; a
+        # floating-point PSF is light already (a model, or a PSF measured).
+        encoding="linear" if psf.dtype.kind == "f" else encoding,
         channel_axis=psf_channel_axis,
         sources="auto" if varying else 1,
     )
@@ -774,7 +776,9 @@ def deblur(
     encoding : {'auto', 'srgb', 'linear'}
         Whether pixel values are gamma-encoded (sRGB). ``'auto'`` means sRGB
         for uint8 data, linear otherwise. Deblurring runs in linear light and
-        the result is encoded back.
+        the result is encoded back. A photo of a point light given as `psf`
+        in integers is taken to be encoded the same way; a floating-point
+        PSF is linear.
     noise : float, optional
         Noise standard deviation in linear light (in the image's units, or
         on 0..1 for sRGB data); estimated from the image when omitted. It
