@@ -445,6 +445,49 @@ def test_orientation_is_kept_in_every_format(tmp_path):
             assert read_image(out).orientation == 6
 
 
+def test_16_bit_photos_with_a_gamma_profile_are_decoded(photo_files, caplog):
+    # A 16-bit export from a raw developer is gamma-encoded, its colour
+    # profile says so: it was deblurred as linear light (barely sharper).
+    from PIL import ImageCms
+
+    folder, blurred, sharp = photo_files
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    wide = blurred.astype(np.uint16) * 257
+    tifffile.imwrite(folder / "in16.tif", wide, photometric="rgb", iccprofile=icc)
+    light = iio.imread(folder / "light.jpg").astype(np.uint16) * 257
+    tifffile.imwrite(folder / "light16.tif", light, photometric="rgb", iccprofile=icc)
+    args = ["run", str(folder / "in16.tif"), "--psf", str(folder / "light16.tif")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main([*args, "-o", str(folder / "out16.tif")]) == 0
+    assert "gamma-encoded" in caplog.text
+    out = tifffile.imread(folder / "out16.tif")
+    assert out.dtype == np.uint16
+    truth = sharp.astype(float) * 257
+    assert psnr(truth, out, 65535) > psnr(truth, wide, 65535) + 3
+
+
+def test_gamma_encoded_reads_the_profile_curve():
+    import struct
+
+    from PIL import ImageCms
+
+    from napari_deblur._io import gamma_encoded
+
+    icc = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert gamma_encoded(bytes(icc))
+    # The same primaries on a linear curve: each parametric tone curve made
+    # Y = X^1 (ICC: the tag table after the 128-byte header).
+    (count,) = struct.unpack(">I", icc[128:132])
+    for entry in range(count):
+        name, offset, _ = struct.unpack(">4sII", icc[132 + 12 * entry : 144 + 12 * entry])
+        if name in (b"rTRC", b"gTRC", b"bTRC"):
+            assert icc[offset : offset + 4] == b"para"
+            icc[offset + 8 : offset + 10] = b"\0\0"
+            icc[offset + 12 : offset + 16] = struct.pack(">i", 1 << 16)
+    assert gamma_encoded(bytes(icc)) is False
+    assert gamma_encoded(b"not a profile") is None
+
+
 def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     from napari_deblur._io import ImageFile, write_image
 

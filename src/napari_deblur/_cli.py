@@ -132,7 +132,15 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     import numpy as np
 
     from ._api import deblur, deblur_steps
-    from ._io import check_output, is_zarr, read_image, read_zarr, to_dtype, write_zarr
+    from ._io import (
+        check_output,
+        gamma_encoded,
+        is_zarr,
+        read_image,
+        read_zarr,
+        to_dtype,
+        write_zarr,
+    )
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     lazy = is_zarr(blurred)
@@ -148,6 +156,18 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         check_output(output, overwrite=job["overwrite"], like=image)
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
+    encoding = job["encoding"]
+    if (
+        encoding == "auto"
+        and not lazy
+        and data.dtype != np.uint8
+        and image.icc_profile
+        and gamma_encoded(image.icc_profile)
+    ):
+        # A 16-bit photo exported with its colour profile is gamma-encoded,
+        # as 8-bit ones are: its type alone would say linear light.
+        encoding = "srgb"
+        log.info("%s: its colour profile is gamma-encoded: decoded by sRGB's curve", blurred)
     psf = None if job["psf"] in ("auto", "general") else read_image(job["psf"])
     bad_pixels = None
     if job["mask"] is not None:
@@ -171,13 +191,13 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if psf is not None and psf.channel_axis is not None and channel_axis is None:
         if job["varying"]:
             raise ValueError("--varying with a grey image needs a grey photo of the lights")
-        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=job["encoding"]).grey
+        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=encoding).grey
     options = {
         "method": job["method"],
         "boundary": job["boundary"],
         "channel_axis": channel_axis,
         "time_axis": job["time_axis"],
-        "encoding": job["encoding"],
+        "encoding": encoding,
         "max_iter": job["max_iter"],
         "bad_pixels": bad_pixels,
         "saturation": job["saturation"],

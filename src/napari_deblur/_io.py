@@ -8,6 +8,7 @@ data larger than memory, are read and written chunk by chunk (Dask).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -128,6 +129,28 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     return ImageFile(
         data, -1 if colour else None, alpha, exif or None, icc_profile or None, orientation
     )
+
+
+def gamma_encoded(icc_profile: bytes) -> bool | None:
+    """Whether an ICC profile's tone curve is a gamma (sRGB, Adobe RGB), not linear light.
+
+    Mid grey (128 of 255) through the profile is about lightness 54 (L*) on
+    sRGB's curve, 60 on a gamma of 1.8, 76 on a linear one. None when the
+    profile cannot be read or is not RGB or grey.
+    """
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        mode = {"RGB": "RGB", "GRAY": "L"}.get(profile.profile.xcolor_space.strip())
+        if mode is None:
+            return None
+        lab = ImageCms.createProfile("LAB")
+        transform = ImageCms.buildTransform(profile, lab, mode, "LAB")
+        grey = ImageCms.applyTransform(Image.new(mode, (1, 1), (128,) * len(mode)), transform)
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return None
+    return grey.getpixel((0, 0))[0] / 255 * 100 < 68
 
 
 def _exif_orientation(exif: bytes | None) -> int | None:
