@@ -488,6 +488,42 @@ def test_gamma_encoded_reads_the_profile_curve():
     assert gamma_encoded(b"not a profile") is None
 
 
+def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, rng):
+    # A bead stack taken with half the steps of the image: the sizes in the
+    # files (ImageJ's, OME's) were dropped, and the command line took none.
+    from napari_deblur import deblur
+    from napari_deblur._io import read_image
+    from tests.conftest import cubes
+
+    scene = cubes(rng, (16, 48, 48), 12, 300.0, (2, 4, 4)) + 10
+    psf_fine = gaussian_psf((2.0, 3.0, 3.0), ndim=3)
+    psf = gaussian_psf((1.0, 1.5, 1.5), ndim=3)
+    stack = rng.poisson(Convolution(psf, scene.shape, boundary="reflect").apply(scene))
+    stack = stack.astype(np.float32)
+    tifffile.imwrite(
+        tmp_path / "stack.tif", stack, imagej=True, resolution=(10, 10),
+        metadata={"axes": "ZYX", "spacing": 0.2, "unit": "micron"},
+    )  # fmt: skip
+    tifffile.imwrite(
+        tmp_path / "bead.ome.tif", psf_fine.astype(np.float32), ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeZ": 0.1, "PhysicalSizeY": 0.05,
+                  "PhysicalSizeX": 0.05},
+    )  # fmt: skip
+    args = ["run", str(tmp_path / "stack.tif"), "--psf", str(tmp_path / "bead.ome.tif")]
+    assert main([*args, "-o", str(tmp_path / "out.tif"), "--max-iter", "5"]) == 0
+    expected = deblur(
+        stack, psf_fine.astype(np.float32), spacing=(0.2, 0.1, 0.1),
+        psf_spacing=(0.1, 0.05, 0.05), max_iter=5,
+    )  # fmt: skip
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "out.tif"), expected, rtol=1e-5)
+    assert read_image(tmp_path / "out.tif").spacing == pytest.approx((0.2, 0.1, 0.1))
+    # One size alone cannot resample.
+    tifffile.imwrite(tmp_path / "plain.tif", psf_fine.astype(np.float32))
+    plain = ["run", str(tmp_path / "stack.tif"), "--psf", str(tmp_path / "plain.tif")]
+    assert main([*plain, "-o", str(tmp_path / "o2.tif"), "--psf-spacing", "0.1,0.05,0.05"]) == 0
+    assert main([*plain, "--spacing", "0.2,0.1,0.1", "-o", str(tmp_path / "o3.tif")]) == 1
+
+
 def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     from napari_deblur._io import ImageFile, write_image
 

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> None:
         for key in (
             "psf", "mask", "method", "boundary", "encoding", "max_iter", "saturation",
             "varying", "refine_psf", "chunks", "channel_axis", "time_axis", "overwrite",
+            "spacing", "psf_spacing",
         )
     }  # fmt: skip
     with _cluster(args.workers, args.scheduler) as client:
@@ -204,6 +205,16 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         "varying": job["varying"],
         "refine_psf": job["refine_psf"],
     }
+    # The sizes of both samples, given or in the files' metadata, resample
+    # a PSF taken with other steps (a bead stack) to the image's.
+    spacing = job["spacing"] or (None if lazy else image.spacing)
+    psf_spacing = job["psf_spacing"] or (None if psf is None else psf.spacing)
+    if spacing is not None and psf_spacing is not None:
+        options |= {"spacing": spacing, "psf_spacing": psf_spacing}
+    elif job["spacing"] or job["psf_spacing"]:
+        given = "--spacing" if job["spacing"] else "--psf-spacing"
+        other = "--psf-spacing" if job["spacing"] else "--spacing"
+        raise ValueError(f"{given} needs {other} too (the other file records no sample size)")
     start = time.perf_counter()
     if lazy or job["chunks"] is not None:
         result = deblur(data, psf_data, chunks=job["chunks"], **options)
@@ -548,6 +559,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-axis", type=int, help="axis of colour channels in a Zarr store")
     p.add_argument(
         "--time-axis", type=int, help="axis of time points (TZYX): frames deblurred in turn"
+    )
+    p.add_argument(
+        "--spacing",
+        type=_spacing,
+        help="Z,Y,X (or Y,X) size of the image's samples (by default an OME or ImageJ "
+        "TIFF's own); with the PSF's, the PSF is resampled to the image's",
+    )
+    p.add_argument(
+        "--psf-spacing",
+        type=_spacing,
+        help="Z,Y,X (or Y,X) size of the PSF's samples (by default its TIFF's own)",
     )
     p.add_argument(
         "--workers", type=int, help="run on a local Dask cluster of this many worker processes"

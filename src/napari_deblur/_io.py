@@ -44,6 +44,9 @@ class ImageFile:
     orientation : int or None
         The EXIF or TIFF orientation (1 to 8): how viewers turn the stored
         pixels (a phone's portrait photo is stored on its side).
+    spacing : tuple of float or None
+        Size of a sample along each spatial axis in micrometres, from an
+        OME-TIFF's or an ImageJ TIFF's metadata.
     """
 
     data: np.ndarray
@@ -52,6 +55,7 @@ class ImageFile:
     exif: bytes | None = None
     icc_profile: bytes | None = None
     orientation: int | None = None
+    spacing: tuple[float, ...] | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -98,6 +102,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                 data = np.moveaxis(data, -3, -1)
             icc_profile = page.iccprofile
             orientation = int(page.tags[ORIENTATION].value) if ORIENTATION in page.tags else None
+            spacing = _voxel_size(tif, data.ndim - colour - grey_alpha)
     else:
         with Image.open(path) as opened:
             if suffix == ".png" and "exif" not in opened.info:
@@ -119,6 +124,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         colour = data.ndim == 3 and not grey_alpha
         exif, icc_profile = info.get("exif"), info.get("icc_profile")
         orientation = _exif_orientation(exif)
+        spacing = None
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
@@ -127,8 +133,81 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         data, alpha = data[..., :-1], data[..., -1]
         data = data if colour else data[..., 0]
     return ImageFile(
-        data, -1 if colour else None, alpha, exif or None, icc_profile or None, orientation
+        data,
+        -1 if colour else None,
+        alpha,
+        exif or None,
+        icc_profile or None,
+        orientation,
+        spacing,
     )
+
+
+#: Micrometres per unit of length, as OME and ImageJ spell the units.
+MICROMETRES = {"µm": 1.0, "um": 1.0, "micron": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def _voxel_metadata(image: ImageFile, path: Path) -> dict:
+    """The arguments of ``tifffile.imwrite`` that record a grey image's sample size.
+
+    OME metadata for an ``.ome.tif`` name, ImageJ's otherwise.
+    """
+    grey = image.channel_axis is None and image.alpha is None
+    if image.spacing is None or not grey:
+        return {}
+    sizes = dict(zip("ZYX"[-len(image.spacing) :], image.spacing))
+    axes = "TZYX"[-image.data.ndim :] if image.data.ndim <= 4 else None
+    if axes is None or image.data.ndim < len(sizes):
+        return {}
+    if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        physical = {f"PhysicalSize{axis}": size for axis, size in sizes.items()}
+        return {"ome": True, "metadata": {"axes": axes, **physical}}
+    if image.data.dtype not in (np.uint8, np.uint16, np.float32):
+        return {}
+    metadata = {"axes": axes, "unit": "um"}
+    if "Z" in sizes:
+        metadata["spacing"] = sizes["Z"]
+    return {
+        "imagej": True,
+        "resolution": (1 / sizes["X"], 1 / sizes["Y"]),
+        "metadata": metadata,
+    }
+
+
+def _voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
+    """A sample's size per spatial axis in micrometres, from OME or ImageJ metadata."""
+    if tif.is_ome:
+        from xml.etree import ElementTree
+
+        root = ElementTree.fromstring(tif.ome_metadata)
+        pixels = next((e for e in root.iter() if e.tag.endswith("}Pixels")), None)
+        if pixels is None:
+            return None
+        sizes = []
+        for axis in "ZYX"[-min(ndim, 3) :]:
+            size = pixels.get(f"PhysicalSize{axis}")
+            scale = MICROMETRES.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+            if size is None or scale is None:
+                return None
+            sizes.append(float(size) * scale)
+        return tuple(sizes)
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        scale = MICROMETRES.get(meta.get("unit"))
+        page = tif.pages[0]
+        if scale is None or "XResolution" not in page.tags or "YResolution" not in page.tags:
+            return None
+        lateral = []
+        for name in ("YResolution", "XResolution"):
+            numerator, denominator = page.tags[name].value
+            if not numerator:
+                return None
+            lateral.append(denominator / numerator * scale)
+        if ndim == 2:
+            return tuple(lateral)
+        if "spacing" in meta:
+            return (float(meta["spacing"]) * scale, *lateral)
+    return None
 
 
 def gamma_encoded(icc_profile: bytes) -> bool | None:
@@ -237,6 +316,7 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
                 extrasamples=["unassalpha"] if image.alpha is not None else None,
                 iccprofile=image.icc_profile,
                 extratags=[(ORIENTATION, "H", 1, image.orientation, True)] if turned else None,
+                **_voxel_metadata(image, path),
             )
             if image.exif:
                 log.info("%s: TIFF output keeps the ICC profile but not the EXIF record", path)
