@@ -524,6 +524,30 @@ def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, rng):
     assert main([*plain, "--spacing", "0.2,0.1,0.1", "-o", str(tmp_path / "o3.tif")]) == 1
 
 
+def test_palette_transparency_and_premultiplied_alpha_are_kept(tmp_path):
+    # A palette PNG's transparent entry was dropped (an opaque result); a
+    # TIFF's premultiplied alpha was written back labelled straight.
+    from PIL import Image
+
+    from napari_deblur._io import read_image, write_image
+
+    indices = np.zeros((8, 8), np.uint8)
+    indices[2:4], indices[5:] = 1, 2
+    palette = Image.fromarray(indices, "P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(tmp_path / "palette.png", transparency=0)
+    image = read_image(tmp_path / "palette.png")
+    assert image.channel_axis == -1 and np.array_equal(image.alpha == 0, indices == 0)
+    rgba = np.random.default_rng(0).integers(0, 255, (8, 8, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "assoc.tif", rgba, photometric="rgb", extrasamples=["assocalpha"])
+    image = read_image(tmp_path / "assoc.tif")
+    assert image.premultiplied
+    write_image(tmp_path / "out.tif", image)
+    assert read_image(tmp_path / "out.tif").premultiplied
+    with pytest.raises(ValueError, match="premultiplied"):
+        write_image(tmp_path / "out.png", image)
+
+
 def test_16_bit_colour_png_is_refused_with_the_way_out(tmp_path):
     from napari_deblur._io import ImageFile, write_image
 

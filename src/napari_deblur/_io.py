@@ -47,6 +47,9 @@ class ImageFile:
     spacing : tuple of float or None
         Size of a sample along each spatial axis in micrometres, from an
         OME-TIFF's or an ImageJ TIFF's metadata.
+    premultiplied : bool
+        The colour is stored multiplied by the alpha (a TIFF's associated
+        alpha), and is written back so.
     """
 
     data: np.ndarray
@@ -56,6 +59,7 @@ class ImageFile:
     icc_profile: bytes | None = None
     orientation: int | None = None
     spacing: tuple[float, ...] | None = None
+    premultiplied: bool = False
 
 
 def _suffix(path: Path) -> str:
@@ -103,12 +107,17 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             icc_profile = page.iccprofile
             orientation = int(page.tags[ORIENTATION].value) if ORIENTATION in page.tags else None
             spacing = _voxel_size(tif, data.ndim - colour - grey_alpha)
+            premultiplied = tuple(page.extrasamples) == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
     else:
         with Image.open(path) as opened:
             if suffix == ".png" and "exif" not in opened.info:
                 # A PNG's EXIF may follow its pixels, read only with them.
                 opened.load()
             mode, info = opened.mode, opened.info
+            # A palette's transparent entries are alpha (imageio drops them).
+            palette_alpha = mode == "P" and "transparency" in info
+            if palette_alpha:
+                data = np.asarray(opened.convert("RGBA"))
         if mode not in PHOTO_MODES:
             raise ValueError(
                 f"{path}: pixels of Pillow's mode {mode!r} are not light levels read here; "
@@ -119,12 +128,13 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             raise ValueError(
                 f"{path}: a 16-bit PNG with colour or alpha is read as 8 bits; save it as a TIFF"
             )
-        data = iio.imread(path)
+        if not palette_alpha:
+            data = iio.imread(path)
         grey_alpha = mode == "LA"
         colour = data.ndim == 3 and not grey_alpha
         exif, icc_profile = info.get("exif"), info.get("icc_profile")
         orientation = _exif_orientation(exif)
-        spacing = None
+        spacing, premultiplied = None, False
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
@@ -140,6 +150,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         icc_profile or None,
         orientation,
         spacing,
+        premultiplied,
     )
 
 
@@ -313,7 +324,9 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
                 data,
                 photometric=photometric,
                 planarconfig="contig" if image.alpha is not None else None,
-                extrasamples=["unassalpha"] if image.alpha is not None else None,
+                extrasamples=[("assocalpha" if image.premultiplied else "unassalpha")]
+                if image.alpha is not None
+                else None,
                 iccprofile=image.icc_profile,
                 extratags=[(ORIENTATION, "H", 1, image.orientation, True)] if turned else None,
                 **_voxel_metadata(image, path),
@@ -389,6 +402,10 @@ def _check_format(path: Path, suffix: str, image: ImageFile) -> None:
     allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
     if suffix in allowed and dtype not in allowed[suffix]:
         raise ValueError(f"{path}: {suffix} cannot hold {dtype} pixels; write a TIFF instead")
+    if image.premultiplied and suffix not in TIFF_SUFFIXES:
+        raise ValueError(
+            f"{path}: colour premultiplied by its alpha is written as TIFF; use a .tif name"
+        )
     if suffix in (".jpg", ".jpeg") and image.alpha is not None:
         raise ValueError(f"{path}: JPEG has no alpha channel; write a PNG or TIFF instead")
     if (
