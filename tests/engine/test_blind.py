@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage import data
 
 from napari_deblur import deblur
@@ -90,6 +91,28 @@ def shake(points, size=15):
     for (r, c), (fr, fc) in zip(base, frac):
         psf[r : r + 2, c : c + 2] += np.outer([1 - fr, fr], [1 - fc, fc])
     return psf / psf.sum()
+
+
+def test_doubtful_estimates_are_warned(rng):
+    import warnings
+
+    # Noise grew a motion past the crop (an internal error, or 400 px).
+    with pytest.warns(UserWarning, match="as large as any searched"):
+        estimate = estimate_blur(rng.random((256, 256)))
+    assert max(estimate.psf.shape) <= 43
+    # A sharp photo was given a blur, silently, and deblurred to 16 dB less.
+    with pytest.warns(UserWarning, match="little blur"):
+        estimate_blur(camera_made(np.pad([[1.0]], 1), rng))
+    # Clipped lamps read as more blur.
+    lamps = camera_made(defocus_psf(4.0), rng).astype(np.int64)
+    lamps[::16, ::16] = 255
+    lamps = np.minimum(ndimage.maximum_filter(lamps, 5), 255).astype(np.uint8)
+    with pytest.warns(UserWarning, match="clipped"):
+        estimate_blur(lamps)
+    # A blur of the photo, well inside the search, is not doubted.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        estimate_blur(camera_made(defocus_psf(4.0), rng))
 
 
 def test_general_blur_is_estimated_blind(rng):

@@ -28,6 +28,7 @@ References
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Real
@@ -40,6 +41,7 @@ from .color import resolve_encoding, to_linear
 from .noise import BlurScore, mean_noise_variance, minimize_on_grid, tapered_power
 from .psf import defocus_psf, gaussian_psf, motion_psf, resize_psf
 from .psf_fit import blind_psf, refine_psf
+from .saturation import NEAR_SATURATION, saturation_level
 
 #: The blur families searched, with the PSF each parameter vector makes.
 FAMILIES: dict[str, Callable[..., np.ndarray]] = {
@@ -210,12 +212,43 @@ def estimate_blur(
         values = (values[0], float(values[1]) % 180)
     if best == "gaussian":
         values = (_refined_width(blur_score, FAMILIES["gaussian"](*values)),)
-    return BlurEstimate(
+    estimate = BlurEstimate(
         kind=best,
         parameters={name: float(v) for name, v in zip(PARAMETERS[best], values)},
         psf=FAMILIES[best](*values),
         scores={f: s for f, (_, s) in found.items()},
     )
+    for doubt in _doubts(estimate, raw, max_extent):
+        warnings.warn(doubt, UserWarning, stacklevel=2)
+    return estimate
+
+
+def _doubts(estimate: BlurEstimate, raw: np.ndarray, max_extent: float) -> list[str]:
+    """What makes a parametric estimate doubtful, in words."""
+    doubts = []
+    value = next(iter(estimate.parameters.values()))
+    # The search's largest value of each family (as _search's), and the
+    # width across its PSF (a Gaussian's full width at half maximum).
+    largest = {"motion": max_extent, "defocus": max_extent / 2, "gaussian": max_extent / 6}
+    across = {"motion": 1.0, "defocus": 2.0, "gaussian": 2.355}[estimate.kind] * value
+    if value >= 0.95 * largest[estimate.kind]:
+        doubts.append(
+            f"the blur found is as large as any searched ({max_extent:g} px): it may be larger, "
+            "or the image may show none (noise reads as a large blur)"
+        )
+    elif across < 2:
+        doubts.append(
+            "little blur found (under 2 px across): the image may be sharp already, and "
+            "deblurring it would sharpen its noise"
+        )
+    level = saturation_level(raw)
+    clipped = 0.0 if level is None else float(np.mean(raw >= NEAR_SATURATION * level))
+    if clipped > 0.001:
+        doubts.append(
+            f"{100 * clipped:.1f}% of the pixels are clipped: their flat tops read as more "
+            "blur than there is; a photo of a point light measures it better"
+        )
+    return doubts
 
 
 def _refined_width(blur_score: BlurScore, psf: np.ndarray) -> float:
@@ -339,8 +372,14 @@ def _search(
         _, angle = coarse[int(np.argmin([score(p) for p in coarse]))]
         lengths = _fine(2, max_extent)
         length = lengths[int(np.argmin([score((v, angle)) for v in lengths]))]
+
+        def bounded(parameters) -> float:
+            # Nelder-Mead knows no bounds: a length past them scores nothing
+            # (it grew to 400 px on noise, and past the crop).
+            return score(parameters) if 1 <= parameters[0] <= max_extent else np.inf
+
         result = minimize(
-            score,
+            bounded,
             (length, angle),
             method="Nelder-Mead",
             options={
