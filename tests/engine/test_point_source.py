@@ -324,3 +324,22 @@ def test_beads_reaching_the_first_and_last_planes_are_all_averaged(rng):
     assert psf_from_point_source(stack, sources="auto").sources == 4
     with pytest.warns(PSFQualityWarning, match="4 of the 5 sources"):
         assert psf_from_point_source(stack, sources=5).sources == 4
+
+
+def test_lights_near_the_edge_are_averaged_and_those_left_out_said(rng):
+    # Nine lights, their centres 12 px from the frame's edge, their discs
+    # of radius 5 wholly inside: each was refused because the window round
+    # it (half its size again) reached the edge, and one light was used.
+    disc = defocus_psf(5.0)
+    photo = np.full((160, 160), 0.02)
+    for y in (12, 80, 147):
+        for x in (12, 80, 147):
+            photo[y - 6 : y + 7, x - 6 : x + 7] += disc / disc.max() * 0.8
+    photo = rng.poisson(photo * 20000) / 20000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PSFQualityWarning)
+        assert psf_from_point_source(photo, sources="auto").sources == 9
+    # A light cut by the edge is left out, and said to be.
+    photo[40:53, 0:7] += (disc / disc.max() * 0.8)[:, 6:]
+    with pytest.warns(PSFQualityWarning, match="1 bright sources were left out"):
+        assert psf_from_point_source(photo, sources="auto").sources == 9

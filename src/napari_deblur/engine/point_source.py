@@ -322,6 +322,11 @@ def psf_from_point_source(
             f"{len(blobs)} of the {sources} sources asked for stand alone inside the frame: "
             "the PSF is theirs"
         )
+    elif rois is None and sources == "auto" and (left_out := sum(f.left_out for f in found)):
+        problems.append(
+            f"{left_out} bright sources were left out, too near the frame's edge or another "
+            f"source; {len(blobs)} used"
+        )
     for problem in problems:
         warnings.warn(problem, PSFQualityWarning, stacklevel=2)
     return result
@@ -350,6 +355,8 @@ class _Found:
     blobs: list[_Blob]
     background: float
     noise: float
+    #: Bright sources not used: too near the frame's edge or another source.
+    left_out: int = 0
 
 
 def _regions(rois, spatial: tuple[int, ...]) -> list[tuple[slice, ...]]:
@@ -441,15 +448,17 @@ def _find_sources(
         chosen = candidates[:1]
     else:
         # Several sources: only those whose surroundings hold no other source
-        # and lie wholly inside the frame, else the brightest alone. A
-        # stack's planes (its first axis) hold a widefield PSF's light from
-        # end to end: there, a bead may reach the first and last planes.
+        # and whose core lies inside the frame (the faint rest of their light
+        # within EDGE_MARGIN of it), else the brightest alone. A stack's
+        # planes (its first axis) hold a widefield PSF's light from end to
+        # end: there, a bead may reach the first and last planes.
         across = range(total.ndim - 2 if total.ndim >= 3 else 0, total.ndim)
         chosen = [
             label
             for label in candidates
             if all(
-                windows[label][a].start > 0 and windows[label][a].stop < total.shape[a]
+                boxes[label - 1][a].start >= EDGE_MARGIN
+                and boxes[label - 1][a].stop <= total.shape[a] - EDGE_MARGIN
                 for a in across
             )
             and not any(_overlap(windows[label], boxes[o - 1]) for o in candidates if o != label)
@@ -469,7 +478,7 @@ def _find_sources(
         )
         blobs.append(_Blob(light, global_window, centre))
     levels = [float(plane.mean()) for plane, _ in fits]
-    return _Found(blobs, float(np.mean(levels)), noise)
+    return _Found(blobs, float(np.mean(levels)), noise, len(candidates) - len(chosen))
 
 
 def _centre(light: np.ndarray) -> np.ndarray:
@@ -483,6 +492,11 @@ def _centre(light: np.ndarray) -> np.ndarray:
     if light.ndim >= 3:
         light = np.clip(light - light.max() / 2, 0, None)
     return centroid(light)
+
+
+#: Samples between a source's core and the frame's edge, for the faint rest
+#: of its light, when several sources are averaged.
+EDGE_MARGIN = 3
 
 
 def _dilate(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
