@@ -466,6 +466,13 @@ def test_refine_psf_option(rng):
     assert steps[-1].settings["psf_magnified"] == pytest.approx(5 / 6, rel=0.05)
     as_given = deblur(blurred, defocus_psf(6.0))
     assert psnr(truth, steps[-1].image, 255) > psnr(truth, as_given, 255) + 3
+    # The weight said is the one chosen for the refined PSF (it was the
+    # given PSF's), and the plan repeats the run.
+    settings, plan = steps[-1].settings, steps[-1].plan
+    assert settings["weight"] == pytest.approx(np.mean(plan.weight))
+    assert (
+        settings["weight"] != deblur_steps(blurred, defocus_psf(6.0)).__next__().settings["weight"]
+    )
     with pytest.raises(ValueError, match="refine_psf"):
         deblur(np.zeros((8, 32, 32)), gaussian_psf(1.0, ndim=3), refine_psf=True)
 

@@ -676,10 +676,20 @@ def _one_image(
                 batch_ndim=1,
                 mask=mask,
             )
-            current, _ = solver_for(model, fill_unobserved(model, linear, around=clipped))
+            current, weights = solver_for(model, fill_unobserved(model, linear, around=clipped))
             psf_shape = refined.shape
-            settings.update(psf_shape=psf_shape, psf_refined=change, psf_magnified=magnification)
-            run_plan = replace(decided, psf_shape=tuple(int(k) for k in psf_shape))
+            # The weight is chosen again for the refined PSF: that one is said.
+            settings.update(
+                psf_shape=psf_shape,
+                psf_refined=change,
+                psf_magnified=magnification,
+                weight=None if weights is None else float(np.mean(weights)),
+            )
+            run_plan = replace(
+                decided,
+                psf_shape=tuple(int(k) for k in psf_shape),
+                weight=() if weights is None else tuple(float(w) for w in weights),
+            )
         frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]
 
         def to_output(estimate: np.ndarray) -> np.ndarray:
