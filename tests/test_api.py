@@ -470,9 +470,8 @@ def test_refine_psf_option(rng):
     # given PSF's), and the plan repeats the run.
     settings, plan = steps[-1].settings, steps[-1].plan
     assert settings["weight"] == pytest.approx(np.mean(plan.weight))
-    assert (
-        settings["weight"] != deblur_steps(blurred, defocus_psf(6.0)).__next__().settings["weight"]
-    )
+    unrefined = next(deblur_steps(blurred, defocus_psf(6.0)))
+    assert settings["weight"] != unrefined.settings["weight"]
     with pytest.raises(ValueError, match="refine_psf"):
         deblur(np.zeros((8, 32, 32)), gaussian_psf(1.0, ndim=3), refine_psf=True)
 
