@@ -249,9 +249,11 @@ def deblur_steps(
     Takes the arguments of :func:`deblur` but `chunks`: the image is
     deblurred in memory (a Dask or Zarr array is read whole; :func:`deblur`
     deblurs it chunk by chunk). The arguments are checked, and the PSF
-    prepared, when this function is called; the work happens as the
-    iterator is consumed. Stopping early (for example from a Cancel button)
-    leaves the last yielded estimate as a valid, less sharp result.
+    prepared (estimated, for ``psf='auto'`` or ``'general'``), when this
+    function is called; the iterations happen as the iterator is consumed
+    (and the PSF's refinement, with `refine_psf`). Stopping early (for
+    example from a Cancel button) leaves the last yielded estimate as a
+    valid, less sharp result.
     """
     arguments = locals()
     options = {name: arguments[name] for name in (*OPTIONS, "plan")}
@@ -820,8 +822,9 @@ def deblur(
         steps than the image: the PSF is resampled to the image's voxels.
     time_axis : int, optional
         Axis of time points (TZYX, TYX): each frame is deblurred in turn
-        with the same PSF and its own noise level and weight; the progress
-        runs over all of them. A series deblurred in chunks (Dask, Zarr,
+        with the same PSF (with ``psf='auto'`` or ``'general'``, its own
+        estimate) and its own noise level and weight; the progress runs
+        over all of them. A series deblurred in chunks (Dask, Zarr,
         `chunks`) takes the decisions made on its middle frame for every
         frame: a series whose light changes much (bleaching) is better
         deblurred in parts.
