@@ -89,3 +89,11 @@ def test_refining_the_right_psf_keeps_it_nearly_right(rng):
     assert magnification == pytest.approx(1, abs=0.03)
     right = psnr(sharp, deblur(blurred, truth), 255)
     assert psnr(sharp, deblur(blurred, refined, encoding="srgb"), 255) > right - 1.0
+
+
+def test_a_magnification_at_the_end_of_the_search_is_warned(rng):
+    # A PSF half again too large needs 0.67x, beyond the smallest searched:
+    # the fit stops at 0.70x, which was reported as if found.
+    blurred, _, linear, variance = blurred_camera(defocus_psf(3.0), rng)
+    with pytest.warns(UserWarning, match="end of those searched"):
+        refine_psf(linear, defocus_psf(4.5), variance=variance)

@@ -39,6 +39,8 @@ References
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
@@ -329,6 +331,14 @@ def refine_psf(
         raise ValueError("the PSF is refined on a 2D image with a 2D PSF")
     grown = tuple(2 * int(np.ceil(k * (1 + margin) / 2)) + 1 for k in np.shape(psf))
     magnified, magnification = fit_magnification(observed, psf, largest=1 + margin)
+    if not SMALLEST_MAGNIFICATION * 1.01 < magnification < (1 + margin) / 1.01:
+        warnings.warn(
+            f"the PSF's best magnification, {magnification:.2f}x, lies at the end of those "
+            "searched: the image may be too small or too plain to refine the PSF on, or the "
+            "PSF far from its blur; compare with refine_psf=False",
+            UserWarning,
+            stacklevel=3,
+        )
     measured = resize_psf(normalize_psf(psf), grown)
     start = resize_psf(magnified, grown)
     h = start
