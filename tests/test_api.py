@@ -483,5 +483,6 @@ def test_a_time_series_takes_the_method_its_first_frame_chose(rng):
     psf = gaussian_psf(1.5)
     counts = rng.poisson(40, size=(3, 48, 48)).astype(np.float32)
     counts[0] -= 60
-    steps = list(deblur_steps(counts, psf, time_axis=0, max_iter=3))
+    with pytest.warns(UserWarning, match="below zero"):
+        steps = list(deblur_steps(counts, psf, time_axis=0, max_iter=3))
     assert {step.settings["method"] for step in steps} == {steps[0].settings["method"]}
