@@ -50,6 +50,16 @@ def test_parametric_blur_is_found_within_ten_percent(psf, kind, truth, rng):
     np.testing.assert_allclose(found.psf.sum(), 1)
 
 
+@pytest.mark.parametrize("angle", [14, 105, 154])
+def test_a_short_motion_is_refined_past_the_cepstrum_samples(angle, rng):
+    # The cepstrum's spike lies on a whole sample: a 6 px motion was read
+    # up to 5.5 degrees and 0.4 px off, and used so.
+    found = estimate_blur(camera_made(motion_psf(6, angle), rng))
+    assert found.kind == "motion"
+    assert abs((found.parameters["angle"] - angle + 90) % 180 - 90) < 3
+    assert found.parameters["length"] == pytest.approx(6, rel=0.05)
+
+
 def test_a_gaussian_on_a_smooth_scene_is_not_read_too_wide(rng):
     # GCV alone read this one 13-20% too wide (the moon's spectrum falls
     # faster than the gradient prior's); refined on the image, 7-9%.

@@ -196,7 +196,7 @@ def estimate_blur(
         # A straight motion's echo in the cepstrum is unmistakable, and
         # finds its length where GCV, whose dip the lens's own blur makes
         # shallow, prefers a shorter one.
-        found = {"motion": (streak, score("motion", streak))}
+        found = {"motion": _refine_streak(streak, lambda v: score("motion", v))}
     elif ring is not None:
         # So is a disc's ring, where GCV finds a large disc and a Gaussian
         # equally likely: GCV then picks the radius the ring brackets.
@@ -352,6 +352,33 @@ def _cepstral_motion(cepstrum: np.ndarray, max_extent: float) -> tuple[float, fl
         return None
     angle = float(np.degrees(np.arctan2(-(at[0] - centre[0]), at[1] - centre[1])) % 180)
     return length, angle
+
+
+def _refine_streak(streak: tuple[float, float], score) -> tuple[tuple[float, ...], float]:
+    """The cepstrum's motion refined by GCV within the cepstrum's whole-sample resolution.
+
+    The spike lies on a whole sample: its length is known to a sample and
+    its angle to a sample's arc. GCV, which elsewhere prefers a fraction of
+    the length, is only asked within those bounds.
+    """
+    length, angle = streak
+    reach = float(np.degrees(np.arctan2(1.0, length)))
+
+    def bounded(parameters) -> float:
+        near = abs(parameters[0] - length) <= 1 and abs(parameters[1] - angle) <= reach
+        return score(parameters) if near else np.inf
+
+    result = minimize(
+        bounded,
+        streak,
+        method="Nelder-Mead",
+        options={
+            "initial_simplex": [streak, (length + 0.5, angle), (length, angle + reach / 2)],
+            "xatol": 0.05,
+            "fatol": 1e-12,
+        },
+    )
+    return tuple(result.x), float(result.fun)
 
 
 def _search(
