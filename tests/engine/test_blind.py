@@ -74,7 +74,15 @@ def test_estimate_report_and_bad_input(rng):
     with pytest.raises(ValueError, match="kind"):
         estimate_blur(np.zeros((200, 200)), kind="shake")
     with pytest.raises(ValueError, match="too small"):
-        estimate_blur(np.zeros((60, 60)))
+        estimate_blur(np.zeros((60, 60)), max_extent=40)
+    with pytest.raises(ValueError, match="too small"):
+        estimate_blur(np.zeros((6, 6)))
+    with pytest.raises(ValueError, match="max_extent"):
+        estimate_blur(np.zeros((200, 200)), max_extent=np.inf)
+    # An image under 160 px searches blurs up to a quarter of its side (it
+    # was refused: 40 px blurs need 160 px).
+    small = estimate_blur(camera_made(defocus_psf(3.0), rng, size=100), kind="defocus")
+    assert small.parameters["radius"] == pytest.approx(3.0, rel=0.1)
     with pytest.raises(ValueError, match="2D"):
         estimate_blur(np.zeros((4, 200, 200)))
     # A flat or broken image has no blur to find (a motion of 10 px was found).

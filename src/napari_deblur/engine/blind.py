@@ -55,6 +55,10 @@ PARAMETERS = {
     "gaussian": ("sigma",),
     "motion": ("length", "angle"),
 }
+#: The largest blur searched by default, in pixels (a motion's length, a
+#: disc's diameter): an image of at least four times that a side is needed.
+MAX_EXTENT = 40.0
+
 #: Side of the central crop the search looks at (enough frequencies, bounded cost).
 CROP = 512
 #: Depth, in robust standard deviations of the cepstrum, of a motion's spike.
@@ -112,7 +116,7 @@ def estimate_blur(
     kind: str = "auto",
     encoding: str = "auto",
     channel_axis: int | None = None,
-    max_extent: float = 40.0,
+    max_extent: float | None = None,
 ) -> BlurEstimate:
     """Estimate a defocus, Gaussian, motion or general PSF from a blurred image alone.
 
@@ -134,9 +138,10 @@ def estimate_blur(
         Whether values are gamma-encoded (``'auto'``: sRGB for uint8).
     channel_axis : int, optional
         Axis of colour channels.
-    max_extent : float
+    max_extent : float, optional
         The largest blur searched, in pixels: a disc's diameter, about six
-        sigmas, a motion's length.
+        sigmas, a motion's length. By default :data:`MAX_EXTENT`, or a
+        quarter of a smaller image's shorter side.
 
     Returns
     -------
@@ -152,8 +157,8 @@ def estimate_blur(
         raise ValueError(
             f"kind must be 'auto', 'general' or one of {tuple(FAMILIES)}, got {kind!r}"
         )
-    if not (isinstance(max_extent, Real) and max_extent >= 2):
-        raise ValueError(f"max_extent must be at least 2 pixels, got {max_extent}")
+    if max_extent is not None and not (isinstance(max_extent, Real) and 2 <= max_extent < np.inf):
+        raise ValueError(f"max_extent must be at least 2 pixels and finite, got {max_extent}")
     raw = np.asarray(image)
     if raw.dtype.kind not in "iubf":
         raise TypeError(f"image must hold real numbers, got {raw.dtype}")
@@ -166,6 +171,8 @@ def estimate_blur(
         linear = linear.mean(axis=channel_axis)
     if linear.ndim != 2:
         raise ValueError(f"blur is estimated on 2D images, got {linear.ndim} spatial axes")
+    if max_extent is None:
+        max_extent = max(2.0, min(MAX_EXTENT, min(linear.shape) / 4))
     if min(linear.shape) < 4 * max_extent:
         raise ValueError(
             f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px: "
