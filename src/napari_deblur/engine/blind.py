@@ -41,7 +41,7 @@ from .color import resolve_encoding, to_linear
 from .noise import BlurScore, mean_noise_variance, minimize_on_grid, tapered_power
 from .psf import defocus_psf, gaussian_psf, motion_psf, resize_psf
 from .psf_fit import blind_psf, refine_psf
-from .saturation import NEAR_SATURATION, saturation_level
+from .saturation import clipped_mask
 
 #: The blur families searched, with the PSF each parameter vector makes.
 FAMILIES: dict[str, Callable[..., np.ndarray]] = {
@@ -58,6 +58,10 @@ PARAMETERS = {
 #: The largest blur searched by default, in pixels (a motion's length, a
 #: disc's diameter): an image of at least four times that a side is needed.
 MAX_EXTENT = 40.0
+#: The largest value of each family's first parameter searched, per pixel of
+#: the largest blur: a motion's length, a disc's radius, a sixth of a
+#: Gaussian's extent.
+LARGEST = {"motion": 1.0, "defocus": 1 / 2, "gaussian": 1 / 6}
 
 #: Side of the central crop the search looks at (enough frequencies, bounded cost).
 CROP = 512
@@ -234,11 +238,9 @@ def _doubts(estimate: BlurEstimate, raw: np.ndarray, max_extent: float) -> list[
     """What makes a parametric estimate doubtful, in words."""
     doubts = []
     value = next(iter(estimate.parameters.values()))
-    # The search's largest value of each family (as _search's), and the
-    # width across its PSF (a Gaussian's full width at half maximum).
-    largest = {"motion": max_extent, "defocus": max_extent / 2, "gaussian": max_extent / 6}
+    # The width across the PSF (a Gaussian's full width at half maximum).
     across = {"motion": 1.0, "defocus": 2.0, "gaussian": 2.355}[estimate.kind] * value
-    if value >= 0.95 * largest[estimate.kind]:
+    if value >= 0.95 * LARGEST[estimate.kind] * max_extent:
         doubts.append(
             f"the blur found is as large as any searched ({max_extent:g} px): it may be larger, "
             "or the image may show none (noise reads as a large blur)"
@@ -248,8 +250,8 @@ def _doubts(estimate: BlurEstimate, raw: np.ndarray, max_extent: float) -> list[
             "little blur found (under 2 px across): the image may be sharp already, and "
             "deblurring it would sharpen its noise"
         )
-    level = saturation_level(raw)
-    clipped = 0.0 if level is None else float(np.mean(raw >= NEAR_SATURATION * level))
+    clipped = clipped_mask(raw)
+    clipped = 0.0 if clipped is None else float(np.mean(clipped))
     if clipped > 0.001:
         doubts.append(
             f"{100 * clipped:.1f}% of the pixels are clipped: their flat tops read as more "
@@ -395,22 +397,23 @@ def _search(
 
     A one-parameter family is searched between `bounds` when given.
     """
+    top = LARGEST[family] * max_extent
     if family == "motion":
         # The direction first, on a coarse grid (a wrong length still shows
         # it), then the length along it, then both together.
         coarse = [
             (length, angle)
-            for length in np.geomspace(2, max_extent, 8)
+            for length in np.geomspace(2, top, 8)
             for angle in np.arange(0, 180, 7.5)
         ]
         _, angle = coarse[int(np.argmin([score(p) for p in coarse]))]
-        lengths = _fine(2, max_extent)
+        lengths = _fine(2, top)
         length = lengths[int(np.argmin([score((v, angle)) for v in lengths]))]
 
         def bounded(parameters) -> float:
             # Nelder-Mead knows no bounds: a length past them scores nothing
             # (it grew to 400 px on noise, and past the crop).
-            return score(parameters) if 1 <= parameters[0] <= max_extent else np.inf
+            return score(parameters) if 1 <= parameters[0] <= top else np.inf
 
         result = minimize(
             bounded,
@@ -423,7 +426,6 @@ def _search(
             },
         )
         return tuple(result.x), float(result.fun)
-    top = max_extent / 2 if family == "defocus" else max_extent / 6
     value, best = minimize_on_grid(
         lambda v: score((v,)), _fine(*(bounds or (0.3, top))), xatol=0.01
     )
