@@ -20,6 +20,14 @@ def psnr(truth, estimate, data_range) -> float:
     return float(10 * np.log10(data_range**2 / mse))
 
 
+def rms_radius(psf) -> float:
+    """Root-mean-square distance of a PSF's light from its centroid, in samples."""
+    psf = np.asarray(psf, np.float64) / np.sum(psf)
+    grid = np.indices(psf.shape)
+    centroid = [np.sum(g * psf) for g in grid]
+    return float(np.sqrt(sum(np.sum((g - c) ** 2 * psf) for g, c in zip(grid, centroid))))
+
+
 def cubes(rng, shape, count, value, margins):
     """A stack of `shape` holding `count` cubes of 3 samples and `value`, placed at random
     at least `margins` (per axis) inside: beads or cell parts in a fluorescence stack."""

@@ -10,7 +10,7 @@ from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, gaussian_psf
-from tests.conftest import cubes, psnr
+from tests.conftest import cubes, psnr, rms_radius
 
 PSF = gaussian_psf(1.5)
 
@@ -456,6 +456,17 @@ def test_psf_auto_estimates_the_blur_and_deblurs(rng):
         deblur(blurred, "guess")
 
 
+def test_steps_hand_out_the_psf_they_deblur_with(rng):
+    image = rng.uniform(0, 1, (48, 48, 3))
+    grey = next(deblur_steps(image[..., 0], gaussian_psf(2.0))).psf
+    np.testing.assert_allclose(grey, gaussian_psf(2.0), atol=0.01 * gaussian_psf(2.0).max())
+    # A PSF per colour comes out channels first.
+    psfs = np.stack([gaussian_psf(s, shape=(13, 13)) for s in (1.0, 1.5, 2.0)], axis=-1)
+    each = next(deblur_steps(image, psfs, channel_axis=-1)).psf
+    assert each.shape == (3, 13, 13)
+    assert rms_radius(each[0]) < rms_radius(each[1]) < rms_radius(each[2])
+
+
 def test_refine_psf_option(rng):
     from tests.engine.test_blind import camera_made
 
@@ -464,6 +475,10 @@ def test_refine_psf_option(rng):
     steps = list(deblur_steps(blurred, defocus_psf(6.0), refine_psf=True))
     assert steps[-1].settings["psf_refined"] > 0.05
     assert steps[-1].settings["psf_magnified"] == pytest.approx(5 / 6, rel=0.05)
+    # The refined PSF is handed out, shrunk towards the true disc.
+    refined = steps[-1].psf
+    assert refined.sum() == pytest.approx(1, rel=1e-4)
+    assert rms_radius(refined) < 0.9 * rms_radius(defocus_psf(6.0))
     as_given = deblur(blurred, defocus_psf(6.0))
     assert psnr(truth, steps[-1].image, 255) > psnr(truth, as_given, 255) + 3
     # The weight said is the one chosen for the refined PSF (it was the

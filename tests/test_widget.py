@@ -11,7 +11,7 @@ from napari_deblur._widget import DeblurWidget, PointSourceWidget, PSFModelWidge
 from napari_deblur.engine.color import linear_to_srgb
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, gaussian_psf
-from tests.conftest import cubes, psnr
+from tests.conftest import cubes, psnr, rms_radius
 
 
 @pytest.fixture
@@ -424,6 +424,10 @@ def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     assert "PSF refined on the image (magnified 0.8" in widget.report.value
     (result,) = [layer for layer in viewer.layers if layer.name.startswith("soft deblurred")]
     assert result.metadata["deblur"]["psf_refined"] > 0.05
+    # The refined PSF is shown: shrunk towards the true disc of radius 5.
+    refined = viewer.layers["soft refined PSF"].data
+    assert refined.sum() == pytest.approx(1, rel=1e-4)
+    assert rms_radius(refined) < 0.9 * rms_radius(defocus_psf(6.0))
 
 
 def test_a_layer_too_large_for_memory_is_deblurred_in_chunks(

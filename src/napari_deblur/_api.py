@@ -144,6 +144,11 @@ class Progress:
         Turns an estimate into an image like the input (see :attr:`image`).
     plan : Plan
         The run's decisions up to this step, to repeat them elsewhere.
+    psf : ndarray or None
+        The PSF deblurred with, in linear light with unit sum: cleaned from
+        the photo given, estimated (``psf='auto'``) or refined
+        (`refine_psf`); one per channel, channels first, when they differ.
+        None for a blur that varies across the frame.
     """
 
     iteration: int
@@ -153,6 +158,7 @@ class Progress:
     estimate: np.ndarray
     to_output: Callable[[np.ndarray], np.ndarray]
     plan: Plan
+    psf: np.ndarray | None = None
 
     @property
     def image(self) -> np.ndarray:
@@ -333,6 +339,7 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
                     step.estimate,
                     to_output,
                     step.plan,
+                    step.psf,
                 )
             done.append(step.to_output(step.estimate))
             # One series, one method: the one the first frame chose.
@@ -662,6 +669,7 @@ def _one_image(
 
     def steps() -> Iterator[Progress]:
         current, psf_shape, run_plan = solver, kernel.shape[1:], decided
+        used = backend.to_numpy(kernel)
         if refine_psf:
             # The PSF is refined on the channels' mean, whose noise is the
             # channels' mean variance over their number; the work starts here,
@@ -679,7 +687,7 @@ def _one_image(
                 mask=mask,
             )
             current, weights = solver_for(model, fill_unobserved(model, linear, around=clipped))
-            psf_shape = refined.shape
+            psf_shape, used = refined.shape, refined[None]
             # The weight is chosen again for the refined PSF: that one is said.
             settings.update(
                 psf_shape=psf_shape,
@@ -700,6 +708,8 @@ def _one_image(
                 x = linear_to_srgb(x) * x.dtype.type(out_scale)
             return x[0].copy() if channel_axis is None else np.moveaxis(x, 0, channel_axis).copy()
 
+        # One PSF for every channel is given as one.
+        used = None if varying else used[0] if np.all(used == used[:1]) else used
         schedule = []
         for step in current.iterate(linear):
             if "extrapolation" in step.metrics or "momentum" in step.metrics:
@@ -712,6 +722,7 @@ def _one_image(
                 step.estimate,
                 to_output,
                 replace(run_plan, iterations=step.iteration, schedule=tuple(schedule)),
+                used,
             )
 
     return steps()
@@ -843,7 +854,8 @@ def deblur(
         non-negative, of unit sum, compact and near the magnified
         measurement (:func:`~napari_deblur.engine.psf_fit.refine_psf`);
         2D images, one PSF for all channels. Clipped and bad pixels are not
-        left out of the refinement.
+        left out of the refinement. The refined PSF (like an estimated one)
+        is ``Progress.psf`` of :func:`deblur_steps`.
     plan : Plan, optional
         The decisions of an earlier run (``Progress.plan`` of
         :func:`deblur_steps`) to repeat: its method, boundary, noise,

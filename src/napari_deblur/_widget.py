@@ -111,6 +111,8 @@ class DeblurWidget(Container):
         self._estimator: FunctionWorker | None = None
         self._result: napari.layers.Image | None = None
         self._iterates: list[np.ndarray] = []
+        # The PSF a run refined on the image, shown as a layer when it ends.
+        self._refined: np.ndarray | None = None
         # An RGBA input's alpha, kept apart from the colour that is deblurred.
         self._alpha: np.ndarray | None = None
 
@@ -374,6 +376,7 @@ class DeblurWidget(Container):
         self._source = self.image.value
         self._result = None
         self._iterates = []
+        self._refined = None
         self.progress.value = 0
         if lazy:
             # The decisions are made on a few blocks, in the thread, which
@@ -448,6 +451,7 @@ class DeblurWidget(Container):
         if "frames" in settings:
             left_out += f"\nframe {settings['frame'] + 1} of {settings['frames']}"
         if settings["psf_refined"] is not None:
+            self._refined = progress.psf
             left_out += (
                 f"\nPSF refined on the image (magnified {settings['psf_magnified']:.2f}x, "
                 f"moved {settings['psf_refined']:.0%})"
@@ -500,6 +504,16 @@ class DeblurWidget(Container):
                 visible=False,
             )
             self._iterates = []
+        if self._refined is not None:
+            source = self._source
+            self._viewer.add_image(
+                self._refined.astype(np.float32),
+                name=f"{source.name} refined PSF",
+                colormap="magma",
+                scale=source.scale[-2:],
+                units=source.units[-2:],
+            )
+            self._refined = None
         # A run turns the grid on when asked; a grid the user turned on stays on.
         if self.side_by_side.value:
             self._show_grid(True)
