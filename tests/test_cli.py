@@ -445,6 +445,29 @@ def test_orientation_is_kept_in_every_format(tmp_path):
             assert read_image(out).orientation == 6
 
 
+def test_print_resolution_is_kept_in_every_format(photo_files, tmp_path):
+    # A camera's 300 dpi came out as no resolution (72 dpi in most programs).
+    from PIL import Image
+
+    from napari_deblur._io import read_image, write_image
+
+    folder, blurred, _ = photo_files
+    Image.fromarray(blurred).save(folder / "print.jpg", dpi=(300, 300))
+    out = folder / "sharp.jpg"
+    args = ["run", str(folder / "print.jpg"), "--psf", str(folder / "light.jpg")]
+    assert main([*args, "-o", str(out), "--max-iter", "2"]) == 0
+    assert read_image(out).dpi == (300, 300)
+    pixels = np.zeros((8, 8), np.uint8)
+    tifffile.imwrite(tmp_path / "cm.tif", pixels, resolution=(40, 20), resolutionunit="CENTIMETER")
+    tiff = read_image(tmp_path / "cm.tif")
+    assert tiff.dpi == pytest.approx((101.6, 50.8))
+    for suffix, within in ((".tif", 1e-6), (".png", 0.01), (".jpg", 0.5)):
+        write_image(tmp_path / f"again{suffix}", tiff)
+        assert read_image(tmp_path / f"again{suffix}").dpi == pytest.approx(tiff.dpi, abs=within)
+    tifffile.imwrite(tmp_path / "plain.tif", pixels)
+    assert read_image(tmp_path / "plain.tif").dpi is None
+
+
 def test_16_bit_photos_with_a_gamma_profile_are_decoded(photo_files, caplog):
     # A 16-bit export from a raw developer is gamma-encoded, its colour
     # profile says so: it was deblurred as linear light (barely sharper).

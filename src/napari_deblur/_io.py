@@ -50,6 +50,9 @@ class ImageFile:
     premultiplied : bool
         The colour is stored multiplied by the alpha (a TIFF's associated
         alpha), and is written back so.
+    dpi : tuple of float or None
+        The print resolution, dots per inch across and down (a JPEG's JFIF
+        density, a PNG's pHYs, a TIFF's resolution tags).
     """
 
     data: np.ndarray
@@ -60,6 +63,7 @@ class ImageFile:
     orientation: int | None = None
     spacing: tuple[float, ...] | None = None
     premultiplied: bool = False
+    dpi: tuple[float, float] | None = None
 
 
 def _suffix(path: Path) -> str:
@@ -108,6 +112,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             orientation = int(page.tags[ORIENTATION].value) if ORIENTATION in page.tags else None
             spacing = _voxel_size(tif, data.ndim - colour - grey_alpha)
             premultiplied = tuple(page.extrasamples) == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
+            dpi = None if spacing is not None else _tiff_dpi(page)
     else:
         with Image.open(path) as opened:
             if suffix == ".png" and "exif" not in opened.info:
@@ -135,6 +140,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         exif, icc_profile = info.get("exif"), info.get("icc_profile")
         orientation = _exif_orientation(exif)
         spacing, premultiplied = None, False
+        dpi = tuple(float(d) for d in info["dpi"]) if "dpi" in info else None
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
@@ -151,6 +157,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         orientation,
         spacing,
         premultiplied,
+        dpi,
     )
 
 
@@ -183,6 +190,21 @@ def _voxel_metadata(image: ImageFile, path: Path) -> dict:
         "resolution": (1 / sizes["X"], 1 / sizes["Y"]),
         "metadata": metadata,
     }
+
+
+def _tiff_dpi(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    """A TIFF page's print resolution in dots per inch, if its tags give one in inches or cm."""
+    per_inch = {tifffile.RESUNIT.INCH: 1.0, tifffile.RESUNIT.CENTIMETER: 2.54}
+    unit = page.tags.valueof("ResolutionUnit")
+    if unit not in per_inch or "XResolution" not in page.tags or "YResolution" not in page.tags:
+        return None
+    dpi = []
+    for name in ("XResolution", "YResolution"):
+        numerator, denominator = page.tags[name].value
+        if not denominator:
+            return None
+        dpi.append(numerator / denominator * per_inch[unit])
+    return dpi[0], dpi[1]
 
 
 def _voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
@@ -319,6 +341,9 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
         if suffix in TIFF_SUFFIXES:
             photometric = "rgb" if image.channel_axis is not None else "minisblack"
             turned = image.orientation not in (None, 1)
+            voxels = _voxel_metadata(image, path)
+            if image.dpi is not None and "resolution" not in voxels:
+                voxels |= {"resolution": image.dpi, "resolutionunit": "INCH"}
             tifffile.imwrite(
                 temporary,
                 data,
@@ -329,7 +354,7 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
                 else None,
                 iccprofile=image.icc_profile,
                 extratags=[(ORIENTATION, "H", 1, image.orientation, True)] if turned else None,
-                **_voxel_metadata(image, path),
+                **voxels,
             )
             if image.exif:
                 log.info("%s: TIFF output keeps the ICC profile but not the EXIF record", path)
@@ -346,6 +371,8 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
             }
             # JPEG: full-resolution colour (4:4:4), which the deblur sharpened.
             options = {"quality": 95, "subsampling": 0} if suffix != ".png" else {}
+            if image.dpi is not None:
+                options["dpi"] = image.dpi
             iio.imwrite(temporary, data, extension=suffix, **options, **profile)
         os.chmod(temporary, path.stat().st_mode if path.exists() else _default_mode())
         os.replace(temporary, path)
