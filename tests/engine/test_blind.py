@@ -77,6 +77,10 @@ def test_estimate_report_and_bad_input(rng):
         estimate_blur(np.zeros((60, 60)), max_extent=40)
     with pytest.raises(ValueError, match="too small"):
         estimate_blur(np.zeros((6, 6)))
+    # A textured 8 x 8 image failed inside NumPy (an empty argmin).
+    with pytest.raises(ValueError, match="at least 16 px"):
+        estimate_blur(rng.uniform(size=(8, 8)))
+    assert estimate_blur(camera_made(defocus_psf(1.5), rng, size=100), max_extent=3).psf.ndim == 2
     with pytest.raises(ValueError, match="max_extent"):
         estimate_blur(np.zeros((200, 200)), max_extent=np.inf)
     # An image under 160 px searches blurs up to a quarter of its side (it

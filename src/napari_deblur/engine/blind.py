@@ -62,6 +62,8 @@ MAX_EXTENT = 40.0
 #: the largest blur: a motion's length, a disc's radius, a sixth of a
 #: Gaussian's extent.
 LARGEST = {"motion": 1.0, "defocus": 1 / 2, "gaussian": 1 / 6}
+#: The smallest image side searched: blurs up to 4 px across.
+MIN_SIDE = 16
 
 #: Side of the central crop the search looks at (enough frequencies, bounded cost).
 CROP = 512
@@ -175,8 +177,13 @@ def estimate_blur(
         linear = linear.mean(axis=channel_axis)
     if linear.ndim != 2:
         raise ValueError(f"blur is estimated on 2D images, got {linear.ndim} spatial axes")
+    if min(linear.shape) < MIN_SIDE:
+        raise ValueError(
+            f"image of {linear.shape} is too small to estimate a blur: "
+            f"that takes at least {MIN_SIDE} px a side"
+        )
     if max_extent is None:
-        max_extent = max(2.0, min(MAX_EXTENT, min(linear.shape) / 4))
+        max_extent = min(MAX_EXTENT, min(linear.shape) / 4)
     if min(linear.shape) < 4 * max_extent:
         raise ValueError(
             f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px: "
@@ -329,6 +336,8 @@ def _cepstral_defocus(cepstrum: np.ndarray, max_extent: float) -> tuple[float, f
     depth = mean / (spread / np.sqrt(np.maximum(count, 1)))
     # Discs of radius 2 and more.
     first, last = 4, int(min(max_extent, len(depth) - 1))
+    if last < first:
+        return None
     at = first + int(np.argmin(depth[first : last + 1]))
     if -depth[at] < DEFOCUS_SIGNIFICANCE:
         return None
