@@ -331,6 +331,9 @@ def test_psf_taken_with_other_voxels_is_resampled(rng):
         deblur(blurred, bead_psf, spacing=0.1)
     with pytest.raises(ValueError, match="spacing"):
         deblur(blurred, bead_psf, spacing=(1, 1), psf_spacing=1)
+    # A bead's spacing in nm against the image's in um asked for terabytes.
+    with pytest.raises(ValueError, match="larger than the image .* same unit"):
+        deblur(blurred, bead_psf, spacing=(0.3, 0.1, 0.1), psf_spacing=100)
 
 
 def test_camera_offset_of_photon_counts_is_fitted(rng):

@@ -132,6 +132,35 @@ def test_psf_layer_with_its_own_voxels_is_resampled(make_napari_viewer, qtbot, e
     assert psnr(truth, result.data, 100) > psnr(truth, image.data, 100) + 2
 
 
+def test_psf_scales_are_compared_in_their_units(
+    make_napari_viewer, qtbot, errors, monkeypatch, rng
+):
+    # A bead in nm on a stack in um was resampled as if 1000x coarser (5.8
+    # TiB asked for); a PSF in um on a photo in pixels shrank to 3 x 3.
+    informed = []
+    monkeypatch.setattr(_widget, "show_info", informed.append)
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(
+        rng.uniform(1, 2, (24, 40, 40)).astype(np.float32), scale=(0.3, 0.1, 0.1), units="um"
+    )
+    bead = gaussian_psf((6.0, 1.2, 1.2), ndim=3, shape=(23, 9, 9)).astype(np.float32)
+    nm = viewer.add_image(bead, name="bead", scale=(100, 100, 100), units="nm")
+    widget = dock_on(viewer, stack, nm)
+    widget.max_iter.value = 2
+    run_to_end(widget, qtbot)
+    assert errors == []
+    assert viewer.layers[-1].metadata["deblur"]["psf_shape"][0] < 23
+    photo = viewer.add_image(rng.uniform(1, 2, (64, 64)).astype(np.float32), name="photo")
+    light = viewer.add_image(
+        gaussian_psf(3.0, shape=(21, 21)).astype(np.float32), scale=(0.1, 0.1), units="um"
+    )
+    widget = dock_on(viewer, photo, light)
+    widget.max_iter.value = 2
+    run_to_end(widget, qtbot)
+    assert errors == [] and any("cannot be compared" in text for text in informed)
+    assert viewer.layers[-1].metadata["deblur"]["psf_shape"] == (21, 21)
+
+
 def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     blurred, light, sharp = make_defocused_photo()
@@ -152,6 +181,36 @@ def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     shapes.data = [np.array([[400, 400], [420, 420]])]
     widget.run()
     assert len(errors) == 1 and "lies outside the PSF layer 'frame'" in errors[0]
+    # A line was taken for a box across every row.
+    shapes.data = [np.array([[50, 95], [50, 177]])]
+    widget.run()
+    assert len(errors) == 2 and "has no area" in errors[1]
+
+
+def test_a_psf_photo_with_alpha_is_read_as_colour(make_napari_viewer, qtbot, errors):
+    # An RGBA photo of the light (a PNG with an opaque alpha) was refused:
+    # "psf contains NaN or infinite values".
+    viewer = make_napari_viewer()
+    blurred, light, sharp = make_defocused_photo()
+    viewer.add_image(blurred, name="photo", rgb=True)
+    opaque = np.concatenate([light, np.full(light.shape[:2] + (1,), 255, np.uint8)], axis=-1)
+    viewer.add_image(opaque, name="light", rgb=True)
+    widget = dock_on(viewer, viewer.layers["photo"], viewer.layers["light"])
+    widget.max_iter.value = 10
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["photo deblurred (admm_tv)"]
+    assert psnr(sharp, result.data, 255) > psnr(sharp, blurred, 255) + 1
+
+
+def test_the_weight_said_is_the_runs_own(make_napari_viewer, qtbot, errors):
+    # The box edited during a run raised in Qt's loop at every step.
+    viewer, widget = on_photo_sample(make_napari_viewer)
+    widget.max_iter.value = 5
+    widget.run_button.native.click()
+    widget.weight.value = "x"
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+    assert errors == [] and "(auto)" in widget.report.value
 
 
 def test_cancel_stops_within_an_iteration(make_napari_viewer, qtbot, errors, monkeypatch):
@@ -291,6 +350,19 @@ def test_clipped_point_light_warns(make_napari_viewer, errors, notices):
     assert "led PSF" in viewer.layers
 
 
+def test_fewer_lights_than_asked_are_said(make_napari_viewer, errors, notices):
+    # Five sources asked of a photo of one: one was used, and nothing said so.
+    viewer = make_napari_viewer()
+    _, light, _ = make_defocused_photo()
+    viewer.add_image(np.pad(light, [(40, 40), (40, 40), (0, 0)], mode="edge"), rgb=True)
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers[0]
+    widget.sources.value = 5
+    widget.measure_button.native.click()
+    assert errors == []
+    assert len(notices) == 1 and "1 of the 5 sources asked for" in notices[0]
+
+
 def test_psf_widget_without_light_is_a_notification(make_napari_viewer, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 40), np.float32), name="dark")
@@ -360,7 +432,9 @@ def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, 
     assert np.abs(result - scene - 5).mean() < 0.7 * np.abs(blurred - scene - 5).mean()
 
 
-def test_time_series_layer_is_deblurred_frame_by_frame(make_napari_viewer, qtbot, errors, rng):
+def test_time_series_layer_is_deblurred_frame_by_frame(
+    make_napari_viewer, qtbot, errors, monkeypatch, rng
+):
     viewer = make_napari_viewer()
     psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
     scene = np.zeros((3, 16, 32, 32))
@@ -372,8 +446,13 @@ def test_time_series_layer_is_deblurred_frame_by_frame(make_napari_viewer, qtbot
     viewer.add_image(psf.astype(np.float32), name="psf")
     widget = dock(viewer)
     widget.image.value, widget.psf.value = layer, viewer.layers["psf"]
+    # Its steps are not kept: each would be a copy of the series (its frames
+    # mixed along the iterations), frames x iterations in all.
+    informed = []
+    monkeypatch.setattr(_widget, "show_info", informed.append)
+    widget.keep_iterations.value = True
     run_to_end(widget, qtbot)
-    assert errors == []
+    assert errors == [] and any("not for a time series" in text for text in informed)
     (result,) = [lay for lay in viewer.layers if lay.name.startswith("movie deblurred")]
     assert result.data.shape == series.shape
     np.testing.assert_allclose(result.scale, layer.scale)

@@ -211,10 +211,8 @@ def _left_out(
         if bad.shape == spatial and channel_axis is not None:
             bad = np.expand_dims(bad, channel_axis)
         elif bad.shape != image.shape:
-            raise ValueError(
-                f"bad_pixels must have the image's spatial shape {spatial} "
-                f"or its shape {image.shape}, got {bad.shape}"
-            )
+            shapes = f"{spatial}" if spatial == image.shape else f"{spatial} or {image.shape}"
+            raise ValueError(f"bad_pixels must have the image's shape {shapes}, got {bad.shape}")
         bad = np.broadcast_to(bad != 0, image.shape)
         clipped = None if clipped is None else clipped & ~bad
 
@@ -504,6 +502,16 @@ def _one_image(
         if not np.allclose(*spacings):
             if varying:
                 raise ValueError("varying blur needs the PSF photo taken with the image's spacing")
+            sizes = tuple(
+                2 * int((k // 2) * ratio + 1e-9) + 1
+                for k, ratio in zip(kernel.shape[1:], spacings[1] / spacings[0])
+            )
+            if any(m > n for m, n in zip(sizes, linear.shape[1:])):
+                raise ValueError(
+                    f"psf_spacing {tuple(spacings[1].tolist())} against spacing "
+                    f"{tuple(spacings[0].tolist())} makes the PSF {sizes} samples, larger "
+                    f"than the image {linear.shape[1:]}: are both in the same unit?"
+                )
             kernel = np.stack([resample_psf(k, spacings[1], spacings[0]) for k in kernel])
     kernel = backend.asarray(kernel, linear.dtype)
     if any(k > n for k, n in zip(kernel.shape[1:], linear.shape[1:])):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import napari
 import numpy as np
+import pint
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -33,6 +34,7 @@ from ._api import METHODS, Progress, deblur_steps, is_lazy
 from ._chunked import chunked_steps
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
+from .engine.memory import available_bytes
 from .engine.methods import WEIGHT_MEANING
 from .engine.operators import BOUNDARIES
 from .engine.point_source import PointSourcePSF, PSFQualityWarning, psf_from_point_source
@@ -53,6 +55,11 @@ def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> li
         region = []
         for axis, n in enumerate(spatial):
             lo, hi = corners[:, axis].min(), corners[:, axis].max()
+            if hi - lo < 1 and axis >= len(spatial) - 2:
+                raise ValueError(
+                    f"a shape of '{shapes.name}' has no area (a line or a point): "
+                    "draw a rectangle round the light"
+                )
             if hi - lo < 1:
                 # A rectangle drawn on one plane of a stack crops rows and columns only.
                 region.append((0, n))
@@ -64,6 +71,34 @@ def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> li
             )
         regions.append(tuple(region))
     return regions
+
+
+def _sample_sizes(
+    image_layer: napari.layers.Image, psf_layer: napari.layers.Image, over_time: bool
+) -> dict:
+    """The image's and the PSF's sample sizes, in the image's units, to resample the PSF by.
+
+    None (an empty dict) when the PSF is taken sample for sample: a PSF
+    layer with napari's default scale was opened without one, and a scale
+    in pixels cannot be compared with one in a length.
+    """
+    if np.allclose(psf_layer.scale, 1):
+        return {}
+    scale = image_layer.scale[1:] if over_time else image_layer.scale
+    units = image_layer.units[1:] if over_time else image_layer.units
+    try:
+        psf_scale = [
+            (size * unit).to(target).magnitude
+            for size, unit, target in zip(psf_layer.scale, psf_layer.units, units)
+        ]
+    except pint.DimensionalityError:
+        show_info(
+            f"Deblur: the PSF layer's scale is in {psf_layer.units[-1]} and the image's in "
+            f"{units[-1]}: they cannot be compared, the PSF is taken sample for sample "
+            "(give both layers a scale in one kind of unit to resample it)"
+        )
+        return {}
+    return {"spacing": tuple(scale), "psf_spacing": tuple(psf_scale)}
 
 
 def measure_psf(
@@ -81,13 +116,16 @@ def measure_psf(
     """
     rois = None if shapes is None else _regions(psf_layer, shapes)
     channel_axis = -1 if psf_layer.rgb else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PSFQualityWarning)
-        measured = psf_from_point_source(
-            np.asarray(psf_layer.data), rois=rois, channel_axis=channel_axis, **options
-        )
-    for problem in measured.problems():
-        show_warning(f"PSF '{psf_layer.name}': {problem}")
+    photo = np.asarray(psf_layer.data)
+    if psf_layer.rgb and photo.shape[-1] == 4:
+        # RGBA: the alpha is no light.
+        photo = photo[..., :3]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PSFQualityWarning)
+        measured = psf_from_point_source(photo, rois=rois, channel_axis=channel_axis, **options)
+    for warning in caught:
+        if issubclass(warning.category, PSFQualityWarning):
+            show_warning(f"PSF '{psf_layer.name}': {warning.message}")
     psf = measured.psf
     if psf_layer.rgb:
         # Colour PSFs for a colour image, one for all colours for a grey one.
@@ -111,6 +149,10 @@ class DeblurWidget(Container):
         self._estimator: FunctionWorker | None = None
         self._result: napari.layers.Image | None = None
         self._iterates: list[np.ndarray] = []
+        # Whether the run's steps are still kept (memory allowing), and the
+        # weight it was given (None: chosen by the run).
+        self._keeping = False
+        self._weight_given: float | None = None
         # The PSF a run refined on the image, shown as a layer when it ends.
         self._refined: np.ndarray | None = None
         # An RGBA input's alpha, kept apart from the colour that is deblurred.
@@ -235,9 +277,7 @@ class DeblurWidget(Container):
             options["varying"] = True
         if self.refine_psf.value:
             options["refine_psf"] = True
-        if not np.allclose(psf_layer.scale, 1):
-            spatial = image_layer.scale[1:] if over_time else image_layer.scale
-            options |= {"spacing": spatial, "psf_spacing": psf_layer.scale}
+        options |= _sample_sizes(image_layer, psf_layer, over_time)
         channel_axis = -1 if image_layer.rgb else None
         data = image_layer.data
         if image_layer.multiscale:
@@ -375,7 +415,13 @@ class DeblurWidget(Container):
             self._show_lights()
         self._source = self.image.value
         self._result = None
+        self._weight_given = arguments["weight"]
         self._iterates = []
+        # A series changes one frame a step: its steps are not kept as copies of it.
+        self._keeping = self.keep_iterations.value
+        if self._keeping and "time_axis" in arguments:
+            show_info("Deblur: iterations are kept for a single image, not for a time series")
+            self._keeping = False
         self._refined = None
         self.progress.value = 0
         if lazy:
@@ -436,15 +482,15 @@ class DeblurWidget(Container):
             )
         else:
             self._result.data = data
-        if self.keep_iterations.value:
-            self._iterates.append(data)
+        if self._keeping:
+            self._keep(data)
         self.progress.value = int(round(100 * progress.fraction))
         settings = progress.settings
         values = ", ".join(f"{k} {v:.3g}" for k, v in progress.metrics.items())
         weight = settings["weight"]
         meaning = WEIGHT_MEANING[settings["method"]]
         chosen = "" if weight is None else f", {meaning} {weight:.3g}"
-        if weight is not None and self._weight() is None:
+        if weight is not None and self._weight_given is None:
             chosen += " (auto)"
         left_out = settings["left_out"]
         left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
@@ -461,6 +507,20 @@ class DeblurWidget(Container):
             f"{settings['encoding']} light, noise {settings['noise']:.3g}{chosen}{left_out}\n"
             f"iteration {progress.iteration}: {values}"
         )
+
+    def _keep(self, data: np.ndarray) -> None:
+        """Keep a step's image for the iterations layer, while memory allows."""
+        have = available_bytes()
+        # The layer's stack, made at the end, doubles what is kept.
+        need = 2 * (len(self._iterates) + 1) * data.nbytes
+        if have is not None and need > have / 2:
+            show_warning(
+                f"Deblur: iterations kept up to {len(self._iterates)}: more would need "
+                f"{need / 1e9:.1f} GB of the {have / 1e9:.1f} GB available"
+            )
+            self._keeping = False
+            return
+        self._iterates.append(data)
 
     def _on_planning(self, fraction: float) -> None:
         self.progress.value = int(round(100 * fraction))
@@ -488,6 +548,8 @@ class DeblurWidget(Container):
     def _on_cancelled(self) -> None:
         if self._result is not None:
             self._result.name = f"{self._result.name} cancelled"
+        else:
+            self.report.value = "cancelled before the first iteration; no layer added"
 
     def _on_finished(self) -> None:
         self.run_button.enabled = True
