@@ -101,6 +101,51 @@ def test_run_keeps_shape_and_dtype(tmp_path, suffix, dtype, shape, rng):
     assert result.shape == image.shape and result.dtype == image.dtype
 
 
+def test_a_broken_file_is_named_and_the_batch_goes_on(photo_files, capsys, caplog):
+    # A TIFF header with nothing after it raised an IndexError from
+    # tifffile: a traceback, and the batch stopped before the next input.
+    folder, _, _ = photo_files
+    (folder / "broken.tif").write_bytes(b"II*\0" + bytes(100))
+    (folder / "after.png").write_bytes((folder / "blurred.png").read_bytes())
+    inputs = [str(folder / name) for name in ("broken.tif", "after.png")]
+    args = ["run", *inputs, "--psf", str(folder / "light.jpg"), "-o", str(folder / "out")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main([*args, "--max-iter", "2"]) == 1
+    assert "broken.tif: cannot be read as TIF" in caplog.text
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 2 inputs failed" in err[0]
+    assert (folder / "out" / "after.png").is_file()
+
+
+def test_blind_and_refined_psfs_on_awkward_images(photo_files, tmp_path, capsys):
+    # A 128 px image was too small for the general PSF's box rounded up to
+    # 33 samples; a flat one divided by zero in the refinement (a traceback).
+    folder, blurred, _ = photo_files
+    iio.imwrite(tmp_path / "small.png", blurred[:128, :128])
+    out = str(tmp_path / "out.png")
+    args = ["run", str(tmp_path / "small.png"), "--psf", "general", "-o", out, "--max-iter", "2"]
+    assert main(args) == 0
+    iio.imwrite(tmp_path / "flat.png", np.full((64, 64), 100, np.uint8))
+    args = ["run", str(tmp_path / "flat.png"), "--psf", str(folder / "light.jpg")]
+    assert main([*args, "-o", str(tmp_path / "f.png"), "--refine-psf"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flat" in err[0]
+
+
+def test_chunked_runs_log_the_psfs_doubts(photo_files, caplog, rng):
+    # They came out as raw Python warnings, with a line of our source.
+    folder, _, _ = photo_files
+    light = iio.imread(folder / "light.jpg").astype(float) / 20
+    faint = np.clip(light + rng.normal(0, 3, light.shape) + 10, 0, 255).astype(np.uint8)
+    iio.imwrite(folder / "faint.png", faint)
+    args = ["run", str(folder / "blurred.png"), "--psf", str(folder / "faint.png")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert (
+            main([*args, "-o", str(folder / "out.png"), "--chunks", "64", "--max-iter", "2"]) == 0
+        )
+    assert "blurred.png: the point light is weak" in caplog.text
+
+
 def test_refuses_to_overwrite(photo_files, capsys):
     folder, _, _ = photo_files
     out = folder / "exists.png"
@@ -142,6 +187,11 @@ def test_never_overwrites_an_input(photo_files, capsys):
         ),
         (["run", "blurred.png", "--psf", "light.jpg", "-o", "no/o.png"], "no such folder"),
         (["run", "blurred.png", "--psf", "light.jpg", "-o", "."], "is an input"),
+        # A folder, a pattern the shell matched to nothing, a missing PSF:
+        # said of the output, or once per input, and an output folder left.
+        (["run", ".", "--psf", "light.jpg", "-o", "o.png"], ". is a folder; name the images"),
+        (["run", "blurred.png", "no*.png", "--psf", "light.jpg", "-o", "out"], "no*.png: no such"),
+        (["run", "blurred.png", "--psf", "none.jpg", "-o", "o.png"], "--psf none.jpg: no such"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):
@@ -150,6 +200,7 @@ def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, arg
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("napari-deblur: error:")
+    assert not (folder / "out").exists()
 
 
 def test_output_problems_are_found_before_the_work(photo_files, monkeypatch, capsys):
@@ -315,6 +366,18 @@ def test_psf_command_takes_out_the_bead_size(tmp_path, capsys, rng):
     fwhm = [float(v) for v in re.search(r"px = ([\d. x]+)", report).group(1).split(" x ")]
     np.testing.assert_allclose(fwhm, [1.41, 0.35, 0.35], rtol=0.1)
     assert tifffile.imread(out).sum() == pytest.approx(1, rel=1e-4)
+    # The PSF file keeps its sample size (it kept none, and a run took the
+    # PSF for one sampled like its image), and a photo's own is used.
+    from dataclasses import replace
+
+    from napari_deblur._io import read_image, write_image
+
+    assert read_image(out).spacing == pytest.approx((0.2, 0.1, 0.1))
+    bead = replace(read_image(tmp_path / "bead.tif"), spacing=(0.2, 0.1, 0.1))
+    write_image(tmp_path / "recorded.tif", bead)
+    again = tmp_path / "again.tif"
+    assert main(["psf", str(tmp_path / "recorded.tif"), "-o", str(again)]) == 0
+    assert read_image(again).spacing == pytest.approx((0.2, 0.1, 0.1))
 
 
 def test_psf_command_bad_roi_is_one_line(photo_files, capsys):

@@ -37,6 +37,10 @@ def test_a_zarr_store_is_deblurred_into_a_zarr_store_chunk_by_chunk(stack_files)
     folder, stack, truth = stack_files
     args = ["run", str(folder / "stack.zarr"), "--psf", str(folder / "psf.tif"), "-q"]
     assert main([*args, "-o", str(folder / "sharp.zarr")]) == 0
+    # A store's name completed by the shell with a slash names the store (a
+    # store was written inside it).
+    assert main([*args, "-o", str(folder / "sharp.zarr") + "/", "--overwrite"]) == 0
+    assert not (folder / "sharp.zarr" / "stack.zarr").exists()
     result = zarr.open_array(folder / "sharp.zarr", mode="r")
     assert result.shape == stack.shape and result.dtype == np.float32
     assert result.chunks == (16, 64, 60)
@@ -83,12 +87,12 @@ def test_an_existing_store_is_kept_and_mismatched_outputs_refused(stack_files, c
         )
         == 1
     )
-    # A folder named like the input store: the result went into the store.
+    # The input store's name with a slash: the result went into the store.
     assert main([*args, "-o", str(folder / "stack.zarr") + "/"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("napari-deblur: error:") for line in lines)
     assert "is an input" in lines[0] and "Zarr store" in lines[1] and "not both" in lines[2]
-    assert "inside an input store" in lines[3]
+    assert "is an input" in lines[3]
     assert np.array_equal(zarr.open_array(folder / "stack.zarr", mode="r")[:], stack)
     assert sorted(p.name for p in (folder / "stack.zarr").iterdir()) == ["c", "zarr.json"]
 
@@ -222,7 +226,7 @@ def test_a_run_stopped_on_a_cluster_leaves_nothing_behind(tmp_path, rng):
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130
     assert err.strip().splitlines() == [
-        "napari-deblur: interrupted; the output being written was not"
+        "napari-deblur: interrupted; the output being written was not written"
     ]
     time.sleep(2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["psf.tif", "series.zarr"]

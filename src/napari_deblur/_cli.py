@@ -43,11 +43,21 @@ def run(args: argparse.Namespace) -> None:
 
     inputs = [Path(p) for p in args.blurred]
     output = Path(args.output)
+    # Every input there before any work (or any output folder) is begun.
+    for path in inputs:
+        if not path.exists():
+            raise ValueError(f"{path}: no such file")
+        if path.is_dir() and not is_zarr(path):
+            raise ValueError(f"{path} is a folder; name the images in it ({path / '*.tif'})")
+    for option, path in (("--psf", args.psf), ("--mask", args.mask)):
+        if path is not None and path not in ("auto", "general") and not Path(path).is_file():
+            raise ValueError(f"{option} {path}: no such file")
     # A folder: an existing one (not a store), one named with a trailing
-    # slash, or the place for several results.
+    # slash (not a store's name, which a shell completes with one), or the
+    # place for several results.
     into_folder = (
         len(inputs) > 1
-        or args.output.endswith(("/", os.sep))
+        or (args.output.endswith(("/", os.sep)) and not is_zarr(output))
         or (output.is_dir() and not is_zarr(output))
     )
     if into_folder:
@@ -217,13 +227,21 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         raise ValueError(f"{given} needs {other} too (the other file records no sample size)")
     start = time.perf_counter()
     if lazy or job["chunks"] is not None:
-        result = deblur(data, psf_data, chunks=job["chunks"], **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PSFQualityWarning)
+            result = deblur(data, psf_data, chunks=job["chunks"], **options)
+            if lazy:
+                result, clipped = to_dtype(result, data.dtype)
+                counts = [clipped] if data.dtype.kind in "iu" else []
+                counted = write_zarr(
+                    output,
+                    result,
+                    overwrite=job["overwrite"],
+                    compute=_computer(client),
+                    also=counts,
+                )
+        _log_warnings(blurred, caught)
         if lazy:
-            result, clipped = to_dtype(result, data.dtype)
-            counts = [clipped] if data.dtype.kind in "iu" else []
-            counted = write_zarr(
-                output, result, overwrite=job["overwrite"], compute=_computer(client), also=counts
-            )
             _report_clipped(int(sum(counted)), result)
             log.info("deblurred %s in %.2f s", blurred, time.perf_counter() - start)
             return
@@ -233,8 +251,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
         (last,) = deque(deblur_steps(data, psf_data, **options), maxlen=1)
-    for warning in caught:
-        log.warning("warning: %s: %s", blurred, warning.message)
+    _log_warnings(blurred, caught)
     settings = last.settings
     if settings["psf_estimate"]:
         log.info("%s", settings["psf_estimate"])
@@ -256,6 +273,12 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     )
     _write_like(output, last.image, image, job["overwrite"])
     log.info("deblurred %s in %.2f s", blurred, time.perf_counter() - start)
+
+
+def _log_warnings(blurred: Path, caught: list[warnings.WarningMessage]) -> None:
+    """The warnings of a file's run, one line each, naming the file."""
+    for warning in caught:
+        log.warning("warning: %s: %s", blurred, warning.message)
 
 
 def _write_like(path: Path, result, source, overwrite: bool) -> None:
@@ -374,6 +397,10 @@ def psf(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--spacing gives {len(args.spacing)} sizes, the photo has {spatial} spatial axes"
         )
+    # The sample size given, or the one the photo's file records: the PSF
+    # file keeps it, for a run to resample the PSF by.
+    spacing = args.spacing or photo.spacing
+    spacing = None if spacing is None else tuple(np.broadcast_to(spacing, (spatial,)).tolist())
     with warnings.catch_warnings():
         # The report below says the same.
         warnings.simplefilter("ignore", PSFQualityWarning)
@@ -386,12 +413,12 @@ def psf(args: argparse.Namespace) -> None:
             energy=args.energy,
             symmetric=args.symmetric,
             bead_diameter=args.bead_diameter,
-            spacing=args.spacing or 1.0,
+            spacing=spacing or 1.0,
         )
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
-    image = ImageFile(data.astype(np.float32), photo.channel_axis)
+    image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)
     write_image(args.output, image, overwrite=args.overwrite)
-    print(measured.report(args.spacing))
+    print(measured.report(spacing))
 
 
 def _spacing(text: str) -> tuple[float, ...]:
@@ -647,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     # Pillow reports every PNG chunk it reads at the debug level.
     logging.getLogger("PIL").setLevel(max(level, logging.INFO))
+    # tifffile warns of a broken file in its own words; the error names it.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     main_thread = threading.current_thread() is threading.main_thread()
     terminate = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
@@ -662,7 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-deblur: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("napari-deblur: interrupted; the output being written was not", file=sys.stderr)
+        print(
+            "napari-deblur: interrupted; the output being written was not written",
+            file=sys.stderr,
+        )
         return 130
     finally:
         if main_thread:

@@ -92,6 +92,19 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     suffix = _suffix(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    try:
+        return _read_file(path, suffix)
+    except Exception as error:
+        # What the reading libraries make of a broken file (an IndexError, a
+        # truncated read) is said with the file's name; our own refusals
+        # name it already.
+        if isinstance(error, ValueError) and str(error).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: cannot be read as {suffix[1:].upper()} ({error})") from error
+
+
+def _read_file(path: Path, suffix: str) -> ImageFile:
+    """:func:`read_image` of an existing file of a known type."""
     exif = None
     if suffix in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:

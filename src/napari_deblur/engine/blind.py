@@ -203,6 +203,9 @@ def estimate_blur(
 
     if kind == "general":
         size = int(np.ceil(max_extent)) | 1
+        if 4 * size > min(crop.shape):
+            # Rounded up to an odd box, the largest blur would not fit.
+            size -= 2
         psf = blind_psf(crop, size)
         return BlurEstimate("general", {"size": float(size)}, psf, {"general": blur_score(psf)})
     cepstrum = _cepstrum(crop, max_extent) if kind in ("auto", "motion", "defocus") else None

@@ -329,6 +329,8 @@ def refine_psf(
     observed = np.asarray(observed, dtype=np.float64)
     if observed.ndim != 2 or np.ndim(psf) != 2:
         raise ValueError("the PSF is refined on a 2D image with a 2D PSF")
+    if np.ptp(observed) == 0:
+        raise ValueError("the image is flat: it shows no blur to refine the PSF on")
     grown = tuple(2 * int(np.ceil(k * (1 + margin) / 2)) + 1 for k in np.shape(psf))
     magnified, magnification = fit_magnification(observed, psf, largest=1 + margin)
     if not SMALLEST_MAGNIFICATION * 1.01 < magnification < (1 + margin) / 1.01:
