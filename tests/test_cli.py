@@ -117,7 +117,7 @@ def test_a_broken_file_is_named_and_the_batch_goes_on(photo_files, capsys, caplo
     assert (folder / "out" / "after.png").is_file()
 
 
-def test_blind_and_refined_psfs_on_awkward_images(photo_files, tmp_path, capsys):
+def test_awkward_inputs_run_or_are_told_how(photo_files, tmp_path, capsys, rng):
     # A 128 px image was too small for the general PSF's box rounded up to
     # 33 samples; a flat one divided by zero in the refinement (a traceback).
     folder, blurred, _ = photo_files
@@ -130,6 +130,12 @@ def test_blind_and_refined_psfs_on_awkward_images(photo_files, tmp_path, capsys)
     assert main([*args, "-o", str(tmp_path / "f.png"), "--refine-psf"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "flat" in err[0]
+    # A series of frames with a 2D PSF says how to deblur it, in options.
+    tifffile.imwrite(tmp_path / "series.tif", rng.integers(0, 99, (5, 32, 32), np.uint16))
+    tifffile.imwrite(tmp_path / "psf.tif", gaussian_psf(1.0).astype(np.float32))
+    args = ["run", str(tmp_path / "series.tif"), "--psf", str(tmp_path / "psf.tif")]
+    assert main([*args, "-o", str(tmp_path / "s.tif")]) == 1
+    assert "--time-axis for a series" in capsys.readouterr().err
 
 
 def test_chunked_runs_log_the_psfs_doubts(photo_files, caplog, rng):
@@ -175,7 +181,7 @@ def test_never_overwrites_an_input(photo_files, capsys):
         (["run", "blurred.png", "--psf", "light.jpg", "-o", "o.bmp"], "unsupported"),
         (
             ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--max-iter", "0"],
-            "max_iter",
+            "--max-iter must be",
         ),
         (
             ["run", "blurred.png", "--psf", "light.jpg", "-o", "o.png", "--mask", "light.jpg"],

@@ -455,6 +455,11 @@ def _one_image(
         raise ValueError(
             f"psf has {psf.ndim} axes but the image has {spatial_ndim} spatial axes; "
             "give a PSF of the image's dimensionality (2D for photos, 3D for stacks)"
+            + (
+                ", time_axis for a series of frames, or channel_axis for colour"
+                if psf.ndim < spatial_ndim
+                else ""
+            )
         )
 
     encoding_image = plan.encoding if plan is not None else resolve_encoding(encoding, image.dtype)

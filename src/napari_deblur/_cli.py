@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -20,6 +21,21 @@ from dataclasses import replace
 from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
+
+#: The API's parameter names, as this command line spells them in its messages.
+OPTIONS = {
+    "max_iter": "--max-iter",
+    "time_axis": "--time-axis",
+    "channel_axis": "--channel-axis",
+    "refine_psf": "--refine-psf",
+    "psf_spacing": "--psf-spacing",
+    "bad_pixels": "--mask",
+}
+
+
+def _said(error: BaseException) -> str:
+    """An error's message in the command line's words."""
+    return re.sub(r"\b(" + "|".join(OPTIONS) + r")\b", lambda m: OPTIONS[m[0]], str(error))
 
 
 def launch_gui(sample: str = "defocused_photo") -> None:
@@ -100,7 +116,7 @@ def run(args: argparse.Namespace) -> None:
             failed = []
             for future in as_completed(futures):
                 if future.status == "error":
-                    log.error("%s: %s", named[future], future.exception())
+                    log.error("%s: %s", named[future], _said(future.exception()))
                     failed.append(named[future])
                 else:
                     for level, message in future.result():
@@ -133,7 +149,7 @@ def _try(function, *args) -> bool:
     try:
         function(*args)
     except (ValueError, TypeError, OSError, MemoryError) as error:
-        log.error("%s: %s", args[0], error)
+        log.error("%s: %s", args[0], _said(error))
         return False
     return True
 
@@ -688,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             args.func(args)
     except (ValueError, TypeError, OSError, MemoryError) as error:
-        print(f"napari-deblur: error: {error}", file=sys.stderr)
+        print(f"napari-deblur: error: {_said(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
