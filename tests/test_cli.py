@@ -353,6 +353,12 @@ def test_psf_command_writes_a_clean_psf_and_reports(photo_files, capsys):
     np.testing.assert_allclose(psf.sum(axis=(0, 1)), 1, rtol=1e-4)
     report = capsys.readouterr().out
     assert "FWHM" in report and "1 source(s)" in report and "srgb" in report
+    # Its size as written, colours apart (it said "PSF 3 x 41 x 41").
+    side = psf.shape[0]
+    assert f"PSF {side} x {side} (3 colours)" in report
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("napari-deblur ")
 
 
 def test_psf_command_takes_out_the_bead_size(tmp_path, capsys, rng):
@@ -614,6 +620,11 @@ def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, rng):
     plain = ["run", str(tmp_path / "stack.tif"), "--psf", str(tmp_path / "plain.tif")]
     assert main([*plain, "-o", str(tmp_path / "o2.tif"), "--psf-spacing", "0.1,0.05,0.05"]) == 0
     assert main([*plain, "--spacing", "0.2,0.1,0.1", "-o", str(tmp_path / "o3.tif")]) == 1
+    # A size given is written with the result (it was not).
+    tifffile.imwrite(tmp_path / "bare.tif", stack)
+    bare = ["run", str(tmp_path / "bare.tif"), "--psf", str(tmp_path / "bead.ome.tif")]
+    assert main([*bare, "--spacing", "0.2,0.1,0.1", "-o", str(tmp_path / "o4.tif")]) == 0
+    assert read_image(tmp_path / "o4.tif").spacing == pytest.approx((0.2, 0.1, 0.1))
 
 
 def test_palette_transparency_and_premultiplied_alpha_are_kept(tmp_path):

@@ -235,6 +235,10 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     # a PSF taken with other steps (a bead stack) to the image's.
     spacing = job["spacing"] or (None if lazy else image.spacing)
     psf_spacing = job["psf_spacing"] or (None if psf is None else psf.spacing)
+    if job["spacing"] and not lazy:
+        # The result records the sample size given.
+        spatial = data.ndim - sum(a is not None for a in (channel_axis, job["time_axis"]))
+        image = replace(image, spacing=tuple(np.broadcast_to(spacing, (spatial,)).tolist()))
     if spacing is not None and psf_spacing is not None:
         options |= {"spacing": spacing, "psf_spacing": psf_spacing}
     elif job["spacing"] or job["psf_spacing"]:
@@ -542,6 +546,9 @@ def _parser() -> argparse.ArgumentParser:
         target.add_argument(
             "-q", "--quiet", action="store_true", default=default, help="only warnings and errors"
         )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"napari-deblur {__version__}")
     commands = parser.add_subparsers(dest="command")
 
     p = commands.add_parser(

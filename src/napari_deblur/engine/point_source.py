@@ -142,8 +142,10 @@ class PointSourcePSF:
             fwhm += f" px = {physical} {unit}".rstrip()
         else:
             fwhm += " px"
+        spatial = self.psf.shape[self.psf.ndim - len(self.fwhm) :]
+        colours = f" ({self.psf.shape[0]} colours)" if self.psf.ndim > len(self.fwhm) else ""
         lines = [
-            f"PSF {' x '.join(map(str, self.psf.shape))} from {self.sources} source(s), "
+            f"PSF {' x '.join(map(str, spatial))}{colours} from {self.sources} source(s), "
             f"{self.encoding} light",
             f"centre ({centre}) px, FWHM {fwhm}, half the light within "
             f"{self.energy_radius:.2f} px",
