@@ -78,9 +78,9 @@ def _sample_sizes(
 ) -> dict:
     """The image's and the PSF's sample sizes, in the image's units, to resample the PSF by.
 
-    None (an empty dict) when the PSF is taken sample for sample: a PSF
-    layer with napari's default scale was opened without one, and a scale
-    in pixels cannot be compared with one in a length.
+    Empty when the PSF is taken sample for sample: a PSF layer with napari's
+    default scale was opened without one, and a scale in pixels cannot be
+    compared with one in a length.
     """
     if np.allclose(psf_layer.scale, 1):
         return {}

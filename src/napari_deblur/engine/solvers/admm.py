@@ -42,8 +42,10 @@ RHO_PRIOR = {"tv": 6.2, "hyper-laplacian": 21.0}
 #: the noise falls, while the samples beyond an unobserved border move only
 #: at the prior's pace: on noise-free 16-bit photos (ratios of 1e4 to 2e5)
 #: the relative change stopped ADMM with the frame's edge samples far from
-#: their minimum (up to 0.9 of the range off). On the camera-made benchmark
-#: set (3000 and 300 photons) the ratio stays under 200, where nothing changes.
+#: their minimum (up to 0.9 of the range off). Of 300, 1e3, 3e3 and 1e4 on
+#: those photos, 1e3 and 3e3 did best (300 slows the interior). On the
+#: camera-made benchmark set (3000 and 300 photons) the ratio stays under
+#: 200, where nothing changes.
 MAX_PENALTY_RATIO = 1e3
 
 
