@@ -483,7 +483,7 @@ def _one_image(
                 "use 'fista_tv', 'rl_tv', 'richardson_lucy' or 'landweber'"
             )
         photo_shape = (
-            tuple(np.delete(psf.shape, psf_channel_axis))
+            tuple(int(n) for n in np.delete(psf.shape, psf_channel_axis))
             if psf_channel_axis is not None
             else psf.shape
         )

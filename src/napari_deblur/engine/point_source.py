@@ -370,7 +370,10 @@ def _regions(rois, spatial: tuple[int, ...]) -> list[tuple[slice, ...]]:
             raise ValueError(f"each roi needs one (start, stop) per spatial axis, got {roi}")
         box = tuple(slice(max(0, int(a)), min(n, int(b))) for (a, b), n in zip(roi, spatial))
         if any(s.stop - s.start < 3 for s in box):
-            raise ValueError(f"roi {roi} does not overlap the image of shape {spatial}")
+            raise ValueError(
+                f"roi {roi} holds under 3 samples of the image of shape {spatial} along an "
+                "axis (it lies outside, or is too thin to hold a light)"
+            )
         regions.append(box)
     if not regions:
         raise ValueError("rois is empty; give at least one region or None")
