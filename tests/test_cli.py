@@ -150,6 +150,8 @@ def test_chunked_runs_log_the_psfs_doubts(photo_files, caplog, rng):
             main([*args, "-o", str(folder / "out.png"), "--chunks", "64", "--max-iter", "2"]) == 0
         )
     assert "blurred.png: the point light is weak" in caplog.text
+    # What was decided is said, as for a run in one piece (it was not).
+    assert re.search(r"chunks of 64x64 \(margins \d+x\d+\): \w+, \d+ iterations", caplog.text)
 
 
 def test_refuses_to_overwrite(photo_files, capsys):

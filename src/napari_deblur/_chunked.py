@@ -12,6 +12,7 @@ would have given.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections import deque
 from collections.abc import Generator, Sequence
@@ -24,6 +25,8 @@ import numpy as np
 from ._api import Plan, deblur_steps, decisions, is_lazy, option_defaults
 from .engine import backend, memory
 from .engine.methods import METHODS
+
+log = logging.getLogger("napari_deblur")
 
 #: Voxels of each block on which the decisions are made (2048 x 2048,
 #: 161^3): enough for the noise and the weight to be judged, a few seconds
@@ -217,6 +220,14 @@ def chunked_steps(
         sizes = auto_chunks(shape, depth, voxels)
     else:
         sizes = chunks
+    log.info(
+        "deblurring in chunks of %s (margins %s): %s, %s iterations, noise %s",
+        "x".join(map(str, sizes)),
+        "x".join(map(str, depth)),
+        plan.method,
+        plan.iterations,
+        ", ".join(f"{math.sqrt(v):.3g}" for v in plan.variance),
+    )
     layout = {a: -1 for a in axes.values()}
     if "time_axis" in axes:
         layout[axes["time_axis"]] = 1
