@@ -401,6 +401,13 @@ def test_psf_command_bad_roi_is_one_line(photo_files, capsys):
     # One line, without argparse's usage block.
     err = capsys.readouterr().err.strip().splitlines()
     assert stopped.value.code == 2 and len(err) == 1 and "START:STOP" in err[0]
+    # Negative bounds were clamped to 0 where "numpy style" read them from the end.
+    with pytest.raises(SystemExit):
+        main(["psf", str(folder / "light.jpg"), "-o", str(folder / "p.tif"), "--roi=-20:-1,0:9"])
+    assert "none from the end" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", str(folder / "demo"), "-q", "-v"])
+    assert "contradict" in capsys.readouterr().err
 
 
 def test_clipped_light_is_warned_by_run(tmp_path, caplog):

@@ -453,13 +453,17 @@ def _spacing(text: str) -> tuple[float, ...]:
 
 
 def _roi(text: str) -> tuple[tuple[int, int], ...]:
-    """``'10:50,20:70'`` -> ``((10, 50), (20, 70))``: start:stop per axis, numpy style."""
+    """``'10:50,20:70'`` -> ``((10, 50), (20, 70))``: start:stop per axis, from 0."""
     try:
         region = tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
     except ValueError:
         region = ()
     if not region or any(len(pair) != 2 for pair in region):
         raise argparse.ArgumentTypeError(f"{text!r} is not START:STOP,START:STOP")
+    if any(v < 0 for pair in region for v in pair):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: START and STOP count samples from 0 (none from the end)"
+        )
     return region
 
 
@@ -693,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``napari-deblur`` and ``python -m napari_deblur``."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("-q (quiet) and -v (verbose) contradict each other; give one")
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     # Pillow reports every PNG chunk it reads at the debug level.
