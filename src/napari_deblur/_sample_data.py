@@ -131,7 +131,7 @@ def make_widefield_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     520 nm, sampled at :data:`VOXEL_SIZE`, as the centre of a larger volume;
     photon counts (400 at the brightest) with a background of 10 and Poisson
     noise, stored as uint16. The bead is a sub-resolution bead of the same
-    microscope, off-centre, with 50000 photons.
+    microscope, off-centre, with 20000 photons.
 
     Returns
     -------
@@ -154,7 +154,7 @@ def make_widefield_stack() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bead = np.zeros((48, 64, 64))
     bead[tuple(slice(0, k) for k in psf.shape)] = psf
     bead = ndimage.shift(bead, np.array([21.4, 29.7, 33.2]) - np.array(psf.shape) // 2, order=3)
-    bead_stack = rng.poisson(np.clip(bead, 0, None) * 50000 + 10).astype(np.uint16)
+    bead_stack = rng.poisson(np.clip(bead, 0, None) * 20000 + 10).astype(np.uint16)
     return stack, bead_stack, (sharp * scale).astype(np.float32)
 
 
