@@ -23,6 +23,7 @@ from .engine.methods import (
 )
 from .engine.noise import (
     data_weights,
+    detail_is_noise,
     estimate_background,
     estimate_noise_level,
     quantisation_noise,
@@ -571,8 +572,11 @@ def _one_image(
             curve = None
         _warn_if_signed(linear, variance)
         if method == "auto":
-            # Signed data are not photon counts, whatever their noise looks like.
-            photons = level.photon_share if linear.min() >= 0 else 0.0
+            # Signed data are not photon counts, whatever their noise looks
+            # like; nor are data whose finest detail is the scene's (a
+            # noise-free photo, whose detail grows with the light).
+            counts = linear.min() >= 0 and detail_is_noise(filled)
+            photons = level.photon_share if counts else 0.0
             method = choose_method(
                 encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
             )

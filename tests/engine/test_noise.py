@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage
 
 from napari_deblur.engine.noise import (
+    detail_is_noise,
     estimate_background,
     estimate_noise,
     estimate_noise_curve,
@@ -32,6 +33,18 @@ def test_noise_of_blurred_image(sigma, rng):
 def test_noise_per_channel(rng):
     image = rng.normal(0, 1, (3, 64, 64)) * np.array([0.1, 0.2, 0.4])[:, None, None]
     np.testing.assert_allclose(estimate_noise(image, batch_ndim=1), [0.1, 0.2, 0.4], rtol=0.1)
+
+
+def test_detail_is_noise_tells_noise_from_a_clean_scene(rng):
+    blurred = Convolution(defocus_psf(3.0), (128, 128), boundary="symmetric").apply(
+        smooth_scene(rng, (128, 128))
+    )
+    assert not detail_is_noise(np.round(blurred * 65535))
+    assert detail_is_noise(rng.poisson(blurred * 20 + 5))
+    assert detail_is_noise(rng.poisson(blurred * 10000 + 5))
+    assert detail_is_noise(blurred + rng.normal(0, 0.01, blurred.shape))
+    # A batch of planes: each is measured on its last two axes.
+    assert detail_is_noise(rng.normal(0, 1, (3, 16, 16)))
 
 
 def test_poisson_gaussian_curve(rng):

@@ -43,6 +43,36 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
     return detail, mean
 
 
+#: The least ratio of the finest second difference's variance to the Haar
+#: detail's at which that detail is taken for noise (see :func:`detail_is_noise`).
+NOISE_LIKE = 0.5
+
+
+def detail_is_noise(image) -> bool:
+    """Whether the finest detail, which the noise fit reads, is mostly noise.
+
+    White noise gives the 2x2 diagonal Haar detail and the 3x3 second
+    difference (both of unit gain on white noise) the same variance. A
+    blurred scene's own detail falls towards the finest scale, which the
+    second difference weighs more (its power response ``sin^4 sin^4``
+    against the Haar's ``sin^2 sin^2``): it gives far less. Camera-made
+    images (Poisson, 20 to 10000 counts; sRGB at 3000 photons) give ratios
+    of 0.69 to 1.23, noise-free 16-bit photos 0.00 to 0.11: below
+    :data:`NOISE_LIKE` the detail is the scene's, and its growth with the
+    light says nothing of photon noise. Measured on the last two axes (each
+    plane of a stack, each image of a batch).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    planes = image.reshape((-1,) + image.shape[-2:]) if image.ndim >= 2 else image[None, None]
+    if min(planes.shape[1:]) < 3:
+        return True
+    haar, _ = _finest_detail(planes, 1)
+    rows = planes[:, :-2] - 2 * planes[:, 1:-1] + planes[:, 2:]
+    second = (rows[:, :, :-2] - 2 * rows[:, :, 1:-1] + rows[:, :, 2:]) / 6
+    spread = np.median(np.abs(haar))
+    return spread == 0 or (np.median(np.abs(second)) / spread) ** 2 >= NOISE_LIKE
+
+
 def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
     """Standard deviation of white additive noise, per image of a batch.
 
