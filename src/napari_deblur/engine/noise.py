@@ -59,8 +59,18 @@ def detail_is_noise(image) -> bool:
     images (Poisson, 20 to 10000 counts; sRGB at 3000 photons) give ratios
     of 0.69 to 1.23, noise-free 16-bit photos 0.00 to 0.11: below
     :data:`NOISE_LIKE` the detail is the scene's, and its growth with the
-    light says nothing of photon noise. Measured on the last two axes (each
-    plane of a stack, each image of a batch).
+    light says nothing of photon noise.
+
+    Parameters
+    ----------
+    image : array_like
+        Images or stacks, measured on their last two axes (each plane of a
+        stack, each image of a batch) together.
+
+    Returns
+    -------
+    bool
+        True when the finest detail is noise-like (or too small to tell).
     """
     image = np.asarray(image, dtype=np.float64)
     planes = image.reshape((-1,) + image.shape[-2:]) if image.ndim >= 2 else image[None, None]
