@@ -3,6 +3,7 @@ from collections import deque
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage import data
 
 from napari_deblur import deblur, deblur_steps, psf_from_point_source
@@ -342,6 +343,22 @@ def test_psf_taken_with_other_voxels_is_resampled(rng):
     # A bead's spacing in nm against the image's in um asked for terabytes.
     with pytest.raises(ValueError, match="larger than the image .* same unit"):
         deblur(blurred, bead_psf, spacing=(0.3, 0.1, 0.1), psf_spacing=100)
+
+
+def test_a_psf_deeper_than_the_stack_is_cut_with_a_warning(rng):
+    # A bead stack spanning more planes than the sample's was refused; the
+    # planes beyond hold a little haze, cut off now with a warning.
+    scene = cubes(rng, (32, 40, 40), 20, 100.0, (4, 4, 4))
+    deep = gaussian_psf((4.0, 1.5, 1.5), ndim=3, shape=(41, 11, 11))
+    blurred = ndimage.convolve(scene, deep, mode="constant")
+    stack = rng.poisson(np.clip(blurred, 0, None) + 1.0).astype(np.float32)
+    truth = scene + 1
+    with pytest.warns(UserWarning, match=r"cut to 31 x 11 x 11, 0\.\d\d% of its light"):
+        result = deblur(stack, deep)
+    assert np.linalg.norm(result - truth) < 0.8 * np.linalg.norm(stack - truth)
+    # Most of the light beyond the image is still refused.
+    with pytest.raises(ValueError, match="larger than the image .* of its light beyond"):
+        deblur(stack[:8], deep)
 
 
 def test_camera_offset_of_photon_counts_is_fitted(rng):

@@ -50,6 +50,10 @@ BLIND_WEIGHT = 5.0
 #: data are said to be signed: Gaussian noise puts 0.13% there.
 SIGNED_SHARE = 0.01
 
+#: The most of a PSF's light that may lie beyond the image's extent, cut off
+#: (a bead stack spanning more planes than the sample's: its far haze).
+MAX_CUT_LIGHT = 0.05
+
 
 #: The keyword arguments of :func:`deblur` that every image (chunk, frame)
 #: of a run shares, passed on as they are.
@@ -512,19 +516,14 @@ def _one_image(
                 2 * int((k // 2) * ratio + 1e-9) + 1
                 for k, ratio in zip(kernel.shape[1:], spacings[1] / spacings[0])
             )
-            if any(m > n for m, n in zip(sizes, linear.shape[1:])):
+            if any(m > 2 * n for m, n in zip(sizes, linear.shape[1:])):
                 raise ValueError(
                     f"psf_spacing {tuple(spacings[1].tolist())} against spacing "
                     f"{tuple(spacings[0].tolist())} makes the PSF {sizes} samples, larger "
                     f"than the image {linear.shape[1:]}: are both in the same unit?"
                 )
             kernel = np.stack([resample_psf(k, spacings[1], spacings[0]) for k in kernel])
-    kernel = backend.asarray(kernel, linear.dtype)
-    if any(k > n for k, n in zip(kernel.shape[1:], linear.shape[1:])):
-        raise ValueError(
-            f"psf spot of size {kernel.shape[1:]} is larger than the image {linear.shape[1:]}; "
-            "crop the PSF tighter or use a larger image"
-        )
+    kernel = backend.asarray(_within(kernel, linear.shape[1:]), linear.dtype)
 
     boundary = "valid" if boundary == "auto" else boundary
     if clipped is not None:
@@ -743,6 +742,43 @@ def _one_image(
             )
 
     return steps()
+
+
+def _within(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`kernel` (channels first) cut to the largest odd size `shape` holds, if it reaches beyond.
+
+    A bead stack often spans more planes than the sample's; the planes
+    beyond hold the PSF's faint far haze. It is cut off, centred, and the
+    rest renormalised, with a warning of how much light went; a PSF that
+    would lose more than :data:`MAX_CUT_LIGHT` of it is refused.
+
+    Raises
+    ------
+    ValueError
+        If more than :data:`MAX_CUT_LIGHT` of the light lies beyond.
+    """
+    sizes = tuple(min(k, n - 1 + n % 2) for k, n in zip(kernel.shape[1:], shape))
+    if sizes == kernel.shape[1:]:
+        return kernel
+    window = (slice(None),) + tuple(
+        slice((k - m) // 2, (k - m) // 2 + m) for k, m in zip(kernel.shape[1:], sizes)
+    )
+    cut = kernel[window]
+    axes = tuple(range(1, kernel.ndim))
+    lost = float(np.max(1 - cut.sum(axis=axes) / kernel.sum(axis=axes)))
+    if lost > MAX_CUT_LIGHT:
+        raise ValueError(
+            f"psf spot of size {kernel.shape[1:]} is larger than the image {shape}, with "
+            f"{lost:.0%} of its light beyond it; crop the PSF tighter or use a larger image"
+        )
+    warnings.warn(
+        f"the PSF ({' x '.join(map(str, kernel.shape[1:]))}) reaches beyond the image "
+        f"({' x '.join(map(str, shape))}): cut to {' x '.join(map(str, sizes))}, "
+        f"{lost:.2%} of its light left out",
+        UserWarning,
+        stacklevel=4,
+    )
+    return cut / cut.sum(axis=axes, keepdims=True)
 
 
 def _warn_if_signed(linear: np.ndarray, variance: np.ndarray) -> None:
