@@ -238,7 +238,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if job["spacing"] and not lazy:
         # The result records the sample size given.
         spatial = data.ndim - sum(a is not None for a in (channel_axis, job["time_axis"]))
-        image = replace(image, spacing=tuple(np.broadcast_to(spacing, (spatial,)).tolist()))
+        image = replace(image, spacing=_per_axis(spacing, spatial))
     if spacing is not None and psf_spacing is not None:
         options |= {"spacing": spacing, "psf_spacing": psf_spacing}
     elif job["spacing"] or job["psf_spacing"]:
@@ -420,7 +420,7 @@ def psf(args: argparse.Namespace) -> None:
     # The sample size given, or the one the photo's file records: the PSF
     # file keeps it, for a run to resample the PSF by.
     spacing = args.spacing or photo.spacing
-    spacing = None if spacing is None else tuple(np.broadcast_to(spacing, (spatial,)).tolist())
+    spacing = None if spacing is None else _per_axis(spacing, spatial)
     with warnings.catch_warnings():
         # The report below says the same.
         warnings.simplefilter("ignore", PSFQualityWarning)
@@ -439,6 +439,13 @@ def psf(args: argparse.Namespace) -> None:
     image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)
     write_image(args.output, image, overwrite=args.overwrite)
     print(measured.report(spacing))
+
+
+def _per_axis(spacing, ndim: int) -> tuple[float, ...]:
+    """A sample size given once or per axis, as one per spatial axis."""
+    import numpy as np
+
+    return tuple(np.broadcast_to(spacing, (ndim,)).tolist())
 
 
 def _spacing(text: str) -> tuple[float, ...]:

@@ -205,19 +205,24 @@ def _voxel_metadata(image: ImageFile, path: Path) -> dict:
     }
 
 
+def _resolution(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    """A TIFF page's samples per unit across and down (its X and Y resolution tags), if set."""
+    if "XResolution" not in page.tags or "YResolution" not in page.tags:
+        return None
+    across, down = (page.tags[name].value for name in ("XResolution", "YResolution"))
+    if not all(across) or not all(down):
+        return None
+    return across[0] / across[1], down[0] / down[1]
+
+
 def _tiff_dpi(page: tifffile.TiffPage) -> tuple[float, float] | None:
     """A TIFF page's print resolution in dots per inch, if its tags give one in inches or cm."""
     per_inch = {tifffile.RESUNIT.INCH: 1.0, tifffile.RESUNIT.CENTIMETER: 2.54}
     unit = page.tags.valueof("ResolutionUnit")
-    if unit not in per_inch or "XResolution" not in page.tags or "YResolution" not in page.tags:
+    resolution = _resolution(page)
+    if unit not in per_inch or resolution is None:
         return None
-    dpi = []
-    for name in ("XResolution", "YResolution"):
-        numerator, denominator = page.tags[name].value
-        if not denominator:
-            return None
-        dpi.append(numerator / denominator * per_inch[unit])
-    return dpi[0], dpi[1]
+    return resolution[0] * per_inch[unit], resolution[1] * per_inch[unit]
 
 
 def _voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
@@ -240,15 +245,10 @@ def _voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
     if tif.is_imagej:
         meta = tif.imagej_metadata or {}
         scale = MICROMETRES.get(meta.get("unit"))
-        page = tif.pages[0]
-        if scale is None or "XResolution" not in page.tags or "YResolution" not in page.tags:
+        resolution = _resolution(tif.pages[0])
+        if scale is None or resolution is None:
             return None
-        lateral = []
-        for name in ("YResolution", "XResolution"):
-            numerator, denominator = page.tags[name].value
-            if not numerator:
-                return None
-            lateral.append(denominator / numerator * scale)
+        lateral = (scale / resolution[1], scale / resolution[0])
         if ndim == 2:
             return tuple(lateral)
         if "spacing" in meta:
