@@ -405,6 +405,26 @@ def test_psf_command_bad_roi_is_one_line(photo_files, capsys):
     with pytest.raises(SystemExit):
         main(["psf", str(folder / "light.jpg"), "-o", str(folder / "p.tif"), "--roi=-20:-1,0:9"])
     assert "none from the end" in capsys.readouterr().err
+    # --sources was dropped silently with --roi.
+    out = folder / "p.tif"
+    assert (
+        main(
+            [
+                "psf",
+                str(folder / "light.jpg"),
+                "-o",
+                str(out),
+                "--roi",
+                "5:65,10:70",
+                "--sources",
+                "3",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sources=3" in err[0] and "--roi" in err[0]
+    assert not out.exists()
     with pytest.raises(SystemExit):
         main(["demo", str(folder / "demo"), "-q", "-v"])
     assert "contradict" in capsys.readouterr().err

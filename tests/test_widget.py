@@ -288,7 +288,11 @@ def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
     )
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers["leds"]
+    assert widget.sources.enabled
+    widget.sources.value = 3
     widget.regions.value = shapes
+    # Each rectangle holds one light: the count of lights is not asked.
+    assert not widget.sources.enabled
     widget.measure_button.native.click()
     assert errors == [] and notices == []
     layer = viewer.layers["leds PSF"]

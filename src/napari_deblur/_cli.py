@@ -30,6 +30,8 @@ OPTIONS = {
     "refine_psf": "--refine-psf",
     "psf_spacing": "--psf-spacing",
     "bad_pixels": "--mask",
+    "rois": "--roi",
+    "sources": "--sources",
 }
 
 
@@ -427,7 +429,7 @@ def psf(args: argparse.Namespace) -> None:
         measured = psf_from_point_source(
             photo.data,
             rois=args.roi or None,
-            sources=args.sources,
+            sources=1 if args.sources is None else args.sources,
             encoding=args.encoding,
             channel_axis=photo.channel_axis,
             energy=args.energy,
@@ -653,7 +655,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sources",
         type=_sources,
-        default=1,
         help="without --roi: how many of the brightest isolated lights, or 'auto' (default 1)",
     )
     p.add_argument(

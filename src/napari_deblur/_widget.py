@@ -669,6 +669,12 @@ class PointSourceWidget(Container):
             ]
         )
         self.measure_button.changed.connect(self.measure)
+        # Regions name the lights; the count is for the whole frame.
+        self.regions.changed.connect(self._regions_chosen)
+        self._regions_chosen(self.regions.value)
+
+    def _regions_chosen(self, regions: napari.layers.Shapes | None) -> None:
+        self.sources.enabled = regions is None
 
     def measure(self) -> napari.layers.Image | None:
         """Measure the PSF, add it as a layer and show the report."""
@@ -681,7 +687,7 @@ class PointSourceWidget(Container):
                 photo,
                 self.regions.value,
                 for_rgb=photo.rgb,
-                sources=self.sources.value or "auto",
+                sources=(self.sources.value or "auto") if self.regions.value is None else 1,
                 symmetric=self.symmetric.value,
                 encoding=self.encoding.value,
                 bead_diameter=self.bead_diameter.value or None,

@@ -143,6 +143,9 @@ def test_model_kernels_that_fill_their_box_are_kept(shape):
     # A box two samples thick inside the image was said not to overlap it.
     with pytest.raises(ValueError, match="under 3 samples .* too thin"):
         psf_from_point_source(np.full((40, 40), 3.0), rois=[((5, 7), (5, 20))])
+    # A count of lights with regions that each hold one was dropped silently.
+    with pytest.raises(ValueError, match="sources=3 .* rois .* one or the other"):
+        psf_from_point_source(np.full((40, 40), 3.0), rois=[((5, 20), (5, 20))], sources=3)
 
 
 def test_one_plane_of_a_3d_psf_is_a_psf():

@@ -191,7 +191,7 @@ def psf_from_point_source(
         Regions that each hold one source, a region being one
         ``(start, stop)`` pair per spatial axis. By default the whole frame.
     sources : int or 'auto'
-        Without `rois`: how many of the brightest isolated sources to
+        Without `rois` (with them only 1): how many of the brightest isolated sources to
         average, or ``'auto'`` for all that hold at least a tenth of the
         brightest one's light.
     encoding : {'auto', 'srgb', 'linear'}
@@ -242,6 +242,11 @@ def psf_from_point_source(
         raise ValueError(f"energy must be in (0, 1], got {energy!r}")
     if not (sources == "auto" or (isinstance(sources, (int, np.integer)) and sources >= 1)):
         raise ValueError(f"sources must be a positive integer or 'auto', got {sources!r}")
+    if rois is not None and sources != 1:
+        raise ValueError(
+            f"sources={sources!r} counts lights in the whole frame, and each of rois holds "
+            "one light: give one or the other"
+        )
     encoding = resolve_encoding(encoding, raw.dtype)
     raw = raw[None] if channel_axis is None else np.moveaxis(raw, channel_axis, 0)
     linear = to_linear(raw, encoding)
