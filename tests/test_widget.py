@@ -400,6 +400,11 @@ def test_labels_layer_marks_bad_pixels(make_napari_viewer, qtbot, errors):
     away = ~near & (photo < 253)
     assert np.abs(result - sharp)[away].mean() < 0.8 * np.abs(fitted - sharp)[away].mean()
     assert "clipped or bad samples left out" in widget.report.value
+    # Painted at another scale, the same labels mark other pixels of the
+    # image: refused (only a different shape was).
+    viewer.layers["dead pixels"].scale = (2.0, 2.0)
+    run_to_end(widget, qtbot)
+    assert len(errors) == 1 and "another scale or position" in errors[0]
 
 
 def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, qtbot, errors):

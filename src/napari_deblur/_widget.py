@@ -133,6 +133,14 @@ def measure_psf(
     return psf.astype(np.float32), measured
 
 
+def _same_grid(labels: napari.layers.Labels, image: napari.layers.Image) -> bool:
+    """Whether a Labels layer's pixels lie on the image's (their last axes)."""
+    n = min(labels.ndim, image.ndim)
+    return np.allclose(labels.scale[-n:], image.scale[-n:]) and np.allclose(
+        labels.translate[-n:], image.translate[-n:]
+    )
+
+
 class DeblurWidget(Container):
     """Deblur an Image layer with a PSF layer (or a photo of a point light).
 
@@ -260,6 +268,11 @@ class DeblurWidget(Container):
         else:
             psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
         labels = self.bad_pixels.value
+        if labels is not None and not _same_grid(labels, image_layer):
+            raise ValueError(
+                f"the bad-pixel layer '{labels.name}' lies at another scale or position "
+                "than the image: paint it on the image's own pixels"
+            )
         bad = None if labels is None else np.asarray(labels.data) != 0
         # A PSF layer with napari's default scale was opened without one: it
         # is taken to share the image's voxels. Otherwise the scales say how
