@@ -93,7 +93,13 @@ def _hyper_laplacian_table(alpha: float, size: int = 65536) -> tuple[np.ndarray,
     return u, t
 
 
-def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
+#: Values shrunk at a time by NumPy: the temporaries of a block stay in the
+#: processor's cache, where those of a whole image went through memory
+#: (the prox of a 2 x 2079^2 gradient field: 80 -> 30 ms).
+SHRINK_BLOCK = 1 << 16
+
+
+def shrink_hyper_laplacian(v: np.ndarray, weight: float, alpha: float) -> np.ndarray:
     """Proximal map of ``weight * |w|^alpha`` applied to each entry of `v`.
 
     With ``w = s t`` and ``v = s u``, ``s = weight^(1 / (2 - alpha))``, the
@@ -105,48 +111,60 @@ def shrink_hyper_laplacian(v: np.ndarray, weight, alpha: float) -> np.ndarray:
     ----------
     v : ndarray
         Values to shrink.
-    weight : float or ndarray
-        Weight of the prior (broadcastable).
+    weight : float
+        Weight of the prior.
     alpha : float
         Exponent in (0, 1).
 
     Returns
     -------
     ndarray
-        The minimisers, same shape and dtype as `v`.
+        The minimisers, a new array of `v`'s shape and dtype.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     u_grid, t_grid = _hyper_laplacian_table(float(alpha))
     xp = backend.namespace(v)
-    dtype = v.dtype
-    scale = backend.asarray(np.asarray(weight, dtype=np.float64), dtype, like=v) ** (
-        1 / (2 - alpha)
-    )
-    # Nearest entry of the fine uniform table: one gather per value.
+    scale = max(float(weight) ** (1 / (2 - alpha)), float(xp.finfo(v.dtype).smallest_normal))
     last = len(u_grid) - 1
-    position = xp.abs(v)
-    position *= last / (
-        float(u_grid[-1]) * xp.maximum(scale, float(xp.finfo(dtype).smallest_normal))
-    )
-    beyond = position > last
-    if xp is np:
-        np.minimum(position, last, out=position)
-    else:
-        position = xp.minimum(position, float(last))
-    position += 0.5
-    table = backend.asarray(t_grid, dtype, like=v)
-    index = xp.astype(position, xp.int32)
-    shrunk = (
-        table[index] if xp is np else xp.reshape(xp.take(table, xp.reshape(index, (-1,))), v.shape)
-    )
-    if bool(xp.any(beyond)):
-        # Beyond the table the solution is u minus the derivative of the prior.
-        u = xp.abs(v[beyond]) / xp.broadcast_to(scale, v.shape)[beyond]
-        shrunk[beyond] = u - alpha * u ** (alpha - 1)
-    shrunk = np.copysign(shrunk, v, out=shrunk) if xp is np else xp.copysign(shrunk, v)
-    shrunk *= scale
-    return shrunk
+    # The table in v's units, and the width of one of its steps.
+    table = backend.asarray(t_grid * scale, v.dtype, like=v)
+    step = float(u_grid[-1]) / last * scale
+
+    if xp is not np:
+        # Nearest entry of the fine uniform table: one gather per value.
+        position = xp.abs(v) / step
+        index = xp.astype(xp.minimum(position, float(last)) + 0.5, xp.int32)
+        shrunk = xp.reshape(xp.take(table, xp.reshape(index, (-1,))), v.shape)
+        beyond = position > last
+        if bool(xp.any(beyond)):
+            shrunk[beyond] = _past_table(position[beyond] * step, scale, alpha)
+        return xp.copysign(shrunk, v)
+    # NumPy: the same, block by block in kept buffers.
+    out = np.empty(v.shape, v.dtype)
+    within, into = v.reshape(-1), out.reshape(-1)
+    position = np.empty(min(SHRINK_BLOCK, within.size), v.dtype)
+    index = np.empty(position.shape, np.intp)
+    for start in range(0, within.size, SHRINK_BLOCK):
+        block, shrunk = within[start : start + SHRINK_BLOCK], into[start : start + SHRINK_BLOCK]
+        p, i = position[: block.size], index[: block.size]
+        np.abs(block, out=p)
+        p *= 1 / step
+        beyond = p > last if p.max() > last else None
+        np.minimum(p, last, out=p)
+        p += 0.5
+        np.copyto(i, p, casting="unsafe")
+        np.take(table, i, out=shrunk)
+        if beyond is not None:
+            shrunk[beyond] = _past_table(np.abs(block[beyond]), scale, alpha)
+        np.copysign(shrunk, block, out=shrunk)
+    return out
+
+
+def _past_table(magnitude, scale: float, alpha: float):
+    """The prox's magnitude beyond the table: u minus the prior's derivative, in v's units."""
+    u = magnitude / scale
+    return (u - alpha * u ** (alpha - 1)) * scale
 
 
 class TVDenoiser:
