@@ -191,9 +191,9 @@ def psf_from_point_source(
         Regions that each hold one source, a region being one
         ``(start, stop)`` pair per spatial axis. By default the whole frame.
     sources : int or 'auto'
-        Without `rois` (with them only 1): how many of the brightest isolated sources to
+        Without `rois`: how many of the brightest isolated sources to
         average, or ``'auto'`` for all that hold at least a tenth of the
-        brightest one's light.
+        brightest one's light (with `rois`, 1: each region holds one).
     encoding : {'auto', 'srgb', 'linear'}
         Whether values are gamma-encoded (``'auto'``: sRGB for uint8).
     channel_axis : int, optional

@@ -95,7 +95,7 @@ def _hyper_laplacian_table(alpha: float, size: int = 65536) -> tuple[np.ndarray,
 
 #: Values shrunk at a time by NumPy: the temporaries of a block stay in the
 #: processor's cache, where those of a whole image went through memory
-#: (the prox of a 2 x 2079^2 gradient field: 80 -> 30 ms).
+#: (a 2 x 2079^2 gradient field inside ADMM: 64 -> 40 ms).
 SHRINK_BLOCK = 1 << 16
 
 
