@@ -170,6 +170,38 @@ def test_widefield_psf_is_symmetric_and_elongated():
     assert axial_fwhm > 2.5 * lateral_fwhm
 
 
+def half_maximum_width(profile: np.ndarray, step: float) -> float:
+    """Full width at half maximum of a single-peaked profile, interpolated."""
+    p = profile / profile.max()
+    above = np.flatnonzero(p > 0.5)
+    lo, hi = above[0], above[-1]
+    left = lo - (p[lo] - 0.5) / (p[lo] - p[lo - 1])
+    right = hi + (p[hi] - 0.5) / (p[hi] - p[hi + 1])
+    return (right - left) * step
+
+
+@pytest.mark.parametrize(
+    ("wavelength", "na", "index"), [(0.5, 1.0, 1.33), (0.52, 1.4, 1.518), (0.6, 0.5, 1.0)]
+)
+def test_widefield_psf_has_the_textbook_widths(wavelength, na, index):
+    # In focus 0.51 wavelength / NA across; along the axis the non-paraxial
+    # 0.88 wavelength / (n - sqrt(n^2 - NA^2)) (the paraxial 1.77 n
+    # wavelength / NA^2 is 14-45% longer for these).
+    psf = widefield_psf(
+        (81, 41, 41),
+        wavelength=wavelength,
+        na=na,
+        voxel_size=(0.08, 0.03, 0.03),
+        refractive_index=index,
+    )
+    lateral = half_maximum_width(psf[40, 20, :], 0.03)
+    axial = half_maximum_width(psf[:, 20, 20], 0.08)
+    assert lateral == pytest.approx(0.51 * wavelength / na, rel=0.05)
+    assert axial == pytest.approx(
+        0.88 * wavelength / (index - np.sqrt(index**2 - na**2)), rel=0.08
+    )
+
+
 def test_gibson_lanni_mismatch_shifts_lengthens_and_breaks_symmetry():
     # An oil objective (NA 1.4, n 1.518) imaging a bead 10 um deep in water.
     options = {"wavelength": 0.52, "na": 1.4, "voxel_size": (0.1, 0.065, 0.065)}
