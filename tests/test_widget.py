@@ -298,6 +298,11 @@ def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
     layer = viewer.layers["leds PSF"]
     assert layer.rgb and layer.data.shape[0] % 2 == 1
     np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+    # Each colour's PSF is the sample's disc (an error of 0.05-0.06 each).
+    truth = defocus_psf(5.0)
+    assert layer.data.shape == (*truth.shape, 3)
+    for colour in np.moveaxis(layer.data, -1, 0):
+        assert np.linalg.norm(colour / colour.sum() - truth) < 0.1 * np.linalg.norm(truth)
     assert "2 source(s)" in widget.report.value
     assert "FWHM" in layer.metadata["psf_report"]
 
@@ -418,11 +423,17 @@ def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, 
     (layer,) = viewer.layers
     assert layer.data.shape == (15, 15, 15) and abs(layer.data.sum() - 1) < 1e-4
     np.testing.assert_allclose(layer.scale, (0.3, 0.1, 0.1))
-    # Confocal is narrower than widefield; a water sample under oil lengthens it.
+    # Confocal is narrower than widefield.
     widget.kind.value = "confocal"
     widget.make_button.native.click()
     confocal = viewer.layers[-1].data
     assert confocal[7, 7, 7] > layer.data[7, 7, 7]
+    # A water sample 5 um under oil: the focus moves, the axial profile is lopsided.
+    widget.kind.value = "widefield"
+    widget.immersion.value, widget.sample.value, widget.depth.value = 1.518, 1.33, 5.0
+    widget.make_button.native.click()
+    axial = viewer.layers[-1].data[:, 7, 7]
+    assert np.argmax(axial) != 7 and np.abs(axial - axial[::-1]).max() > 0.5 * axial.max()
     # An objective with the NA above the immersion's index is refused, not crashed.
     widget.kind.value, widget.na.value, widget.immersion.value = "widefield", 1.4, 1.33
     widget.make_button.native.click()
@@ -496,6 +507,8 @@ def test_estimate_psf_button_adds_the_psf_layer(make_napari_viewer, qtbot, error
     assert errors == []
     assert widget.psf.value is viewer.layers["soft estimated PSF"]
     assert "defocus, radius" in widget.report.value
+    estimated = viewer.layers["soft estimated PSF"].data
+    assert rms_radius(estimated) == pytest.approx(rms_radius(defocus_psf(5.0)), rel=0.1)
     qtbot.waitUntil(lambda: widget.estimate_button.enabled, timeout=10_000)
 
 

@@ -60,7 +60,7 @@ def test_float_dtype(dtype, expected):
 
 
 def test_float_dtype_rejects_complex():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="real numbers, got .*complex64"):
         backend.float_dtype(np.complex64)
 
 

@@ -210,7 +210,8 @@ def test_regularised_methods_beat_the_blurred_image(method, rng):
     solver, weight = build_solver(method, op, y, variance=mean_noise_variance(y))
     steps = list(solver.iterate(y))
     assert weight > 0 and steps[-1].fraction == 1
-    assert steps[-1].metrics["change"] < 2e-3 or len(steps) == solver.stop.max_iter
+    # Stopped by its relative change (30-61 iterations here), not by the cap.
+    assert len(steps) < solver.stop.max_iter and steps[-1].metrics["change"] < 1e-3
     assert error(frame_of(steps[-1].estimate, op), truth) < 0.75 * error(y, truth)
 
 
@@ -300,7 +301,11 @@ def test_lipschitz_bounds_the_operator_norm(boundary, rng):
         x = op.adjoint(op.apply(x))
         x /= np.linalg.norm(x)
     norm_squared = np.linalg.norm(op.adjoint(op.apply(x)))
+    # A bound, and a tight one: each unneeded factor slows FISTA and Landweber
+    # by as much (1.00-1.06 here; the padded boundaries' power iteration
+    # takes a margin).
     assert norm_squared <= op.lipschitz() * (1 + 1e-6)
+    assert op.lipschitz() <= 1.1 * norm_squared
 
 
 def test_richardson_lucy_refinements(rng):
