@@ -57,6 +57,20 @@ def test_chunks_agree_with_the_whole_image_on_its_interior(photons, method, tole
     assert difference <= tolerance * np.abs(whole).max()
 
 
+def test_chunks_repeat_the_penalties_balanced_round_clipped_lamps(rng):
+    from tests.test_api import night_scene
+
+    # Lamps in one corner: the far chunks, with their margins, hold none.
+    photo, psf, _, _ = night_scene(rng, size=288)
+    whole, plan = whole_and_plan(photo, psf, max_iter=60)
+    assert plan.method == "admm_tv" and min(plan.schedule) < 1
+    chunked = deblur(da.from_array(photo, chunks=(96, 96)), psf, plan=plan).compute()
+    k = psf.shape[0]
+    difference = np.abs(interior(chunked, k) - interior(whole, k)).max()
+    # Each chunk balanced its own penalty (none without a lamp): 0.020 here.
+    assert difference <= 0.015 * np.abs(whole).max()
+
+
 def test_a_plan_on_8_bit_photos_keeps_the_float_psf_linear(rng):
     # The plan's encoding (the image's: sRGB) was applied to the PSF too: a
     # float PSF was decoded as if gamma-encoded, and chunks and repeats of

@@ -17,6 +17,7 @@ from .engine.memory import check_memory
 from .engine.methods import (
     METHODS,
     ONE_PSF_METHODS,
+    SCHEDULED,
     WEIGHTED_DATA_METHODS,
     build_solver,
     choose_method,
@@ -109,8 +110,10 @@ class Plan:
         Iterations made; None in a plan to repeat: stop by the method's own
         rules (its steps are then measured, not repeated).
     schedule : tuple of float
-        The acceleration's step of each iteration (extrapolation lengths or
-        momenta; empty for methods with nothing to repeat).
+        What each iteration adapted to the data (extrapolation lengths,
+        momenta or ADMM's penalties: the
+        :data:`~napari_deblur.engine.methods.SCHEDULED` metrics; empty for
+        methods with nothing to repeat).
     """
 
     method: str
@@ -728,8 +731,7 @@ def _one_image(
         used = None if varying else used[0] if np.all(used == used[:1]) else used
         schedule = []
         for step in current.iterate(linear):
-            if "extrapolation" in step.metrics or "momentum" in step.metrics:
-                schedule.append(step.metrics.get("extrapolation", step.metrics.get("momentum")))
+            schedule += [step.metrics[name] for name in SCHEDULED if name in step.metrics]
             yield Progress(
                 step.iteration,
                 step.fraction,

@@ -66,6 +66,11 @@ ONE_PSF_METHODS = ("wiener", "admm_tv", "admm_hyper_laplacian")
 #: (``build_solver``'s `data_weights`).
 WEIGHTED_DATA_METHODS = ("fista_tv", "admm_tv", "admm_hyper_laplacian")
 
+#: The step metrics that a run adapts to its data and another run repeats
+#: (``build_solver``'s `schedule`): Richardson-Lucy's extrapolation, the
+#: gradient methods' momentum, ADMM's penalty.
+SCHEDULED = ("extrapolation", "momentum", "penalty")
+
 
 def choose_method(
     *, encoding: str, boundary: str, photon_share: float, varying: bool = False
@@ -127,11 +132,9 @@ def build_solver(
         Richardson-Lucy methods (Poisson data): fitted, not deblurred.
     iterations, schedule, level : optional
         To repeat an earlier run's steps on other data (the parts of a large
-        image): exactly `iterations` iterations, with the acceleration's
-        `schedule` (the Richardson-Lucy methods' ``'extrapolation'`` or
-        the gradient methods' ``'momentum'`` metrics) and the Richardson-Lucy
-        data `level` of that run (which the ADMM methods scale their
-        penalties by).
+        image): exactly `iterations` iterations, with the `schedule` of
+        that run's steps (their :data:`SCHEDULED` metric) and its data
+        `level` (which the ADMM methods scale their penalties by).
     data_weights : ndarray, optional
         Each sample's weight in the least-squares data term of the
         :data:`WEIGHTED_DATA_METHODS`, relative to the typical sample's
@@ -240,6 +243,7 @@ def build_solver(
             clipped=clipped,
             data_weights=data_weights,
             level=level,
+            penalties=schedule,
             stop=stop,
         )
         return solver, chosen
@@ -256,6 +260,7 @@ def build_solver(
         clipped=clipped,
         data_weights=data_weights,
         level=level,
+        penalties=schedule,
         # Its non-convex split cycles: it stops where it stops improving.
         stop=converged(300) if iterations is not None else converged(300) | Stagnation(),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -105,6 +105,11 @@ class ADMM(Solver):
         mean magnitude of the observed samples), which sets the penalties'
         scale (:data:`RHO_PRIOR`): given, so that the parts of a large image,
         deblurred one by one, take the steps of one run.
+    penalties : sequence of float, optional
+        The prior's penalty at each iteration, relative to
+        :data:`RHO_PRIOR`'s (each step's ``'penalty'`` metric), to repeat
+        instead of balancing it: balanced on a part of an image, it would
+        follow that part's residuals, not the whole's.
     stop : StoppingRule, optional
         By default the primal and dual residuals (the step's ``'change'``)
         below 1e-3 of the iterates, or 150 iterations.
@@ -140,6 +145,7 @@ class ADMM(Solver):
         clipped=None,
         data_weights=None,
         level=None,
+        penalties: Sequence[float] | None = None,
         stop: StoppingRule | None = None,
     ):
         if operator.boundary not in ("valid", "periodic"):
@@ -160,6 +166,7 @@ class ADMM(Solver):
         self.clipped = None if clipped is None else np.broadcast_to(clipped, operator.shape_out)
         self.data_weights = checked_data_weights(data_weights, operator)
         self.level = level
+        self.penalties = None if penalties is None else list(penalties)
         self.stop = stop if stop is not None else RelativeChange(1e-3) | MaxIterations(150)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
@@ -197,6 +204,13 @@ class ADMM(Solver):
             return backend.astype(1 / (otf_power + rho * (differences_power + 1)), dtype)
 
         inverse_denominator = solve_spectrum(rho_z)
+        rho_start = rho_z
+
+        def rebalanced(rho, *duals):
+            # A new penalty for the prior's splits, its threshold and x step,
+            # and the scaled duals (the unscaled ones over the penalty).
+            return (rho, 1 / rho, solve_spectrum(rho), *(u * (rho_z / rho) for u in duals))
+
         # The v step's weights: on observed samples (mask 1) the data and the
         # estimate in the ratio of their curvatures, W / weight and rho_v
         # (equal for a sample of typical noise unless the penalty is scaled
@@ -250,6 +264,12 @@ class ADMM(Solver):
         iteration = 0
         while True:
             iteration += 1
+            if self.penalties is not None and iteration <= len(self.penalties):
+                wanted = rho_start * self.penalties[iteration - 1]
+                if wanted != rho_z:
+                    rho_z, threshold, inverse_denominator, u_z, u_w = rebalanced(wanted, u_z, u_w)
+                    rho_w = rho_z
+            metrics = {"penalty": rho_z / rho_start}
             # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
             # the last two terms are summed in space (D^T is cheap there), so
             # that the step takes two transforms forward and two back.
@@ -296,7 +316,6 @@ class ADMM(Solver):
             w = xp.maximum(shifted, 0.0)
             backend.subtract(shifted, w, u_w)
 
-            metrics = {}
             if check:
                 # Boyd et al.'s criterion: the primal residuals (the change of
                 # u) and the dual ones (the change of the splits) small
@@ -315,13 +334,12 @@ class ADMM(Solver):
                 r_prior = _norm(u_z - u_z_old, u_w - u_w_old)
                 s_prior = rho_z * _norm(z - z_old, w - w_old)
                 factor = 2 if r_prior > 10 * s_prior else 0.5 if s_prior > 10 * r_prior else 1
-                if factor != 1 and self.prior == "tv" and lower is not None:
-                    rho_z = rho_w = rho_z * factor
-                    threshold = 1 / rho_z
-                    # The scaled duals are the unscaled ones over the penalty.
-                    u_z /= factor
-                    u_w /= factor
-                    inverse_denominator = solve_spectrum(rho_z)
+                balanced = self.prior == "tv" and lower is not None and self.penalties is None
+                if factor != 1 and balanced:
+                    rho_z, threshold, inverse_denominator, u_z, u_w = rebalanced(
+                        rho_z * factor, u_z, u_w
+                    )
+                    rho_w = rho_z
             done = self.stop.done(iteration, metrics)
             estimate = backend.crop(w, origin, op.shape_in[op.batch_ndim :])
             yield Step(
