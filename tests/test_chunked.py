@@ -198,6 +198,23 @@ def test_an_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypat
         deblur(image, psf, method="wiener")
 
 
+def test_a_colour_image_too_large_for_memory_is_deblurred_in_chunks(photons, monkeypatch):
+    image, psf, scene = photons
+    colour = np.stack([image, image[::-1], image[:, ::-1]], axis=-1)
+    truth = np.stack([scene, scene[::-1], scene[:, ::-1]], axis=-1)
+    # About 47 MB with ADMM-TV; the chunks and the blocks the decisions are
+    # made on were sized for one channel, and planning ran out of memory too.
+    monkeypatch.setattr(memory, "available_bytes", lambda: 30_000_000)
+    with pytest.warns(ResourceWarning, match="in chunks"):
+        result = deblur(colour, psf, method="admm_tv", channel_axis=-1)
+    k = psf.shape[0]
+    assert result.shape == colour.shape
+    assert (
+        np.abs(interior(result - truth, k)).mean()
+        < 0.9 * np.abs(interior(colour - truth, k)).mean()
+    )
+
+
 def test_chunked_deblurring_refuses_what_it_cannot_repeat(photons):
     image, psf, _ = photons
     lazy = da.from_array(image, chunks=64)

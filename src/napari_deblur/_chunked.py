@@ -201,11 +201,13 @@ def chunked_steps(
             f"method {method!r} cannot be deblurred in chunks (its chunks would not agree "
             f"with the whole image); choose one of {tuple(REACH)}"
         )
+    # A chunk or block holds every channel of its voxels.
+    channels = image.shape[axes["channel_axis"]] if "channel_axis" in axes else 1
     if plan is None:
         # The plan is made on blocks of SAMPLE voxels, within the memory any
         # method needs, or of a chunk where that is larger.
         worst = max(memory.COPIES.values())
-        voxels = min(SAMPLE, memory_voxels(worst, itemsize, 1))
+        voxels = min(SAMPLE, memory_voxels(worst, itemsize, 1) // channels)
         sample = auto_chunks(shape, [0] * len(shape), voxels)
         if chunks is None:
             sample = np.maximum(sample, [max(image.chunks[a]) for a in spatial])
@@ -216,7 +218,7 @@ def chunked_steps(
     if chunks is None:
         sizes = [max(image.chunks[a]) for a in spatial]
     elif isinstance(chunks, str):
-        voxels = memory_voxels(memory.COPIES[plan.method], itemsize, tasks)
+        voxels = memory_voxels(memory.COPIES[plan.method], itemsize, tasks) // channels
         sizes = auto_chunks(shape, depth, voxels)
     else:
         sizes = chunks
