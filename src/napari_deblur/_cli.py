@@ -174,7 +174,10 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
 
     lazy = is_zarr(blurred)
     if lazy != is_zarr(output):
-        raise ValueError(f"a Zarr store is deblurred into a Zarr store: {blurred} -> {output}")
+        raise ValueError(
+            f"a Zarr store is deblurred into a Zarr store, an image file into an image file: "
+            f"{blurred} -> {output}"
+        )
     if not lazy and job["channel_axis"] is not None:
         raise ValueError(
             "--channel-axis is for Zarr stores; an image file says where its colour is"
@@ -586,12 +589,28 @@ def _parser() -> argparse.ArgumentParser:
         help="result file (PNG, JPEG, TIFF, or a .zarr store for a Zarr input); "
         "a folder for several inputs",
     )
-    p.add_argument("--method", choices=METHODS, default="auto")
-    p.add_argument("--boundary", choices=("auto", *BOUNDARIES), default="auto")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="deconvolution method (default auto: chosen for the data)",
+    )
+    p.add_argument(
+        "--boundary",
+        choices=("auto", *BOUNDARIES),
+        default="auto",
+        help="what lies beyond the frame (default auto: valid, the frame is the centre of a "
+        "larger blurred scene, estimated too)",
+    )
     p.add_argument(
         "--encoding", choices=ENCODINGS, default="auto", help="sRGB or linear pixel values"
     )
-    p.add_argument("--max-iter", type=int, default=None, help="upper bound on iterations")
+    p.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="upper bound on iterations (default: the method's own)",
+    )
     p.add_argument(
         "--mask", help="bad-pixel mask: an image of the same size, non-zero where a pixel is bad"
     )
@@ -650,7 +669,8 @@ def _parser() -> argparse.ArgumentParser:
         "--roi",
         type=_roi,
         action="append",
-        help="START:STOP,START:STOP region holding one light (repeat for several)",
+        help="START:STOP,START:STOP region holding one light, rows then columns (planes "
+        "first for a stack; repeat for several)",
     )
     p.add_argument(
         "--sources",
@@ -660,7 +680,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoding", choices=ENCODINGS, default="auto", help="sRGB or linear pixel values"
     )
-    p.add_argument("--energy", type=float, default=0.995, help="fraction of the light kept")
+    p.add_argument(
+        "--energy", type=float, default=0.995, help="fraction of the light kept (default 0.995)"
+    )
     p.add_argument("--symmetric", action="store_true", help="average over rotations")
     p.add_argument(
         "--spacing",
@@ -688,7 +710,10 @@ def _parser() -> argparse.ArgumentParser:
         help="open napari with a sample and the widget (the default)",
     )
     p.add_argument(
-        "--sample", choices=("defocused_photo", "widefield_stack"), default="defocused_photo"
+        "--sample",
+        choices=("defocused_photo", "widefield_stack"),
+        default="defocused_photo",
+        help="the sample to open (default defocused_photo)",
     )
     p.set_defaults(func=lambda a: launch_gui(a.sample))
     return parser
