@@ -1,6 +1,6 @@
 """Camera photos: ringing at the borders, colour fringes, clipped lights, 16-bit input.
 
-Run: python benchmarks/bench_photos.py [--size 256] [--sections 12345]
+Run: python benchmarks/bench_photos.py [--size 256] [--sections 123456]
 
 Every photo is made the way a camera makes it: a scikit-image colour photo
 in linear light, the centre of a larger scene, blurred (a PSF per colour
@@ -26,16 +26,23 @@ default ``deblur`` gets the photo and the PSF and nothing else.
 5. Low-noise 16-bit linear input (rounding only, or read noise of 3e-4 of
    the range): PSNR of the outer band and the interior, and the pixels off
    by more than 0.3 of the range, where little noise makes the weight small.
+6. JPEG input: the sRGB 8-bit photo saved as JPEG at qualities 98, 95 and
+   90 (Pillow's IJG tables, colour at half resolution as cameras store it)
+   against the PNG: PSNR of the default's result, the weight it chose
+   relative to the PNG's, and the quality-90 photo deblurred with the
+   PNG's weight (what the weight alone accounts for).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import warnings
 from collections import deque
 
 import numpy as np
 from _common import machine, psnr
+from PIL import Image
 from scipy import ndimage
 from skimage import color, data, transform
 
@@ -343,16 +350,66 @@ def low_noise(size: int, rng) -> None:
     )
 
 
+def jpeg(photo: np.ndarray, quality: int) -> np.ndarray:
+    """`photo` saved as a JPEG of `quality` and read back."""
+    stored = io.BytesIO()
+    Image.fromarray(photo).save(stored, "JPEG", quality=quality)
+    return np.asarray(Image.open(stored))
+
+
+def _deblurred(photo, light, truth, **options) -> tuple[float, float]:
+    """PSNR of the default's result on a colour photo, and the weight it took."""
+    (last,) = deque(deblur_steps(photo, light, channel_axis=-1, **options), maxlen=1)
+    return psnr(truth, last.image), last.settings["weight"]
+
+
+def jpeg_input(size: int, rng) -> None:
+    kernels = {
+        "defocus r=6": defocus_psf(6.0),
+        "gaussian s=1.5": gaussian_psf(1.5),
+        "motion 15 px": square(motion_psf(15.0, 30.0)),
+    }
+    qualities = (98, 95, 90)
+    print("### 6. JPEG input (sRGB 8-bit, 3000 photons)\n")
+    print(
+        "| photo | PSF | blurred (dB) | PNG (dB) | "
+        + " | ".join(f"JPEG {q} (dB, weight / PNG's)" for q in qualities)
+        + " | JPEG 90 with the PNG's weight (dB) |"
+    )
+    print("|---|---|---:|---:|" + "---:|" * (len(qualities) + 1))
+    for name in PHOTOS:
+        for label, psf in kernels.items():
+            k = psf.shape[0]
+            linear = scene(name, size, k - 1)
+            truth = truth_of(linear, size, k)
+            photo = srgb8(expose(linear, [psf] * 3, size, rng))
+            light = light_photo([psf], rng)
+            light = np.repeat(light, 3, axis=-1)
+            png, weight = _deblurred(photo, light, truth)
+            cells = []
+            for quality in qualities:
+                result, chosen = _deblurred(jpeg(photo, quality), light, truth)
+                cells.append(f"{result:.2f}, {chosen / weight:.2g}")
+            with_png_weight, _ = _deblurred(jpeg(photo, 90), light, truth, weight=weight)
+            print(
+                f"| {name} | {label} | {psnr(truth, photo):.2f} | {png:.2f} | "
+                + " | ".join(cells)
+                + f" | {with_png_weight:.2f} |",
+                flush=True,
+            )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--sections", default="12345", help="which sections to run")
+    parser.add_argument("--sections", default="123456", help="which sections to run")
     args = parser.parse_args()
     print(f"machine: {machine()}; frames {args.size} x {args.size}\n")
     rng = np.random.default_rng(11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PSFQualityWarning)
-        sections = (ringing, colour_fringes, clipped_lights, sixteen_bit, low_noise)
+        sections = (ringing, colour_fringes, clipped_lights, sixteen_bit, low_noise, jpeg_input)
         for number, section in enumerate(sections, 1):
             if str(number) in args.sections:
                 section(args.size, rng)

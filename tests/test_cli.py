@@ -725,3 +725,32 @@ def test_run_refines_the_psf(tmp_path, caplog, rng):
     with caplog.at_level("INFO", logger="napari_deblur"):
         assert main([*args, "-o", str(tmp_path / "o.png"), "--refine-psf"]) == 0
     assert "PSF refined on the image" in caplog.text
+
+
+def test_a_compressed_jpeg_is_warned_and_a_weight_can_be_given(photo_files, caplog):
+    from PIL import Image
+
+    from napari_deblur._io import read_image
+
+    folder, blurred, sharp = photo_files
+    Image.fromarray(blurred).save(folder / "q90.jpg", quality=90)
+    Image.fromarray(blurred).save(folder / "q98.jpg", quality=98)
+    assert read_image(folder / "q90.jpg").jpeg_step == pytest.approx(13.4, abs=0.1)
+    psf = str(folder / "light.jpg")
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert (
+            main(["run", str(folder / "q98.jpg"), "--psf", psf, "-o", str(folder / "a.png")]) == 0
+        )
+        assert "is compressed" not in caplog.text
+        assert (
+            main(["run", str(folder / "q90.jpg"), "--psf", psf, "-o", str(folder / "b.png")]) == 0
+        )
+    assert "q90.jpg is compressed (JPEG steps of 13 grey levels)" in caplog.text
+    chosen = float(re.search(r"weight ([\d.e-]+)", caplog.text.split("q90.jpg is")[1])[1])
+    # The weight chosen from what compression left of the noise is far too
+    # small; 30 times more deblurs it as the PNG is.
+    args = ["run", str(folder / "q90.jpg"), "--psf", psf, "-o", str(folder / "c.png")]
+    assert main([*args, "--weight", str(30 * chosen)]) == 0
+    chosen_result, given_result = (iio.imread(folder / name) for name in ("b.png", "c.png"))
+    before = max(psnr(sharp, chosen_result, 255), psnr(sharp, blurred, 255))
+    assert psnr(sharp, given_result, 255) > before + 1

@@ -22,6 +22,14 @@ from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
 
+#: The largest JPEG compression (:attr:`ImageFile.jpeg_step`) that leaves a
+#: photo's noise to be measured. On the camera-made photos of
+#: ``benchmarks/bench_photos.py --sections 6``, at quality 98 (steps of 2.7)
+#: the weight chosen is 0.6-0.7 of the PNG's and the result within 1.1 dB of
+#: it; at 95 (6.7) and 90 (13) it is 2.4 to 400 times too small, and the
+#: result mostly worse than the blurred photo.
+LOSSY_JPEG_STEP = 4.0
+
 #: The API's parameter names, as this command line spells them in its messages.
 OPTIONS = {
     "max_iter": "--max-iter",
@@ -31,6 +39,7 @@ OPTIONS = {
     "psf_spacing": "--psf-spacing",
     "bad_pixels": "--mask",
     "rois": "--roi",
+    "weight": "--weight",
     "sources": "--sources",
 }
 
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> None:
     job = {
         key: getattr(args, key)
         for key in (
-            "psf", "mask", "method", "boundary", "encoding", "max_iter", "saturation",
+            "psf", "mask", "method", "boundary", "encoding", "weight", "max_iter", "saturation",
             "varying", "refine_psf", "chunks", "channel_axis", "time_axis", "overwrite",
             "spacing", "psf_spacing",
         )
@@ -189,6 +198,15 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
     encoding = job["encoding"]
+    if not lazy and image.jpeg_step is not None and image.jpeg_step > LOSSY_JPEG_STEP:
+        log.warning(
+            "warning: %s is compressed (JPEG steps of %.0f grey levels), which removes most of "
+            "the noise its weight is chosen from: the result may come out far noisier than "
+            "the photo; if so, give a larger --weight (10 to 100 times the one chosen, which "
+            "the log shows), or deblur the camera's PNG, TIFF or raw file",
+            blurred,
+            image.jpeg_step,
+        )
     if (
         encoding == "auto"
         and not lazy
@@ -230,6 +248,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         "channel_axis": channel_axis,
         "time_axis": job["time_axis"],
         "encoding": encoding,
+        "weight": job["weight"],
         "max_iter": job["max_iter"],
         "bad_pixels": bad_pixels,
         "saturation": job["saturation"],
@@ -287,11 +306,12 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
             100 * settings["psf_refined"],
         )
     log.info(
-        "%s%s, %d iterations, noise %.3g%s",
+        "%s%s, %d iterations, noise %.3g, weight %s%s",
         settings["method"],
         f" with {settings['psfs']} PSFs across the frame" if settings["psfs"] > 1 else "",
         last.iteration,
         settings["noise"],
+        "none" if settings["weight"] is None else f"{settings['weight']:.3g}",
         f", {settings['left_out']} clipped or bad samples left out of the fit"
         if settings["left_out"]
         else "",
@@ -604,6 +624,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--encoding", choices=ENCODINGS, default="auto", help="sRGB or linear pixel values"
+    )
+    p.add_argument(
+        "--weight",
+        type=float,
+        help="the method's regularisation weight (default: chosen from the image's noise; "
+        "the log says which): larger is smoother",
     )
     p.add_argument(
         "--max-iter",
