@@ -22,14 +22,6 @@ from pathlib import Path
 
 log = logging.getLogger("napari_deblur")
 
-#: The largest JPEG compression (:attr:`ImageFile.jpeg_step`) that leaves a
-#: photo's noise to be measured. On the camera-made photos of
-#: ``benchmarks/bench_photos.py --sections 6``, at quality 98 (steps of 2.7)
-#: the weight chosen is 0.6-0.7 of the PNG's and the result within 1.1 dB of
-#: it; at 95 (6.7) and 90 (13) it is 2.4 to 400 times too small, and the
-#: result mostly worse than the blurred photo.
-LOSSY_JPEG_STEP = 4.0
-
 #: The API's parameter names, as this command line spells them in its messages.
 OPTIONS = {
     "max_iter": "--max-iter",
@@ -171,6 +163,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
 
     from ._api import deblur, deblur_steps
     from ._io import (
+        LOSSY_JPEG_STEP,
         check_output,
         gamma_encoded,
         is_zarr,

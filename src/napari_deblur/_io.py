@@ -27,6 +27,15 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg")
 ZARR_SUFFIX = ".zarr"
 
 
+#: The largest JPEG compression (:func:`jpeg_step`) that leaves a
+#: photo's noise to be measured. On the camera-made photos of
+#: ``benchmarks/bench_photos.py --sections 6``, at quality 98 (steps of 2.7)
+#: the weight chosen is 0.6-0.7 of the PNG's and the result within 1.1 dB of
+#: it; at 95 (6.7) and 90 (13) it is 2.4 to 400 times too small, and the
+#: result mostly worse than the blurred photo.
+LOSSY_JPEG_STEP = 4.0
+
+
 @dataclass(frozen=True)
 class ImageFile:
     """Pixels of a file and how to read them.
@@ -54,9 +63,7 @@ class ImageFile:
         The print resolution, dots per inch across and down (a JPEG's JFIF
         density, a PNG's pHYs, a TIFF's resolution tags).
     jpeg_step : float or None
-        A JPEG's compression: the root mean square of its luminance
-        quantisation steps, in grey levels (1 at quality 100, 6.7 at 95,
-        13 at 90 with the IJG tables).
+        A JPEG's compression (:func:`jpeg_step`).
     """
 
     data: np.ndarray
@@ -110,7 +117,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
 
 def _read_file(path: Path, suffix: str) -> ImageFile:
     """:func:`read_image` of an existing file of a known type."""
-    exif = tables = None
+    exif = None
     if suffix in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -137,7 +144,6 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
                 # A PNG's EXIF may follow its pixels, read only with them.
                 opened.load()
             mode, info = opened.mode, opened.info
-            tables = getattr(opened, "quantization", None)
             # A palette's transparent entries are alpha (imageio drops them).
             palette_alpha = mode == "P" and "transparency" in info
             if palette_alpha:
@@ -177,8 +183,19 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
         spacing,
         premultiplied,
         dpi,
-        float(np.sqrt(np.mean(np.square(tables[0])))) if tables else None,
+        jpeg_step(path) if suffix in (".jpg", ".jpeg") else None,
     )
+
+
+def jpeg_step(path: str | os.PathLike) -> float | None:
+    """A JPEG file's compression: the root mean square of its luminance quantisation steps.
+
+    In grey levels: 1 at quality 100, 2.7 at 98, 6.7 at 95, 13 at 90 with
+    the IJG tables. None for a file without quantisation tables.
+    """
+    with Image.open(path) as opened:
+        tables = getattr(opened, "quantization", None)
+    return float(np.sqrt(np.mean(np.square(tables[0])))) if tables else None
 
 
 #: Micrometres per unit of length, as OME and ImageJ spell the units.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -32,6 +33,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ._api import METHODS, Progress, deblur_steps, is_lazy
 from ._chunked import chunked_steps
+from ._io import LOSSY_JPEG_STEP, jpeg_step
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
 from .engine.memory import available_bytes
@@ -131,6 +133,21 @@ def measure_psf(
         # Colour PSFs for a colour image, one for all colours for a grey one.
         psf = np.moveaxis(psf, 0, -1) if for_rgb else measured.grey
     return psf.astype(np.float32), measured
+
+
+def _warn_if_compressed(layer: napari.layers.Image) -> None:
+    """Say so when the layer was opened from a JPEG compressed too much to measure its noise."""
+    path = layer.source.path
+    if path is None or Path(path).suffix.lower() not in (".jpg", ".jpeg"):
+        return
+    step = jpeg_step(path)
+    if step is not None and step > LOSSY_JPEG_STEP:
+        show_warning(
+            f"Deblur: '{layer.name}' is compressed (JPEG steps of {step:.0f} grey levels), "
+            "which removes most of the noise its weight is chosen from: if the result comes "
+            "out far noisier than the photo, give a weight 10 to 100 times the one chosen "
+            "(shown below), or open the camera's PNG, TIFF or raw file"
+        )
 
 
 def _same_grid(labels: napari.layers.Labels, image: napari.layers.Image) -> bool:
@@ -424,6 +441,7 @@ class DeblurWidget(Container):
         except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
+        _warn_if_compressed(self.image.value)
         if self.varying.value:
             self._show_lights()
         self._source = self.image.value
