@@ -727,7 +727,7 @@ def test_run_refines_the_psf(tmp_path, caplog, rng):
     assert "PSF refined on the image" in caplog.text
 
 
-def test_a_compressed_jpeg_is_warned_and_a_weight_can_be_given(photo_files, caplog):
+def test_a_compressed_jpeg_is_deblurred_like_its_png(photo_files, caplog):
     from PIL import Image
 
     from napari_deblur._io import read_image
@@ -737,20 +737,22 @@ def test_a_compressed_jpeg_is_warned_and_a_weight_can_be_given(photo_files, capl
     Image.fromarray(blurred).save(folder / "q98.jpg", quality=98)
     assert read_image(folder / "q90.jpg").jpeg_step == pytest.approx(13.4, abs=0.1)
     psf = str(folder / "light.jpg")
+
+    def run(name, *options):
+        out = folder / f"{name}-out.png"
+        args = ["run", str(folder / name), "--psf", psf, "-o", str(out), *options]
+        assert main(args) == 0
+        return psnr(sharp, iio.imread(out), 255)
+
     with caplog.at_level("INFO", logger="napari_deblur"):
-        assert (
-            main(["run", str(folder / "q98.jpg"), "--psf", psf, "-o", str(folder / "a.png")]) == 0
-        )
+        png = run("blurred.png")
+        run("q98.jpg")
         assert "is compressed" not in caplog.text
-        assert (
-            main(["run", str(folder / "q90.jpg"), "--psf", psf, "-o", str(folder / "b.png")]) == 0
-        )
-    assert "q90.jpg is compressed (JPEG steps of 13 grey levels)" in caplog.text
-    chosen = float(re.search(r"weight ([\d.e-]+)", caplog.text.split("q90.jpg is")[1])[1])
-    # The weight chosen from what compression left of the noise is far too
-    # small; 30 times more deblurs it as the PNG is.
-    args = ["run", str(folder / "q90.jpg"), "--psf", psf, "-o", str(folder / "c.png")]
-    assert main([*args, "--weight", str(30 * chosen)]) == 0
-    chosen_result, given_result = (iio.imread(folder / name) for name in ("b.png", "c.png"))
-    before = max(psnr(sharp, chosen_result, 255), psnr(sharp, blurred, 255))
-    assert psnr(sharp, given_result, 255) > before + 1
+        q90 = run("q90.jpg")
+        assert "q90.jpg is compressed (JPEG steps of 13 grey levels)" in caplog.text
+        # Its weight read on its finest detail, which the compression had
+        # cleaned, was about 60 times too small: the result far worse than
+        # the blurred photo.
+        assert q90 > psnr(sharp, blurred, 255) + 2 and q90 > png - 1.5
+        run("blurred.png", "--weight", "0.01", "--overwrite")
+    assert "weight 0.01," in caplog.text

@@ -191,12 +191,11 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
     encoding = job["encoding"]
-    if not lazy and image.jpeg_step is not None and image.jpeg_step > LOSSY_JPEG_STEP:
-        log.warning(
-            "warning: %s is compressed (JPEG steps of %.0f grey levels), which removes most of "
-            "the noise its weight is chosen from: the result may come out far noisier than "
-            "the photo; if so, give a larger --weight (10 to 100 times the one chosen, which "
-            "the log shows), or deblur the camera's PNG, TIFF or raw file",
+    compressed = not lazy and image.jpeg_step is not None and image.jpeg_step > LOSSY_JPEG_STEP
+    if compressed:
+        log.info(
+            "%s is compressed (JPEG steps of %.0f grey levels): its noise and weight are "
+            "measured on its coarser detail, which the compression left",
             blurred,
             image.jpeg_step,
         )
@@ -247,6 +246,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         "saturation": job["saturation"],
         "varying": job["varying"],
         "refine_psf": job["refine_psf"],
+        "compressed": compressed,
     }
     # The sizes of both samples, given or in the files' metadata, resample
     # a PSF taken with other steps (a bead stack) to the image's.

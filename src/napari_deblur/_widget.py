@@ -135,19 +135,13 @@ def measure_psf(
     return psf.astype(np.float32), measured
 
 
-def _warn_if_compressed(layer: napari.layers.Image) -> None:
-    """Say so when the layer was opened from a JPEG compressed too much to measure its noise."""
+def _compressed(layer: napari.layers.Image) -> bool:
+    """Whether the layer was opened from a JPEG compressed enough to lose its fine noise."""
     path = layer.source.path
     if path is None or Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-        return
+        return False
     step = jpeg_step(path)
-    if step is not None and step > LOSSY_JPEG_STEP:
-        show_warning(
-            f"Deblur: '{layer.name}' is compressed (JPEG steps of {step:.0f} grey levels), "
-            "which removes most of the noise its weight is chosen from: if the result comes "
-            "out far noisier than the photo, give a weight 10 to 100 times the one chosen "
-            "(shown below), or open the camera's PNG, TIFF or raw file"
-        )
+    return step is not None and step > LOSSY_JPEG_STEP
 
 
 def _same_grid(labels: napari.layers.Labels, image: napari.layers.Image) -> bool:
@@ -307,6 +301,9 @@ class DeblurWidget(Container):
             options["varying"] = True
         if self.refine_psf.value:
             options["refine_psf"] = True
+        if _compressed(image_layer):
+            # Its noise and weight are measured on the detail the compression left.
+            options["compressed"] = True
         options |= _sample_sizes(image_layer, psf_layer, over_time)
         channel_axis = -1 if image_layer.rgb else None
         data = image_layer.data
@@ -441,7 +438,6 @@ class DeblurWidget(Container):
         except (ValueError, TypeError, MemoryError) as error:
             show_error(f"Deblur: {error}")
             return
-        _warn_if_compressed(self.image.value)
         if self.varying.value:
             self._show_lights()
         self._source = self.image.value
@@ -525,6 +521,8 @@ class DeblurWidget(Container):
             chosen += " (auto)"
         left_out = settings["left_out"]
         left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
+        if settings["compressed"]:
+            left_out += "; noise and weight from the detail the JPEG kept"
         if "frames" in settings:
             left_out += f"\nframe {settings['frame'] + 1} of {settings['frames']}"
         if settings["psf_refined"] is not None:

@@ -104,6 +104,7 @@ def build_solver(
     schedule: Sequence[float] | None = None,
     level=None,
     data_weights: np.ndarray | None = None,
+    band: float = 0.5,
 ) -> tuple[Solver, np.ndarray | None]:
     """The solver for `method` with its weight chosen from the data (unless given).
 
@@ -141,6 +142,9 @@ def build_solver(
         (:func:`~napari_deblur.engine.noise.data_weights`); the other
         methods' data terms stay as they are (Richardson-Lucy's Poisson
         likelihood weighs the samples by itself).
+    band : float
+        The highest frequency, in cycles per sample, from which GCV chooses
+        the weight (:func:`~napari_deblur.engine.noise.gcv_nsr`).
 
     Returns
     -------
@@ -159,12 +163,12 @@ def build_solver(
             # data worst, too), or that region's noise shows.
             return np.max(
                 [
-                    gcv_nsr(window, psf, batch_ndim=batch_ndim)
+                    gcv_nsr(window, psf, batch_ndim=batch_ndim, band=band)
                     for window, psf in operator.regions(observed)
                 ],
                 axis=0,
             )
-        return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim)
+        return gcv_nsr(observed, operator.psf, batch_ndim=batch_ndim, band=band)
 
     varying = isinstance(operator, VaryingConvolution)
 

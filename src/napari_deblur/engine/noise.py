@@ -43,6 +43,20 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
     return detail, mean
 
 
+def _binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
+    """Means of blocks of `factor` samples a side, scaled to keep white noise's level.
+
+    The noise of a coarser sampling of the same light: its standard
+    deviation is the fine samples' for white noise.
+    """
+    spatial = image.shape[batch_ndim:]
+    cut = image[(Ellipsis,) + tuple(slice(0, n - n % factor) for n in spatial)]
+    shape = image.shape[:batch_ndim] + sum(((n // factor, factor) for n in spatial), ())
+    blocks = cut.reshape(shape).astype(np.float64)
+    means = blocks.mean(axis=tuple(range(batch_ndim + 1, len(shape), 2)))
+    return means * factor ** (len(spatial) / 2)
+
+
 #: The least ratio of the finest second difference's variance to the Haar
 #: detail's at which that detail is taken for noise (see :func:`detail_is_noise`).
 NOISE_LIKE = 0.5
@@ -124,7 +138,7 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
 
 
 def estimate_noise_curve(
-    image, *, batch_ndim: int = 0, bins: int = 16
+    image, *, batch_ndim: int = 0, bins: int = 16, scale: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signal-dependent noise: ``var(y) = gain * y + floor``, per image of a batch.
 
@@ -141,6 +155,10 @@ def estimate_noise_curve(
         Number of leading batch axes.
     bins : int
         Number of intensity bins.
+    scale : int
+        Measured on blocks of ``scale`` samples a side (their means, scaled
+        to keep white noise's level): 2 for an image whose finest detail
+        lost its noise to lossy compression.
 
     Returns
     -------
@@ -154,6 +172,8 @@ def estimate_noise_curve(
        raw-data", IEEE TIP 17(10), 1737-1754, 2008.
     """
     image = np.asarray(image)
+    if scale > 1:
+        image = _binned(image, batch_ndim, scale)
     detail, mean = _finest_detail(image, batch_ndim)
     batch = image.shape[:batch_ndim]
     detail = detail.reshape((-1, int(np.prod(detail.shape[batch_ndim:]))))
@@ -308,10 +328,13 @@ def quantisation_noise(raw: np.ndarray, encoding: str) -> np.ndarray | None:
     return step / np.sqrt(12)
 
 
-def estimate_noise_level(image, *, batch_ndim: int = 0) -> NoiseLevel:
-    """Signal-dependent noise of each image of a batch, from the image alone."""
+def estimate_noise_level(image, *, batch_ndim: int = 0, scale: int = 1) -> NoiseLevel:
+    """Signal-dependent noise of each image of a batch, from the image alone.
+
+    `scale` as for :func:`estimate_noise_curve`.
+    """
     image = np.asarray(image)
-    gain, floor = estimate_noise_curve(image, batch_ndim=batch_ndim)
+    gain, floor = estimate_noise_curve(image, batch_ndim=batch_ndim, scale=scale)
     axes = tuple(range(batch_ndim, image.ndim))
     light = np.mean(np.clip(image, 0, None), axis=axes, dtype=np.float64)
     return NoiseLevel(gain, floor, light)
@@ -515,7 +538,7 @@ def tapered_power(observed, reach, *, batch_ndim: int = 0) -> np.ndarray:
 SMALLEST_NSR = 1e-6
 
 
-def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
+def gcv_nsr(observed, psf, *, batch_ndim: int = 0, band: float = 0.5) -> np.ndarray:
     """Noise-to-signal ratio of the gradient-prior Wiener filter, by GCV, per batch image.
 
     The filter is ``H* / (|H|^2 + nsr |G|^2)`` (``G``: forward differences).
@@ -532,6 +555,10 @@ def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
         PSF with the same number of axes (batch axes of size 1 or the images').
     batch_ndim : int
         Number of leading batch axes.
+    band : float
+        The highest frequency GCV looks at along each axis, in cycles per
+        sample (0.5: all): 0.25 for an image whose upper half lost its noise
+        to lossy compression, which GCV would read as a clean image.
 
     Returns
     -------
@@ -546,6 +573,9 @@ def gcv_nsr(observed, psf, *, batch_ndim: int = 0) -> np.ndarray:
     otf_power = np.abs(psf_to_otf(psf, frame)) ** 2
     prior = gradient_spectrum(frame, dtype)
     weights = rfft_weights(frame)
+    if band < 0.5:
+        for frequencies in backend.rfft_frequencies(frame, np.float64):
+            weights = weights * (np.abs(frequencies) <= band)
     data_power = data_power.reshape((-1,) + data_power.shape[batch_ndim:])
     otf_power = otf_power.reshape((-1,) + otf_power.shape[batch_ndim:])
     nsr = [
