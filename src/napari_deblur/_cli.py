@@ -230,10 +230,23 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
                 + (f" (a frame {frame})" if frame != spatial else "")
             )
     psf_data = job["psf"] if psf is None else psf.data
-    if psf is not None and psf.channel_axis is not None and channel_axis is None:
-        if job["varying"]:
-            raise ValueError("--varying with a grey image needs a grey photo of the lights")
-        psf_data = psf_from_point_source(psf.data, channel_axis=-1, encoding=encoding).grey
+    grey_from_colour = psf is not None and psf.channel_axis is not None and channel_axis is None
+    if grey_from_colour and job["varying"]:
+        raise ValueError("--varying with a grey image needs a grey photo of the lights")
+    psf_compressed = psf is not None and (psf.jpeg_step or 0) > LOSSY_JPEG_STEP
+    if (grey_from_colour or psf_compressed) and not job["varying"]:
+        # Cleaned here: one PSF for a grey image, or a JPEG's noise measured
+        # as its compression left it.
+        measured = psf_from_point_source(
+            psf.data, channel_axis=psf.channel_axis, encoding=encoding, compressed=psf_compressed
+        )
+        psf_data = (
+            measured.grey
+            if grey_from_colour
+            else measured.psf
+            if psf.channel_axis is None
+            else np.moveaxis(measured.psf, 0, -1)
+        )
     options = {
         "method": job["method"],
         "boundary": job["boundary"],
@@ -417,7 +430,7 @@ def psf(args: argparse.Namespace) -> None:
     """Measure a PSF from a photo of point lights; write it and print the report."""
     import numpy as np
 
-    from ._io import ImageFile, check_output, read_image, write_image
+    from ._io import LOSSY_JPEG_STEP, ImageFile, check_output, read_image, write_image
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     output = Path(args.output)
@@ -452,6 +465,7 @@ def psf(args: argparse.Namespace) -> None:
             symmetric=args.symmetric,
             bead_diameter=args.bead_diameter,
             spacing=spacing or 1.0,
+            compressed=(photo.jpeg_step or 0) > LOSSY_JPEG_STEP,
         )
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
     image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)

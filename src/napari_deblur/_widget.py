@@ -124,7 +124,13 @@ def measure_psf(
         photo = photo[..., :3]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
-        measured = psf_from_point_source(photo, rois=rois, channel_axis=channel_axis, **options)
+        measured = psf_from_point_source(
+            photo,
+            rois=rois,
+            channel_axis=channel_axis,
+            compressed=_compressed(psf_layer),
+            **options,
+        )
     for warning in caught:
         if issubclass(warning.category, PSFQualityWarning):
             show_warning(f"PSF '{psf_layer.name}': {warning.message}")

@@ -43,11 +43,27 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
     return detail, mean
 
 
-def _binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
+def binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
     """Means of blocks of `factor` samples a side, scaled to keep white noise's level.
 
     The noise of a coarser sampling of the same light: its standard
-    deviation is the fine samples' for white noise.
+    deviation is the fine samples' for white noise, and what lossy
+    compression, which zeroes the finest detail's noise, leaves of it.
+
+    Parameters
+    ----------
+    image : ndarray
+        Images, `batch_ndim` leading batch axes then the spatial axes (a
+        remainder of fewer than `factor` samples at each end is left out).
+    batch_ndim : int
+        Number of leading batch axes.
+    factor : int
+        Samples per block along each spatial axis.
+
+    Returns
+    -------
+    ndarray
+        float64 block means times ``factor ** (spatial axes / 2)``.
     """
     spatial = image.shape[batch_ndim:]
     cut = image[(Ellipsis,) + tuple(slice(0, n - n % factor) for n in spatial)]
@@ -173,7 +189,7 @@ def estimate_noise_curve(
     """
     image = np.asarray(image)
     if scale > 1:
-        image = _binned(image, batch_ndim, scale)
+        image = binned(image, batch_ndim, scale)
     detail, mean = _finest_detail(image, batch_ndim)
     batch = image.shape[:batch_ndim]
     detail = detail.reshape((-1, int(np.prod(detail.shape[batch_ndim:]))))
