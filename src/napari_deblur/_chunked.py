@@ -223,12 +223,13 @@ def chunked_steps(
     else:
         sizes = chunks
     log.info(
-        "deblurring in chunks of %s (margins %s): %s, %s iterations, noise %s",
+        "deblurring in chunks of %s (margins %s): %s, %s iterations, noise %s, weight %s",
         "x".join(map(str, sizes)),
         "x".join(map(str, depth)),
         plan.method,
         plan.iterations,
         ", ".join(f"{math.sqrt(v):.3g}" for v in plan.variance),
+        ", ".join(f"{w:.3g}" for w in plan.weight) or "none",
     )
     layout = {a: -1 for a in axes.values()}
     if "time_axis" in axes:

@@ -237,9 +237,15 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if (grey_from_colour or psf_compressed) and not job["varying"]:
         # Cleaned here: one PSF for a grey image, or a JPEG's noise measured
         # as its compression left it.
-        measured = psf_from_point_source(
-            psf.data, channel_axis=psf.channel_axis, encoding=encoding, compressed=psf_compressed
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PSFQualityWarning)
+            measured = psf_from_point_source(
+                psf.data,
+                channel_axis=psf.channel_axis,
+                encoding=encoding,
+                compressed=psf_compressed,
+            )
+        _log_warnings(Path(job["psf"]), caught)
         psf_data = (
             measured.grey
             if grey_from_colour

@@ -146,7 +146,11 @@ def _compressed(layer: napari.layers.Image) -> bool:
     path = layer.source.path
     if path is None or Path(path).suffix.lower() not in (".jpg", ".jpeg"):
         return False
-    step = jpeg_step(path)
+    try:
+        step = jpeg_step(path)
+    except OSError:
+        # Moved, deleted or not a local file since it was opened: unknown.
+        return False
     return step is not None and step > LOSSY_JPEG_STEP
 
 

@@ -33,6 +33,11 @@ def test_a_run_that_does_not_fit_is_refused(monkeypatch, rng, capsys, tmp_path):
     # 35 float32 copies of its grid; both to two digits (both read "0.0 GB").
     with pytest.raises(MemoryError, match=r"needs about 0\.00\d* GB and 0\.001 GB are available"):
         deblur(image, gaussian_psf(2.0), method="admm_tv")
+    # Hundreds of GB in whole numbers (they read "2.5e+02 GB").
+    monkeypatch.setattr(memory, "peak_bytes", lambda method, operator: 250e9)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 130e9)
+    with pytest.raises(MemoryError, match="needs about 250 GB and 130 GB are available"):
+        deblur(image, gaussian_psf(2.0), method="admm_tv")
     import tifffile
 
     tifffile.imwrite(tmp_path / "in.tif", image)

@@ -7,6 +7,7 @@ from napari_deblur.engine.noise import (
     estimate_background,
     estimate_noise,
     estimate_noise_curve,
+    estimate_noise_level,
     gcv_weight,
     rfft_weights,
 )
@@ -101,3 +102,18 @@ def test_background_is_the_dark_level_corrected_for_noise_only(rng):
     ramp = np.linspace(100, 200, 96)[None] + np.zeros((96, 1))
     smoothed = ndimage.gaussian_filter(ramp.astype(np.float32), 2.0)
     assert estimate_background(ramp) == pytest.approx(np.percentile(smoothed, 1), abs=0.01)
+
+
+def test_noise_measured_on_blocks_keeps_the_photon_gain(rng):
+    # Photon noise on a ramp of light: measured on 2 x 2 blocks (for a
+    # compressed image) the gain per unit of light is the image's, not the
+    # blocks' (it was half: the blocks' light is scaled up with the noise).
+    photons = 300
+    ramp = np.tile(np.linspace(0.05, 1, 256), (256, 1))
+    noisy = rng.poisson(ramp * photons)[None] / photons
+    for scale in (1, 2):
+        level = estimate_noise_level(noisy, batch_ndim=1, scale=scale)
+        assert level.gain[0] == pytest.approx(1 / photons, rel=0.15)
+    # An axis too short for blocks is left as it is (it was emptied).
+    row = noisy[:, :1, :]
+    assert estimate_noise_level(row, batch_ndim=1, scale=2).variance[0] > 0

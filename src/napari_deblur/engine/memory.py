@@ -61,8 +61,14 @@ def check_memory(method: str, operator: Convolution | VaryingConvolution) -> Non
     need, have = peak_bytes(method, operator), available_bytes()
     if have is not None and need > have:
         raise MemoryError(
-            f"deblurring this image with {method} needs about {need / 1e9:.2g} GB and "
-            f"{have / 1e9:.2g} GB are available: crop the image, deblur its channels or "
+            f"deblurring this image with {method} needs about {_gigabytes(need)} GB and "
+            f"{_gigabytes(have)} GB are available: crop the image, deblur its channels or "
             "frames one at a time, or deblur it in chunks (chunks='auto'; on the command "
             "line, --chunks auto)"
         )
+
+
+def _gigabytes(size: int) -> str:
+    """A size in GB to two significant digits, or whole ones above 10 GB."""
+    gb = size / 1e9
+    return f"{gb:.2g}" if gb < 10 else f"{gb:.0f}"

@@ -53,8 +53,9 @@ def binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
     Parameters
     ----------
     image : ndarray
-        Images, `batch_ndim` leading batch axes then the spatial axes (a
-        remainder of fewer than `factor` samples at each end is left out).
+        Images, `batch_ndim` leading batch axes then the spatial axes. Axes
+        shorter than two blocks are left as they are; a remainder of fewer
+        than `factor` samples at the end of the others is left out.
     batch_ndim : int
         Number of leading batch axes.
     factor : int
@@ -63,14 +64,20 @@ def binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
     Returns
     -------
     ndarray
-        float64 block means times ``factor ** (spatial axes / 2)``.
+        float64 block means times the square root of the samples in a block.
     """
     spatial = image.shape[batch_ndim:]
-    cut = image[(Ellipsis,) + tuple(slice(0, n - n % factor) for n in spatial)]
-    shape = image.shape[:batch_ndim] + sum(((n // factor, factor) for n in spatial), ())
+    factors = _block_factors(spatial, factor)
+    cut = image[(Ellipsis,) + tuple(slice(0, n - n % f) for n, f in zip(spatial, factors))]
+    shape = image.shape[:batch_ndim] + sum(((n // f, f) for n, f in zip(spatial, factors)), ())
     blocks = cut.reshape(shape).astype(np.float64)
     means = blocks.mean(axis=tuple(range(batch_ndim + 1, len(shape), 2)))
-    return means * factor ** (len(spatial) / 2)
+    return means * np.sqrt(np.prod(factors))
+
+
+def _block_factors(spatial: tuple[int, ...], factor: int) -> list[int]:
+    """:func:`binned`'s block size along each axis: 1 on axes shorter than two blocks."""
+    return [factor if n >= 2 * factor else 1 for n in spatial]
 
 
 #: The least ratio of the finest second difference's variance to the Haar
@@ -188,9 +195,13 @@ def estimate_noise_curve(
        raw-data", IEEE TIP 17(10), 1737-1754, 2008.
     """
     image = np.asarray(image)
+    # Binning scales the light up with the noise's level kept: the levels
+    # the noise is fitted against are the image's.
+    light_scale = np.sqrt(np.prod(_block_factors(image.shape[batch_ndim:], scale)))
     if scale > 1:
         image = binned(image, batch_ndim, scale)
     detail, mean = _finest_detail(image, batch_ndim)
+    mean = mean / light_scale
     batch = image.shape[:batch_ndim]
     detail = detail.reshape((-1, int(np.prod(detail.shape[batch_ndim:]))))
     mean = mean.reshape(detail.shape)

@@ -221,7 +221,8 @@ def psf_from_point_source(
     compressed : bool
         The photo was stored with lossy compression (a JPEG below quality
         98): its noise, which sets what counts as light, is measured on 2 x 2
-        blocks, as the compression left it (measured on its finest detail it
+        blocks, as the compression left it (2D photos of at least 8 samples
+        a side; JPEG holds no stacks) (measured on its finest detail it
         was nearly nil, and at quality 75 the JPEG's ringing round the light
         grew the PSF's box from 13 to 65 samples).
 
