@@ -55,7 +55,7 @@ SIGNED_SHARE = 0.01
 #: compressed image is chosen: JPEG's quantisation zeroes most of the noise
 #: above it. On the camera-made photos of ``bench_photos.py --sections 6``
 #: the weight chosen from the lower band and the noise of 2 x 2 blocks came
-#: within 0.5-1.1x of the PNG's at quality 90, where the whole band's was
+#: within 0.56-2.1x of the PNG's at quality 90, where the whole band's was
 #: 0.003-0.3x; on the PNGs the two agree within 0.8-1.4x.
 COMPRESSED_BAND = 0.25
 
