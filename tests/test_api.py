@@ -529,3 +529,23 @@ def test_a_time_series_takes_the_method_its_first_frame_chose(rng):
     with pytest.warns(UserWarning, match="below zero"):
         steps = list(deblur_steps(counts, psf, time_axis=0, max_iter=3))
     assert {step.settings["method"] for step in steps} == {steps[0].settings["method"]}
+
+
+def test_a_compressed_point_light_photo_is_measured_as_compressed():
+    import io
+
+    from PIL import Image
+
+    from napari_deblur._api import decisions
+    from napari_deblur._sample_data import make_defocused_photo
+
+    blurred, light, _ = make_defocused_photo()
+    stored = io.BytesIO()
+    Image.fromarray(light).save(stored, "JPEG", quality=75)
+    photo = np.asarray(Image.open(stored))
+    shapes = [
+        decisions(blurred, photo, channel_axis=-1, psf_compressed=said).psf_shape
+        for said in (False, True)
+    ]
+    # Its compression's ringing passed for light: a box of 65 x 71.
+    assert max(shapes[0]) > 50 and max(shapes[1]) <= 25

@@ -80,6 +80,7 @@ OPTIONS = (
     "varying",
     "refine_psf",
     "compressed",
+    "psf_compressed",
 )
 
 
@@ -264,6 +265,7 @@ def deblur_steps(
     varying: bool = False,
     refine_psf: bool = False,
     compressed: bool = False,
+    psf_compressed: bool = False,
     plan: Plan | None = None,
 ) -> Iterator[Progress]:
     """Deblur step by step: an iterator of :class:`Progress`, the last being the result.
@@ -382,6 +384,7 @@ def _one_image(
     varying,
     refine_psf,
     compressed,
+    psf_compressed,
     plan,
     decide_only=False,
 ) -> Iterator[Progress] | Plan:
@@ -491,6 +494,7 @@ def _one_image(
         encoding="linear" if psf.dtype.kind == "f" else encoding,
         channel_axis=psf_channel_axis,
         sources="auto" if varying else 1,
+        compressed=psf_compressed,
     )
     kernel = measured.psf if psf_channel_axis is not None else measured.psf[None]
     if refine_psf and (varying or spatial_ndim != 2):
@@ -836,6 +840,7 @@ def deblur(
     varying: bool = False,
     refine_psf: bool = False,
     compressed: bool = False,
+    psf_compressed: bool = False,
     plan: Plan | None = None,
     chunks=None,
 ):
@@ -932,6 +937,10 @@ def deblur(
         the weight chosen from the lower half of the frequencies
         (:data:`COMPRESSED_BAND`). Measured on its finest detail, the weight
         came out 2 to 400 times too small at qualities 95 and 90.
+    psf_compressed : bool
+        The same for a point-light photo given as `psf`: its noise, which
+        sets what counts as light, is measured on 2 x 2 blocks
+        (:func:`psf_from_point_source`'s `compressed`).
     plan : Plan, optional
         The decisions of an earlier run (``Progress.plan`` of
         :func:`deblur_steps`) to repeat: its method, boundary, noise,

@@ -234,25 +234,14 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if grey_from_colour and job["varying"]:
         raise ValueError("--varying with a grey image needs a grey photo of the lights")
     psf_compressed = psf is not None and (psf.jpeg_step or 0) > LOSSY_JPEG_STEP
-    if (grey_from_colour or psf_compressed) and not job["varying"]:
-        # Cleaned here: one PSF for a grey image, or a JPEG's noise measured
-        # as its compression left it.
+    if grey_from_colour:
+        # One PSF for a grey image: the colours' sum.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PSFQualityWarning)
-            measured = psf_from_point_source(
-                psf.data,
-                channel_axis=psf.channel_axis,
-                encoding=encoding,
-                compressed=psf_compressed,
-            )
+            psf_data = psf_from_point_source(
+                psf.data, channel_axis=-1, encoding=encoding, compressed=psf_compressed
+            ).grey
         _log_warnings(Path(job["psf"]), caught)
-        psf_data = (
-            measured.grey
-            if grey_from_colour
-            else measured.psf
-            if psf.channel_axis is None
-            else np.moveaxis(measured.psf, 0, -1)
-        )
     options = {
         "method": job["method"],
         "boundary": job["boundary"],
@@ -266,6 +255,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         "varying": job["varying"],
         "refine_psf": job["refine_psf"],
         "compressed": compressed,
+        "psf_compressed": psf_compressed,
     }
     # The sizes of both samples, given or in the files' metadata, resample
     # a PSF taken with other steps (a bead stack) to the image's.

@@ -308,7 +308,9 @@ class DeblurWidget(Container):
             )
         options = {"time_axis": 0} if over_time else {}
         if self.varying.value:
+            # The lights' photo is measured by the run: said if compressed.
             options["varying"] = True
+            options["psf_compressed"] = _compressed(psf_layer)
         if self.refine_psf.value:
             options["refine_psf"] = True
         if _compressed(image_layer):
@@ -340,7 +342,10 @@ class DeblurWidget(Container):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PSFQualityWarning)
             measured = psf_from_point_source(
-                photo, sources="auto", channel_axis=-1 if psf_layer.rgb else None
+                photo,
+                sources="auto",
+                channel_axis=-1 if psf_layer.rgb else None,
+                compressed=_compressed(psf_layer),
             )
         self._lights = (
             psf_layer,
