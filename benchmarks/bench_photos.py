@@ -110,6 +110,15 @@ def truth_of(linear: np.ndarray, size: int, k: int) -> np.ndarray:
     return linear_to_srgb(np.clip(linear[c : c + size, c : c + size], 0, 1)) * 255
 
 
+def frames(kernels: dict[str, np.ndarray], size: int):
+    """Each photo's scene with each PSF: (photo, PSF's name, PSF, scene, sharp frame)."""
+    for name in PHOTOS:
+        for label, psf in kernels.items():
+            k = psf.shape[0]
+            linear = scene(name, size, k - 1)
+            yield name, label, psf, linear, truth_of(linear, size, k)
+
+
 def square(psf: np.ndarray) -> np.ndarray:
     """`psf` (odd sizes) zero-padded evenly to a square, its centre kept."""
     side = max(psf.shape)
@@ -321,28 +330,25 @@ def low_noise(size: int, rng) -> None:
     )
     print("|---|---|---:|---|---|---:|")
     gains = []
-    for name in PHOTOS:
-        for label, psf in kernels.items():
-            k = psf.shape[0]
-            linear = scene(name, size, k - 1)
-            truth = truth_of(linear, size, k)
-            c = k - 1 - k // 2
-            sharp = linear[c : c + size, c : c + size]
-            blurred = blur(linear, [psf] * 3, size)
-            for read in (0.0, 3e-4):
-                noisy = np.clip(blurred + rng.normal(0, read, blurred.shape), 0, 1)
-                photo = np.round(noisy * 65535).astype(np.uint16)
-                result = np.clip(deblur(photo, psf, channel_axis=-1) / 65535, 0, 1)
-                shown = linear_to_srgb(result) * 255
-                before = band_psnr(truth, linear_to_srgb(photo / 65535) * 255, k)
-                after = band_psnr(truth, shown, k)
-                gains.append((after[0] - before[0], after[1] - before[1]))
-                off = int(np.sum(np.abs(result - sharp) > 0.3))
-                print(
-                    f"| {name} | {label} | {read:g} | {before[0]:.2f} / {before[1]:.2f} "
-                    f"| {after[0]:.2f} / {after[1]:.2f} | {off} |",
-                    flush=True,
-                )
+    for name, label, psf, linear, truth in frames(kernels, size):
+        k = psf.shape[0]
+        c = k - 1 - k // 2
+        sharp = linear[c : c + size, c : c + size]
+        blurred = blur(linear, [psf] * 3, size)
+        for read in (0.0, 3e-4):
+            noisy = np.clip(blurred + rng.normal(0, read, blurred.shape), 0, 1)
+            photo = np.round(noisy * 65535).astype(np.uint16)
+            result = np.clip(deblur(photo, psf, channel_axis=-1) / 65535, 0, 1)
+            shown = linear_to_srgb(result) * 255
+            before = band_psnr(truth, linear_to_srgb(photo / 65535) * 255, k)
+            after = band_psnr(truth, shown, k)
+            gains.append((after[0] - before[0], after[1] - before[1]))
+            off = int(np.sum(np.abs(result - sharp) > 0.3))
+            print(
+                f"| {name} | {label} | {read:g} | {before[0]:.2f} / {before[1]:.2f} "
+                f"| {after[0]:.2f} / {after[1]:.2f} | {off} |",
+                flush=True,
+            )
     gains = np.array(gains)
     print(
         f"\nmean gain: band {gains[:, 0].mean():+.2f} dB, inside {gains[:, 1].mean():+.2f} dB; "
@@ -378,29 +384,25 @@ def jpeg_input(size: int, rng) -> None:
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     gains = []
-    for name in PHOTOS:
-        for label, psf in kernels.items():
-            k = psf.shape[0]
-            linear = scene(name, size, k - 1)
-            truth = truth_of(linear, size, k)
-            photo = srgb8(expose(linear, [psf] * 3, size, rng))
-            light = np.repeat(light_photo([psf], rng), 3, axis=-1)
-            png, weight = _deblurred(photo, light, truth)
-            q98, _ = _deblurred(jpeg(photo, 98), light, truth)
-            cells, ratios = [], []
-            for quality in (95, 90):
-                compressed = jpeg(photo, quality)
-                plain, plain_weight = _deblurred(compressed, light, truth)
-                said, said_weight = _deblurred(compressed, light, truth, compressed=True)
-                cells.append(f"{plain:.2f} / {said:.2f}")
-                ratios = [plain_weight / weight, said_weight / weight]
-                gains.append(said - psnr(truth, photo))
-            print(
-                f"| {name} | {label} | {psnr(truth, photo):.2f} | {png:.2f} | {q98:.2f} | "
-                + " | ".join(cells)
-                + f" | {ratios[0]:.2g} / {ratios[1]:.2g} |",
-                flush=True,
-            )
+    for name, label, psf, linear, truth in frames(kernels, size):
+        photo = srgb8(expose(linear, [psf] * 3, size, rng))
+        light = np.repeat(light_photo([psf], rng), 3, axis=-1)
+        png, weight = _deblurred(photo, light, truth)
+        q98, _ = _deblurred(jpeg(photo, 98), light, truth)
+        cells = []
+        for quality in (95, 90):
+            compressed = jpeg(photo, quality)
+            plain, plain_weight = _deblurred(compressed, light, truth)
+            said, said_weight = _deblurred(compressed, light, truth, compressed=True)
+            cells.append(f"{plain:.2f} / {said:.2f}")
+            ratios = [plain_weight / weight, said_weight / weight]
+            gains.append(said - psnr(truth, photo))
+        print(
+            f"| {name} | {label} | {psnr(truth, photo):.2f} | {png:.2f} | {q98:.2f} | "
+            + " | ".join(cells)
+            + f" | {ratios[0]:.2g} / {ratios[1]:.2g} |",
+            flush=True,
+        )
     gains = np.array(gains)
     print(
         f"\ncompressed=True at qualities 95 and 90: gain over the blurred photo "

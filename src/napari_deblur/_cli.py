@@ -163,7 +163,6 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
 
     from ._api import deblur, deblur_steps
     from ._io import (
-        LOSSY_JPEG_STEP,
         check_output,
         gamma_encoded,
         is_zarr,
@@ -191,7 +190,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
     encoding = job["encoding"]
-    compressed = not lazy and image.jpeg_step is not None and image.jpeg_step > LOSSY_JPEG_STEP
+    compressed = not lazy and image.compressed
     if compressed:
         log.info(
             "%s is compressed (JPEG steps of %.0f grey levels): its noise and weight are "
@@ -233,7 +232,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     grey_from_colour = psf is not None and psf.channel_axis is not None and channel_axis is None
     if grey_from_colour and job["varying"]:
         raise ValueError("--varying with a grey image needs a grey photo of the lights")
-    psf_compressed = psf is not None and (psf.jpeg_step or 0) > LOSSY_JPEG_STEP
+    psf_compressed = psf is not None and psf.compressed
     if grey_from_colour:
         # One PSF for a grey image: the colours' sum.
         with warnings.catch_warnings(record=True) as caught:
@@ -426,7 +425,7 @@ def psf(args: argparse.Namespace) -> None:
     """Measure a PSF from a photo of point lights; write it and print the report."""
     import numpy as np
 
-    from ._io import LOSSY_JPEG_STEP, ImageFile, check_output, read_image, write_image
+    from ._io import ImageFile, check_output, read_image, write_image
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     output = Path(args.output)
@@ -461,7 +460,7 @@ def psf(args: argparse.Namespace) -> None:
             symmetric=args.symmetric,
             bead_diameter=args.bead_diameter,
             spacing=spacing or 1.0,
-            compressed=(photo.jpeg_step or 0) > LOSSY_JPEG_STEP,
+            compressed=photo.compressed,
         )
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
     image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)

@@ -66,6 +66,11 @@ class ImageFile:
         A JPEG's compression (:func:`jpeg_step`).
     """
 
+    @property
+    def compressed(self) -> bool:
+        """Whether lossy compression took its finest detail's noise (:data:`LOSSY_JPEG_STEP`)."""
+        return (self.jpeg_step or 0) > LOSSY_JPEG_STEP
+
     data: np.ndarray
     channel_axis: int | None
     alpha: np.ndarray | None = None
@@ -117,7 +122,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
 
 def _read_file(path: Path, suffix: str) -> ImageFile:
     """:func:`read_image` of an existing file of a known type."""
-    exif = None
+    exif = step = None
     if suffix in TIFF_SUFFIXES:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -144,6 +149,7 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
                 # A PNG's EXIF may follow its pixels, read only with them.
                 opened.load()
             mode, info = opened.mode, opened.info
+            step = _quantisation_step(opened)
             # A palette's transparent entries are alpha (imageio drops them).
             palette_alpha = mode == "P" and "transparency" in info
             if palette_alpha:
@@ -183,7 +189,7 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
         spacing,
         premultiplied,
         dpi,
-        jpeg_step(path) if suffix in (".jpg", ".jpeg") else None,
+        step,
     )
 
 
@@ -194,8 +200,23 @@ def jpeg_step(path: str | os.PathLike) -> float | None:
     the IJG tables. None for a file without quantisation tables.
     """
     with Image.open(path) as opened:
-        tables = getattr(opened, "quantization", None)
+        return _quantisation_step(opened)
+
+
+def _quantisation_step(opened: Image.Image) -> float | None:
+    """:func:`jpeg_step` of a file Pillow has open."""
+    tables = getattr(opened, "quantization", None)
     return float(np.sqrt(np.mean(np.square(tables[0])))) if tables else None
+
+
+def is_compressed(path: str | os.PathLike) -> bool:
+    """Whether a file is a JPEG whose compression took its finest detail's noise.
+
+    Its :func:`jpeg_step` above :data:`LOSSY_JPEG_STEP`; False for other files.
+    """
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
+        return False
+    return (jpeg_step(path) or 0) > LOSSY_JPEG_STEP
 
 
 #: Micrometres per unit of length, as OME and ImageJ spell the units.

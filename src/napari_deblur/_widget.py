@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -33,7 +32,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ._api import METHODS, Progress, deblur_steps, is_lazy
 from ._chunked import chunked_steps
-from ._io import LOSSY_JPEG_STEP, jpeg_step
+from ._io import is_compressed
 from .engine.blind import BlurEstimate, estimate_blur
 from .engine.color import ENCODINGS
 from .engine.memory import available_bytes
@@ -143,15 +142,11 @@ def measure_psf(
 
 def _compressed(layer: napari.layers.Image) -> bool:
     """Whether the layer was opened from a JPEG compressed enough to lose its fine noise."""
-    path = layer.source.path
-    if path is None or Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-        return False
     try:
-        step = jpeg_step(path)
+        return layer.source.path is not None and is_compressed(layer.source.path)
     except OSError:
         # Moved, deleted or not a local file since it was opened: unknown.
         return False
-    return step is not None and step > LOSSY_JPEG_STEP
 
 
 def _same_grid(labels: napari.layers.Labels, image: napari.layers.Image) -> bool:
@@ -284,8 +279,10 @@ class DeblurWidget(Container):
             raise ValueError("choose both a blurred image layer and a PSF layer")
         if image_layer is psf_layer:
             raise ValueError("the PSF layer must differ from the image layer")
+        # The lights' photo, for varying blur, is measured by the run itself.
+        lights_compressed = self.varying.value and _compressed(psf_layer)
         if self.varying.value:
-            psf = self._varying_psfs(image_layer, psf_layer)
+            psf = self._varying_psfs(image_layer, psf_layer, lights_compressed)
         else:
             psf, _ = measure_psf(psf_layer, self.psf_region.value, for_rgb=image_layer.rgb)
         labels = self.bad_pixels.value
@@ -308,9 +305,8 @@ class DeblurWidget(Container):
             )
         options = {"time_axis": 0} if over_time else {}
         if self.varying.value:
-            # The lights' photo is measured by the run: said if compressed.
             options["varying"] = True
-            options["psf_compressed"] = _compressed(psf_layer)
+            options["psf_compressed"] = lights_compressed
         if self.refine_psf.value:
             options["refine_psf"] = True
         if _compressed(image_layer):
@@ -329,7 +325,7 @@ class DeblurWidget(Container):
         return data, psf, channel_axis, bad, options, alpha
 
     def _varying_psfs(
-        self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image
+        self, image_layer: napari.layers.Image, psf_layer: napari.layers.Image, compressed: bool
     ) -> np.ndarray:
         """The photo of the lights, for blur that varies; its PSFs are shown as a layer."""
         if self.psf_region.value is not None:
@@ -345,7 +341,7 @@ class DeblurWidget(Container):
                 photo,
                 sources="auto",
                 channel_axis=-1 if psf_layer.rgb else None,
-                compressed=_compressed(psf_layer),
+                compressed=compressed,
             )
         self._lights = (
             psf_layer,

@@ -122,7 +122,7 @@ def detail_is_noise(image) -> bool:
     return spread == 0 or (np.median(np.abs(second)) / spread) ** 2 >= NOISE_LIKE
 
 
-def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
+def estimate_noise(image, *, batch_ndim: int = 0, mask=None, scale: int = 1) -> np.ndarray:
     """Standard deviation of white additive noise, per image of a batch.
 
     The robust median estimator of Donoho and Johnstone on the finest-scale
@@ -138,6 +138,9 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
     mask : array_like of bool, optional
         Spatial mask: only blocks whose first sample lies in it count (to
         measure the noise of the background alone, say).
+    scale : int
+        Measured on the :func:`binned` blocks of ``scale`` samples a side: 2
+        for an image whose finest detail lost its noise to lossy compression.
 
     Returns
     -------
@@ -149,7 +152,16 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None) -> np.ndarray:
     .. [1] D. L. Donoho and I. M. Johnstone, "Ideal spatial adaptation by
        wavelet shrinkage", Biometrika 81(3), 425-455, 1994.
     """
-    detail, _ = _finest_detail(np.asarray(image), batch_ndim)
+    image = np.asarray(image)
+    if scale > 1:
+        factors = _block_factors(image.shape[batch_ndim:], scale)
+        image = binned(image, batch_ndim, scale)
+        if mask is not None:
+            # A block is in the mask where its first sample is.
+            mask = np.asarray(mask)[
+                tuple(slice(0, n * f, f) for n, f in zip(image.shape[batch_ndim:], factors))
+            ]
+    detail, _ = _finest_detail(image, batch_ndim)
     if mask is not None:
         blocks = np.asarray(mask, dtype=bool)[
             tuple(slice(0, n * 2, 2) for n in detail.shape[batch_ndim:])

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from .color import resolve_encoding, to_linear
-from .noise import binned, estimate_background, estimate_noise, quantisation_noise
+from .noise import estimate_background, estimate_noise, quantisation_noise
 from .operators import Convolution
 from .psf import centroid, defocus_psf, normalize_psf, shift_subpixel
 from .saturation import NEAR_SATURATION, saturation_level
@@ -578,16 +578,11 @@ def _background(image: np.ndarray, compressed: bool) -> tuple[np.ndarray, float]
     background is the darkest level the stack reaches (the camera's offset).
     """
     band = _band(image.shape)
-    if compressed and image.ndim == 2 and min(image.shape) >= 8:
-        # Measured on 2 x 2 blocks of the band: the same for white noise (the
-        # band holds no scene), and what a JPEG's compression, which zeroes
-        # the finest detail's noise, leaves of it.
-        blocks = binned(image, 0, 2)
-        noise = float(
-            estimate_noise(blocks, mask=band[::2, ::2][: len(blocks), : blocks.shape[1]])
-        )
-    else:
-        noise = float(estimate_noise(image, mask=band))
+    # A compressed photo's noise is measured on 2 x 2 blocks of the band: the
+    # same for white noise (the band holds no scene), and what a JPEG's
+    # compression, which zeroes the finest detail's noise, leaves of it.
+    blocks = 2 if compressed and image.ndim == 2 and min(image.shape) >= 8 else 1
+    noise = float(estimate_noise(image, mask=band, scale=blocks))
     if image.ndim >= 3:
         return np.full_like(image, estimate_background(image)), noise
     coords = np.indices(image.shape, dtype=np.float64)
