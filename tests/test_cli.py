@@ -758,6 +758,21 @@ def test_a_compressed_jpeg_is_deblurred_like_its_png(photo_files, caplog):
     assert "weight 0.01," in caplog.text
 
 
+def test_a_compressed_jpeg_s_blur_is_estimated_on_the_detail_it_kept(tmp_path, caplog):
+    from PIL import Image
+
+    from tests.engine.test_blind import camera_made
+
+    blurred = camera_made(gaussian_psf(2.0), np.random.default_rng(0))
+    Image.fromarray(blurred).save(tmp_path / "q90.jpg", quality=90)
+    args = ["run", str(tmp_path / "q90.jpg"), "--psf", "auto", "-o", str(tmp_path / "o.jpg")]
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        assert main(args) == 0
+    # Read on the whole band: a disc of 0.8 px.
+    found = re.search(r"estimated blur: gaussian, sigma ([\d.]+) px", caplog.text)
+    assert found is not None and float(found[1]) == pytest.approx(2.0, rel=0.1)
+
+
 def test_a_compressed_point_light_photo_keeps_its_size(photo_files):
     from PIL import Image
 

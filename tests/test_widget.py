@@ -512,6 +512,28 @@ def test_estimate_psf_button_adds_the_psf_layer(make_napari_viewer, qtbot, error
     qtbot.waitUntil(lambda: widget.estimate_button.enabled, timeout=10_000)
 
 
+def test_estimate_psf_reads_a_jpeg_layer_on_the_detail_it_kept(
+    make_napari_viewer, qtbot, tmp_path, errors, rng
+):
+    from PIL import Image
+
+    from tests.engine.test_blind import camera_made
+
+    Image.fromarray(camera_made(gaussian_psf(2.0), rng)).save(tmp_path / "soft.jpg", quality=90)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(tmp_path / "soft.jpg")
+    widget = dock(viewer)
+    widget.image.value = layer
+    widget.estimate_button.native.click()
+    qtbot.waitUntil(lambda: "soft estimated PSF" in viewer.layers, timeout=60_000)
+    assert errors == []
+    # Read on the whole band: a disc of 0.8 px.
+    assert "gaussian, sigma" in widget.report.value
+    estimated = viewer.layers["soft estimated PSF"].data
+    assert rms_radius(estimated) == pytest.approx(rms_radius(gaussian_psf(2.0)), rel=0.1)
+    qtbot.waitUntil(lambda: widget.estimate_button.enabled, timeout=10_000)
+
+
 def test_refine_psf_checkbox(make_napari_viewer, qtbot, errors, rng):
     from tests.engine.test_blind import camera_made
 

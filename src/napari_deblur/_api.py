@@ -23,6 +23,7 @@ from .engine.methods import (
     choose_method,
 )
 from .engine.noise import (
+    COMPRESSED_BAND,
     data_weights,
     detail_is_noise,
     estimate_background,
@@ -50,14 +51,6 @@ BLIND_WEIGHT = 5.0
 #: Share of the samples more than 3 noise levels below zero beyond which the
 #: data are said to be signed: Gaussian noise puts 0.13% there.
 SIGNED_SHARE = 0.01
-
-#: The highest frequency, in cycles per sample, from which the weight of a
-#: compressed image is chosen: JPEG's quantisation zeroes most of the noise
-#: above it. On the camera-made photos of ``bench_photos.py --sections 6``
-#: the weight chosen from the lower band and the noise of 2 x 2 blocks came
-#: within 0.56-2.1x of the PNG's at quality 90, where the whole band's was
-#: 0.003-0.3x; on the PNGs the two agree within 0.8-1.4x.
-COMPRESSED_BAND = 0.25
 
 #: The most of a PSF's light that may lie beyond the image's extent, cut off
 #: (a bead stack spanning more planes than the sample's: its far haze).
@@ -459,7 +452,9 @@ def _one_image(
             raise ValueError(f"psf must be an array, 'auto' or 'general', got {psf!r}")
         if varying:
             raise ValueError(f"varying blur needs a photo of point lights, not psf={psf!r}")
-        estimate = estimate_blur(image, kind=psf, encoding=encoding, channel_axis=channel_axis)
+        estimate = estimate_blur(
+            image, kind=psf, encoding=encoding, channel_axis=channel_axis, compressed=compressed
+        )
         psf = estimate.psf
     psf = _as_image(psf, "psf")
     if not np.all(np.isfinite(psf)):
@@ -935,8 +930,10 @@ def deblur(
         98, :data:`~napari_deblur._io.LOSSY_JPEG_STEP`), which removes the
         noise of its finer detail: the noise is measured on 2 x 2 blocks and
         the weight chosen from the lower half of the frequencies
-        (:data:`COMPRESSED_BAND`). Measured on its finest detail, the weight
-        came out 2 to 400 times too small at qualities 95 and 90.
+        (:data:`~napari_deblur.engine.noise.COMPRESSED_BAND`), as is a PSF
+        estimated from the image (`psf` ``'auto'``). Measured on its finest
+        detail, the weight came out 2 to 400 times too small at qualities 95
+        and 90.
     psf_compressed : bool
         The same for a point-light photo given as `psf`: its noise, which
         sets what counts as light, is measured on 2 x 2 blocks

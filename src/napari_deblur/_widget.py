@@ -380,6 +380,7 @@ class DeblurWidget(Container):
             data,
             kind=self.blur_kind.value,
             channel_axis=channel_axis,
+            compressed=_compressed(layer),
             _start_thread=False,
             # Handled here: a failure is a notification, not an exception in Qt's loop.
             _connect={"errored": self._estimate_failed},

@@ -38,7 +38,14 @@ from scipy import ndimage
 from scipy.optimize import minimize, minimize_scalar
 
 from .color import resolve_encoding, to_linear
-from .noise import BlurScore, mean_noise_variance, minimize_on_grid, tapered_power
+from .noise import (
+    COMPRESSED_BAND,
+    BlurScore,
+    binned,
+    mean_noise_variance,
+    minimize_on_grid,
+    tapered_power,
+)
 from .psf import defocus_psf, gaussian_psf, motion_psf, resize_psf
 from .psf_fit import blind_psf, refine_psf
 from .saturation import clipped_mask
@@ -123,6 +130,7 @@ def estimate_blur(
     encoding: str = "auto",
     channel_axis: int | None = None,
     max_extent: float | None = None,
+    compressed: bool = False,
 ) -> BlurEstimate:
     """Estimate a defocus, Gaussian, motion or general PSF from a blurred image alone.
 
@@ -148,6 +156,11 @@ def estimate_blur(
         The largest blur searched, in pixels: a disc's diameter, about six
         sigmas, a motion's length. By default :data:`MAX_EXTENT`, or a
         quarter of a smaller image's shorter side.
+    compressed : bool
+        The image was stored with lossy compression (a JPEG below quality
+        98), whose blocks and quantisation read as sharp detail: the blur is
+        scored on the lower frequencies
+        (:data:`~napari_deblur.engine.noise.COMPRESSED_BAND`), by GCV alone.
 
     Returns
     -------
@@ -189,7 +202,12 @@ def estimate_blur(
             f"image of {linear.shape} is too small to estimate blurs up to {max_extent} px: "
             f"that takes at least {int(np.ceil(4 * max_extent))} px a side"
         )
-    blur_score = BlurScore(linear, (max_extent, max_extent), side=CROP)
+    blur_score = BlurScore(
+        linear,
+        (max_extent, max_extent),
+        side=CROP,
+        band=COMPRESSED_BAND if compressed else 0.5,
+    )
     if not np.any(blur_score.crop):
         raise ValueError("image is flat: it shows no blur to estimate")
     crop = blur_score.crop
@@ -208,11 +226,19 @@ def estimate_blur(
             size -= 2
         psf = blind_psf(crop, size)
         return BlurEstimate("general", {"size": float(size)}, psf, {"general": blur_score(psf)})
-    cepstrum = _cepstrum(crop, max_extent) if kind in ("auto", "motion", "defocus") else None
-    streak = _cepstral_motion(cepstrum, max_extent) if kind in ("auto", "motion") else None
-    ring = None
+    streak = ring = None
+    # A compressed image's cepstrum is read on 2 x 2 blocks, whose
+    # spectrum is the lower band's.
+    factor = 2 if compressed else 1
+    cepstrum = _cepstrum(binned(crop, 0, factor) if compressed else crop, max_extent / factor)
+    if kind in ("auto", "motion"):
+        streak = _cepstral_motion(cepstrum, max_extent / factor)
+        if streak is not None:
+            streak = (factor * streak[0], streak[1])
     if streak is None and kind in ("auto", "defocus"):
-        ring = _cepstral_defocus(cepstrum, max_extent)
+        ring = _cepstral_defocus(cepstrum, max_extent / factor)
+        if ring is not None:
+            ring = (factor * ring[0], factor * ring[1])
     if streak is not None:
         # A straight motion's echo in the cepstrum is unmistakable, and
         # finds its length where GCV, whose dip the lens's own blur makes
@@ -231,7 +257,9 @@ def estimate_blur(
     values = found[best][0]
     if best == "motion":
         values = (values[0], float(values[1]) % 180)
-    if best == "gaussian":
+    if best == "gaussian" and not compressed:
+        # The refinement fits the PSF to the image's edges, which a
+        # compression's blocks and ringing sharpen.
         values = (_refined_width(blur_score, FAMILIES["gaussian"](*values)),)
     estimate = BlurEstimate(
         kind=best,
@@ -283,7 +311,7 @@ def _refined_width(blur_score: BlurScore, psf: np.ndarray) -> float:
     before.
     """
     image = blur_score.crop + blur_score.level
-    variance = float(mean_noise_variance(image[None], batch_ndim=1)[0])
+    variance = float(mean_noise_variance(image))
     refined, _, _ = refine_psf(image, psf, variance=variance)
     result = minimize_scalar(
         lambda sigma: float(
