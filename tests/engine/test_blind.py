@@ -89,6 +89,18 @@ def test_a_compressed_image_is_read_on_the_detail_the_compression_kept(psf, kind
     assert next(iter(found.parameters.values())) == pytest.approx(truth, rel=0.1)
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_a_small_disc_s_ring_is_not_taken_for_a_streak(seed):
+    # On 2 x 2 blocks a 4 px disc's ring lies 4 samples from the cepstrum's
+    # origin, and its deepest point passed for a motion's spike (2 of these
+    # 3 draws: motions of 6.5 px).
+    photo = data.astronaut().mean(axis=-1)
+    blurred = camera_made(defocus_psf(4.0), np.random.default_rng(seed), photo=photo)
+    found = estimate_blur(as_jpeg(blurred, 90), compressed=True)
+    assert found.kind == "defocus"
+    assert found.parameters["radius"] == pytest.approx(4.0, rel=0.1)
+
+
 def test_a_gaussian_on_a_smooth_scene_is_not_read_too_wide(rng):
     # GCV alone read this one 13-20% too wide (the moon's spectrum falls
     # faster than the gradient prior's); refined on the image, 7-9%.

@@ -227,17 +227,22 @@ def estimate_blur(
         psf = blind_psf(crop, size)
         return BlurEstimate("general", {"size": float(size)}, psf, {"general": blur_score(psf)})
     streak = ring = None
-    # A compressed image's cepstrum is read on 2 x 2 blocks, whose
-    # spectrum is the lower band's.
-    factor = 2 if compressed else 1
-    cepstrum = _cepstrum(binned(crop, 0, factor) if compressed else crop, max_extent / factor)
-    if kind in ("auto", "motion"):
-        streak = _cepstral_motion(cepstrum, max_extent / factor)
+    if kind in ("auto", "motion", "defocus"):
+        # A compressed image's cepstrum is read on 2 x 2 blocks, whose
+        # spectrum is the lower band's.
+        factor = 2 if compressed else 1
+        reach = max_extent / factor
+        cepstrum = _cepstrum(binned(crop, 0, factor) if compressed else crop, reach)
+        if kind in ("auto", "defocus"):
+            ring = _cepstral_defocus(cepstrum, reach)
+        if kind in ("auto", "motion"):
+            streak = _cepstral_motion(cepstrum, reach)
+        if streak is not None and ring is not None and ring[0] <= streak[0] / 2 <= ring[1]:
+            # The deepest point of a disc's ring, taken for a streak.
+            streak = None
         if streak is not None:
-            streak = (factor * streak[0], streak[1])
-    if streak is None and kind in ("auto", "defocus"):
-        ring = _cepstral_defocus(cepstrum, max_extent / factor)
-        if ring is not None:
+            streak, ring = (factor * streak[0], streak[1]), None
+        elif ring is not None:
             ring = (factor * ring[0], factor * ring[1])
     if streak is not None:
         # A straight motion's echo in the cepstrum is unmistakable, and
