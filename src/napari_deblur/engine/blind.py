@@ -12,7 +12,8 @@ worse. A straight motion and a defocus disc show first in the image's
 cepstrum (a spike, a ring), which measures the motion's length and
 direction and brackets the disc's radius. A Gaussian's width, which GCV
 reads too wide on smooth scenes, is measured on the Gaussian refined on
-the image (:func:`~napari_deblur.engine.psf_fit.refine_psf`). A blur of no
+the image (:func:`~napari_deblur.engine.psf_fit.refine_psf`). A compressed
+image (a JPEG) is read on the frequencies its compression kept. A blur of no
 such shape (a camera shake) is estimated sample by sample instead
 (:func:`~napari_deblur.engine.psf_fit.blind_psf`).
 
@@ -137,8 +138,8 @@ def estimate_blur(
     The image is taken to linear light and grey, and its central part (at
     most 512 samples a side) is searched: a fine grid of each family's
     parameters, then a local refinement of the best (for a Gaussian, its
-    width measured on the PSF refined on the image); or, for a general
-    PSF, a blind estimate coarse to fine.
+    width measured on the PSF refined on the image, unless `compressed`);
+    or, for a general PSF, a blind estimate coarse to fine.
 
     Parameters
     ----------
@@ -160,7 +161,9 @@ def estimate_blur(
         The image was stored with lossy compression (a JPEG below quality
         98), whose blocks and quantisation read as sharp detail: the blur is
         scored on the lower frequencies
-        (:data:`~napari_deblur.engine.noise.COMPRESSED_BAND`), by GCV alone.
+        (:data:`~napari_deblur.engine.noise.COMPRESSED_BAND`), the cepstrum
+        read on 2 x 2 blocks, and a Gaussian's width taken from GCV (the
+        refinement would fit the compression's sharpened edges).
 
     Returns
     -------
