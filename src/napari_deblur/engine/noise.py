@@ -487,7 +487,7 @@ def gcv_minimum(
 
     def criterion(log_lam: float) -> float:
         rest = 1 - h2 / (h2 + 10.0**log_lam * p + 1e-30)
-        return float(np.dot(w * rest**2, y2) / np.dot(w, rest) ** 2)
+        return backend.dot(w * rest**2, y2) / backend.dot(w, rest) ** 2
 
     # A coarse scan finds the basin (GCV can be flat or have a spurious local
     # minimum far out).

@@ -209,7 +209,7 @@ class KernelFit:
             new = project_simplex(z - step * gradient)
             t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
             z = new + ((t - 1) / t_new) * (new - h)
-            change = np.linalg.norm(new - h) / max(np.linalg.norm(new), 1e-30)
+            change = backend.norm(new - h) / max(backend.norm(new), 1e-30)
             h, t = new, t_new
             if change < tol:
                 break
@@ -355,11 +355,11 @@ def refine_psf(
         fit = KernelFit(scene, observed, grown)
         new = fit.solve(h, prior=start, mu=nearness)
         new = drop_faint(new)
-        change = np.linalg.norm(new - h) / np.linalg.norm(h)
+        change = backend.norm(new - h) / backend.norm(h)
         h = new
         if change < 0.01:
             break
-    return h, float(np.linalg.norm(h - measured) / np.linalg.norm(measured)), magnification
+    return h, backend.norm(h - measured) / backend.norm(measured), magnification
 
 
 def sparse_edges(observed: np.ndarray, psf: np.ndarray, weight: float) -> np.ndarray:
