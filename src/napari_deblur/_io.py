@@ -69,7 +69,7 @@ class ImageFile:
     @property
     def compressed(self) -> bool:
         """Whether lossy compression took its finest detail's noise (:data:`LOSSY_JPEG_STEP`)."""
-        return (self.jpeg_step or 0) > LOSSY_JPEG_STEP
+        return _lossy(self.jpeg_step)
 
     data: np.ndarray
     channel_axis: int | None
@@ -216,7 +216,12 @@ def is_compressed(path: str | os.PathLike) -> bool:
     """
     if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
         return False
-    return (jpeg_step(path) or 0) > LOSSY_JPEG_STEP
+    return _lossy(jpeg_step(path))
+
+
+def _lossy(step: float | None) -> bool:
+    """Whether a JPEG's :func:`jpeg_step` exceeds :data:`LOSSY_JPEG_STEP` (None: not a JPEG)."""
+    return (step or 0) > LOSSY_JPEG_STEP
 
 
 #: Micrometres per unit of length, as OME and ImageJ spell the units.
