@@ -67,7 +67,8 @@ class ADMM(Solver):
     The splitting ``v = h * x``, ``z = D x``, ``w = x`` makes every step
     closed-form:
 
-    - ``x``: a division of spectra by ``rho_v |H|^2 + rho_z |G|^2 + rho_w``,
+    - ``x``: a division of spectra by ``rho_v |H|^2 + rho_z (|G|^2 + 1)`` (the
+      splits ``z`` and ``w`` share one penalty),
     - ``v``: on observed samples a weighted mean of the data and the blurred
       estimate, elsewhere the blurred estimate,
     - ``z``: the prior's proximal map (vector soft threshold for TV, the
@@ -191,7 +192,6 @@ class ADMM(Solver):
         )
         degree = 1.0 if self.prior == "tv" else self.alpha
         rho_z = RHO_PRIOR[self.prior] / (level if level > 0 else 1.0) ** (2 - degree)
-        rho_w = rho_z
         # One scale for every image's data penalty: their shares below stay
         # one array for all channels.
         penalty_scale = min(1.0, MAX_PENALTY_RATIO * rho_z / float(xp.max(data_curvature)))
@@ -268,16 +268,13 @@ class ADMM(Solver):
                 wanted = rho_start * self.penalties[iteration - 1]
                 if wanted != rho_z:
                     rho_z, threshold, inverse_denominator, u_z, u_w = rebalanced(wanted, u_z, u_w)
-                    rho_w = rho_z
             metrics = {"penalty": rho_z / rho_start}
-            # x: (rho_v H^T H + rho_z D^T D + rho_w) x = rho_v H^T a + rho_z D^T b + rho_w c;
+            # x: (rho_v H^T H + rho_z (D^T D + 1)) x = rho_v H^T a + rho_z (D^T b + c);
             # the last two terms are summed in space (D^T is cheap there), so
             # that the step takes two transforms forward and two back.
             local = differences.adjoint(backend.subtract(z, u_z, work))
+            local += backend.subtract(w, u_w, scratch)
             local *= rho_z
-            backend.subtract(w, u_w, scratch)
-            scratch *= rho_w
-            local += scratch
             spectrum = backend.rfftn(backend.subtract(v, u_v, scratch), axes)
             spectrum *= conj_otf
             spectrum += backend.rfftn(local, axes)
@@ -339,7 +336,6 @@ class ADMM(Solver):
                     rho_z, threshold, inverse_denominator, u_z, u_w = rebalanced(
                         rho_z * factor, u_z, u_w
                     )
-                    rho_w = rho_z
             done = self.stop.done(iteration, metrics)
             estimate = backend.crop(w, origin, op.shape_in[op.batch_ndim :])
             yield Step(
