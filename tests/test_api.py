@@ -320,6 +320,27 @@ def test_noise_free_images_still_get_a_positive_weight(scale):
     assert np.all(np.isfinite(last.image))
 
 
+def test_results_do_not_depend_on_the_data_units(rng):
+    # Fluxes in physical units (1e-14 erg / s / cm^2 / A, say) are
+    # deblurred as the same image in units of 1; the noise-free floor was an
+    # absolute 1e-12 that smoothed them flat.
+    image = blurred_gray(np.float64, rng)
+    reference = deblur(image, PSF)
+    for scale in (1e-14, 1e-20, 1e10):
+        np.testing.assert_allclose(deblur(image * scale, PSF) / scale, reference, atol=1e-9)
+
+
+def test_one_hot_pixel_does_not_set_the_noise_floor(rng):
+    # The floor of a float image's noise was a millionth of its maximum: one
+    # hot pixel of 1e6 set the noise at 1 on data of 0..1.
+    image = blurred_gray(np.float64, rng)
+    hot = image.copy()
+    hot[32, 32] = 1e6
+    (clean,) = list(deblur_steps(image, PSF, max_iter=1))[-1:]
+    (spiked,) = list(deblur_steps(hot, PSF, max_iter=1))[-1:]
+    assert spiked.settings["noise"] == pytest.approx(clean.settings["noise"], rel=0.1)
+
+
 def test_psf_taken_with_other_voxels_is_resampled(rng):
     # The bead stack has 0.1 um steps in z, the image 0.3 um: the same blur
     # (sigma 0.6 um in z, 0.12 um in y and x) spans three times the samples.

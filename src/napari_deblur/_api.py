@@ -359,6 +359,19 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
     return steps()
 
 
+def _extent(linear: np.ndarray) -> np.ndarray:
+    """The range of each image of a batch, robustly: its 99.9th percentile of magnitude.
+
+    One hot pixel (a cosmic ray, a sensor defect) does not set it; an image
+    lit in fewer samples than that (a few stars) takes its largest value, and
+    an image of zeros 1. It is relative to the data, whatever their units.
+    """
+    magnitude = np.abs(linear).reshape(len(linear), -1)
+    extent = np.percentile(magnitude, 99.9, axis=1)
+    extent = np.where(extent > 0, extent, magnitude.max(axis=1))
+    return np.where(extent > 0, extent, 1.0)
+
+
 def _one_image(
     image,
     psf,
@@ -576,8 +589,8 @@ def _one_image(
             raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
             rounding = quantisation_noise(raw, encoding_image)
             if rounding is None:
-                rounding = 1e-6 * np.max(np.abs(linear), axis=tuple(range(1, linear.ndim)))
-            variance = np.maximum(level.variance, np.maximum(rounding, 1e-12) ** 2)
+                rounding = 1e-6 * _extent(linear)
+            variance = np.maximum(level.variance, rounding**2)
             curve = tuple(np.broadcast_to(c, linear.shape[:1]) for c in (level.gain, level.floor))
         else:
             variance = np.full(linear.shape[0], float(noise) ** 2)
