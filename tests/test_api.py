@@ -239,8 +239,8 @@ def test_bad_pixels_are_left_out(rng):
     truth_like = deblur(image, PSF)
     stuck = image.copy()
     bad = rng.random(image.shape) < 0.02
-    stuck[bad] = 1.0
-    # Stuck at 1.0, the top of float data, they would also count as clipped.
+    # Dead: hot pixels are found without a mask.
+    stuck[bad] = 0.0
     fitted = deblur(stuck, PSF, saturation=None)
     masked = deblur(stuck, PSF, bad_pixels=bad, saturation=None)
     assert np.abs(masked - truth_like).mean() < 0.3 * np.abs(fitted - truth_like).mean()
@@ -250,6 +250,21 @@ def test_bad_pixels_are_left_out(rng):
     per_channel[..., 2] = bad
     out = deblur(rgb, PSF, channel_axis=-1, bad_pixels=per_channel, saturation=None)
     assert np.abs(out[..., 2] - truth_like).mean() < 0.3 * np.abs(fitted - truth_like).mean()
+
+
+def test_hot_pixels_are_found_and_left_out(rng):
+    # Cosmic rays or a sensor's hot pixels: single samples no blur makes.
+    image = blurred_gray(np.float32, rng)
+    clean = deblur(image, PSF)
+    spots = tuple(rng.choice(np.arange(4, 60), (2, 12), replace=False))
+    hot = image.copy()
+    hot[spots] += 2.0
+    (last,) = list(deblur_steps(hot, PSF))[-1:]
+    assert last.settings["hot_pixels"] == 12
+    assert last.settings["left_out"] == 12
+    # Each is filled in from its neighbours, not deblurred into a bright spot.
+    assert np.abs(last.image - clean)[spots].max() < 0.1
+    assert np.abs(last.image - clean).mean() < 0.003
 
 
 def test_data_scaled_to_their_maximum_are_not_clipped(rng):

@@ -457,7 +457,7 @@ def test_mask_file_and_clipped_pixels_are_left_out(tmp_path, caplog):
             == 0
         )
     left_out = np.count_nonzero(bad | (photo >= 253))
-    assert f"{left_out} clipped or bad samples left out" in caplog.text
+    assert f"{left_out} clipped, hot or bad samples left out" in caplog.text
     assert main([*args, "-o", str(tmp_path / "fitted.png"), "--saturation", "none"]) == 0
     masked = iio.imread(tmp_path / "masked.png").astype(float)
     fitted = iio.imread(tmp_path / "fitted.png").astype(float)

@@ -31,6 +31,7 @@ from .engine.noise import (
     quantisation_noise,
 )
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
+from .engine.outliers import hot_pixels
 from .engine.point_source import psf_from_point_source
 from .engine.psf import resample_psf
 from .engine.saturation import clipped_mask, clipped_regions, saturation_level
@@ -554,10 +555,12 @@ def _one_image(
     boundary = "valid" if boundary == "auto" else boundary
     if clipped is not None:
         clipped = clipped_regions(clipped, kernel.shape[1:])
-    mask = None if invalid is None else ~invalid
-    if varying:
+
+    def blur_model(mask):
+        if not varying:
+            return Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1, mask=mask)
         each = measured.each if psf_channel_axis is not None else measured.each[:, None]
-        operator = VaryingConvolution(
+        return VaryingConvolution(
             backend.asarray(each, linear.dtype),
             measured.centres,
             linear.shape,
@@ -565,14 +568,16 @@ def _one_image(
             batch_ndim=1,
             mask=mask,
         )
-    else:
-        operator = Convolution(kernel, linear.shape, boundary=boundary, batch_ndim=1, mask=mask)
+
+    mask = None if invalid is None else ~invalid
+    operator = blur_model(mask)
     if plan is not None:
         variance, background = np.asarray(plan.variance), np.asarray(plan.background)
         data_level = np.asarray(plan.level)
         curve = (np.asarray(plan.gain), np.asarray(plan.floor)) if plan.gain else None
         chosen = np.asarray(plan.weight) if plan.weight else None
         filled = linear
+        sample_noise = curve or (0.0, variance)
     else:
         # The noise level and the weights are measured on the image with its
         # unobserved samples (and the glare round clipped lights) filled in.
@@ -592,9 +597,11 @@ def _one_image(
                 rounding = 1e-6 * _extent(linear)
             variance = np.maximum(level.variance, rounding**2)
             curve = tuple(np.broadcast_to(c, linear.shape[:1]) for c in (level.gain, level.floor))
+            sample_noise = (level.gain, np.maximum(level.floor, rounding**2))
         else:
             variance = np.full(linear.shape[0], float(noise) ** 2)
             curve = None
+            sample_noise = (0.0, variance)
         _warn_if_signed(linear, variance)
         if method == "auto":
             # Signed data are not photon counts, whatever their noise looks
@@ -605,6 +612,14 @@ def _one_image(
             method = choose_method(
                 encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
             )
+    # Samples no blur could make (hot pixels, cosmic rays) are left out too.
+    hot = hot_pixels(linear, kernel, *sample_noise, invalid=invalid)
+    if hot.any():
+        invalid = hot if invalid is None else invalid | hot
+        mask = ~invalid
+        operator = blur_model(mask)
+        if plan is None:
+            filled = fill_unobserved(operator, linear, around=clipped)
     if boundary not in ("valid", "periodic") and method.startswith("admm"):
         raise ValueError(
             f"method {method!r} needs boundary 'valid' or 'periodic', got {boundary!r}"
@@ -682,6 +697,7 @@ def _one_image(
         "psfs": len(measured.each) if varying else 1,
         "psf_estimate": None if estimate is None else estimate.report(),
         "left_out": 0 if invalid is None else int(np.count_nonzero(invalid)),
+        "hot_pixels": int(np.count_nonzero(hot)),
         "compressed": compressed,
         "background": float(np.mean(background)),
         "psf_refined": None,
@@ -901,7 +917,10 @@ def deblur(
         True where a pixel is not a valid observation (hot, dead, a scratch):
         of the image's spatial shape, or its full shape for per-channel masks
         (and, with `time_axis`, per-frame ones).
-        Such pixels are left out of the fit and filled in by the rest.
+        Such pixels are left out of the fit and filled in by the rest. Hot
+        pixels and cosmic rays (single samples brighter than the PSF lets a
+        blurred scene be, :mod:`~napari_deblur.engine.outliers`) are found
+        and left out without it (``settings['hot_pixels']`` counts them).
     saturation : float, 'auto' or None
         The sensor's saturation level in the image's stored values: pixels at
         or near it (clipped lamps, highlights) are left out of the fit too,

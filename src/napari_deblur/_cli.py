@@ -313,7 +313,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         last.iteration,
         settings["noise"],
         "none" if settings["weight"] is None else f"{settings['weight']:.3g}",
-        f", {settings['left_out']} clipped or bad samples left out of the fit"
+        f", {settings['left_out']} clipped, hot or bad samples left out of the fit"
         if settings["left_out"]
         else "",
     )

@@ -205,7 +205,7 @@ class DeblurWidget(Container):
             label="bad pixels",
             options={
                 "tooltip": "Optional: a Labels layer painted over pixels to leave out "
-                "(hot or dead pixels, dust, scratches); clipped pixels are found by themselves"
+                "(dead pixels, dust, scratches); clipped and hot pixels are found by themselves"
             },
         )
         self.varying = CheckBox(
@@ -532,7 +532,7 @@ class DeblurWidget(Container):
         if weight is not None and self._weight_given is None:
             chosen += " (auto)"
         left_out = settings["left_out"]
-        left_out = f"; {left_out} clipped or bad samples left out" if left_out else ""
+        left_out = f"; {left_out} clipped, hot or bad samples left out" if left_out else ""
         if settings["compressed"]:
             left_out += "; noise and weight from the detail the JPEG kept"
         if "frames" in settings:
