@@ -9,6 +9,7 @@ from skimage import data
 from napari_deblur import deblur, deblur_steps, psf_from_point_source
 from napari_deblur._sample_data import make_defocused_photo
 from napari_deblur.engine.color import linear_to_srgb, srgb_to_linear
+from napari_deblur.engine.methods import METHODS
 from napari_deblur.engine.operators import Convolution
 from napari_deblur.engine.psf import defocus_psf, gaussian_psf
 from tests.conftest import cubes, psnr, rms_radius
@@ -333,6 +334,17 @@ def test_noise_free_images_still_get_a_positive_weight(scale):
     (last,) = list(deblur_steps(image, defocus_psf(3.0), max_iter=2))[-1:]
     assert last.settings["weight"] > 0 and last.settings["noise"] > 0
     assert np.all(np.isfinite(last.image))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    ("shape", "compressed"), [((1, 1), False), ((3, 3), True), ((1, 1, 1), False)]
+)
+def test_images_of_a_few_samples_are_deblurred(method, shape, compressed, rng):
+    # GCV had no frequency to weigh and divided by zero.
+    image = 0.5 + 0.01 * rng.random(shape)
+    out = deblur(image, np.ones((1,) * len(shape)), method=method, compressed=compressed)
+    assert out.shape == shape and np.all(np.isfinite(out))
 
 
 def test_results_do_not_depend_on_the_data_units(rng):

@@ -137,7 +137,7 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None, scale: int = 1) -> 
         Number of leading batch axes (channels).
     mask : array_like of bool, optional
         Spatial mask: only blocks whose first sample lies in it count (to
-        measure the noise of the background alone, say).
+        measure the noise of the background alone, say); NaN where none does.
     scale : int
         Measured on the :func:`binned` blocks of ``scale`` samples a side: 2
         for an image whose finest detail lost its noise to lossy compression.
@@ -167,6 +167,8 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None, scale: int = 1) -> 
             tuple(slice(0, n * 2, 2) for n in detail.shape[batch_ndim:])
         ]
         detail = detail[(Ellipsis, blocks)]
+        if detail.shape[-1] == 0:
+            return np.full(detail.shape[:-1], np.nan)
         return _MAD_TO_SIGMA * np.median(np.abs(detail), axis=-1)
     axes = tuple(range(batch_ndim, detail.ndim))
     return _MAD_TO_SIGMA * np.median(np.abs(detail), axis=axes)
@@ -487,7 +489,10 @@ def gcv_minimum(
 
     def criterion(log_lam: float) -> float:
         rest = 1 - h2 / (h2 + 10.0**log_lam * p + 1e-30)
-        return backend.dot(w * rest**2, y2) / backend.dot(w, rest) ** 2
+        freedom = backend.dot(w, rest)
+        # No frequency the prior weighs (an image of one sample, or of
+        # fewer than the band holds): nothing to predict, nothing chosen.
+        return backend.dot(w * rest**2, y2) / freedom**2 if freedom > 0 else np.inf
 
     # A coarse scan finds the basin (GCV can be flat or have a spurious local
     # minimum far out).
