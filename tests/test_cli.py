@@ -235,10 +235,17 @@ def test_output_problems_are_found_before_the_work(photo_files, monkeypatch, cap
     for image, output in (("rgba.png", "o.jpg"), ("grey16.png", "o.jpg")):
         assert main(["run", image, "--psf", "light.jpg", "-o", output]) == 1
     assert main(["psf", "light.jpg", "-o", "psf.png"]) == 1
+    # A stack was written as JPEG's Pillow error after the work, or as an
+    # animated PNG that nothing here reads back.
+    tifffile.imwrite("stack.tif", np.zeros((5, 16, 16), np.uint8), photometric="minisblack")
+    tifffile.imwrite("bead.tif", np.ones((1, 1, 1), np.float32))
+    for output in ("o.jpg", "o.png"):
+        assert main(["run", "stack.tif", "--psf", "bead.tif", "-o", output]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert "missing: no such folder" in errors[0] and "exists" in errors[1]
     assert "no alpha" in errors[2] and "cannot hold uint16" in errors[3]
     assert "cannot hold float32" in errors[4]
+    assert all("a stack of 5 planes is written as TIFF or Zarr" in e for e in errors[5:7])
 
 
 def test_one_input_goes_into_a_folder_output(photo_files):

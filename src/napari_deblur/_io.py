@@ -492,6 +492,12 @@ def _check_format(path: Path, suffix: str, image: ImageFile) -> None:
     allowed = {".png": (np.uint8, np.uint16), ".jpg": (np.uint8,), ".jpeg": (np.uint8,)}
     if suffix in allowed and dtype not in allowed[suffix]:
         raise ValueError(f"{path}: {suffix} cannot hold {dtype} pixels; write a TIFF instead")
+    planes = image.data.ndim - (image.channel_axis is not None)
+    if suffix in allowed and planes > 2:
+        raise ValueError(
+            f"{path}: a stack of {image.data.shape[0]} planes is written as TIFF or Zarr, "
+            f"not {suffix}; use a .tif name"
+        )
     if image.premultiplied and suffix not in TIFF_SUFFIXES:
         raise ValueError(
             f"{path}: colour premultiplied by its alpha is written as TIFF; use a .tif name"
