@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 from scipy import ndimage
 from skimage.data import camera
 
@@ -464,6 +465,20 @@ def test_mask_file_and_clipped_pixels_are_left_out(tmp_path, caplog):
             == 0
         )
     left_out = np.count_nonzero(bad | (photo >= 253))
+    assert f"{left_out} clipped, hot or bad samples left out" in caplog.text
+    # The natural file for a mask: 1 bit a pixel (refused as "not light levels").
+    Image.fromarray(bad).save(tmp_path / "mask1.png")
+    assert Image.open(tmp_path / "mask1.png").mode == "1"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="napari_deblur"):
+        masked_1 = [
+            *args,
+            "-o",
+            str(tmp_path / "masked1.png"),
+            "--mask",
+            str(tmp_path / "mask1.png"),
+        ]
+        assert main(masked_1) == 0
     assert f"{left_out} clipped, hot or bad samples left out" in caplog.text
     assert main([*args, "-o", str(tmp_path / "fitted.png"), "--saturation", "none"]) == 0
     masked = iio.imread(tmp_path / "masked.png").astype(float)

@@ -167,6 +167,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         gamma_encoded,
         is_zarr,
         read_image,
+        read_mask,
         read_zarr,
         to_dtype,
         write_zarr,
@@ -212,11 +213,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     psf = None if job["psf"] in ("auto", "general") else read_image(job["psf"])
     bad_pixels = None
     if job["mask"] is not None:
-        mask = read_image(job["mask"])
-        bad_pixels = mask.data != 0
-        if mask.channel_axis is not None:
-            # A colour mask file marks a pixel bad where any of its channels is set.
-            bad_pixels = bad_pixels.any(axis=-1)
+        bad_pixels = read_mask(job["mask"])
         # One mask for every frame of a series, or one per frame.
         axes = [a % data.ndim for a in (channel_axis, job["time_axis"]) if a is not None]
         frame = tuple(n for axis, n in enumerate(data.shape) if axis not in axes)

@@ -120,6 +120,30 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         raise ValueError(f"{path}: cannot be read as {suffix[1:].upper()} ({error})") from error
 
 
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Bad pixels from a mask file: True where any of its channels is set.
+
+    Any image file :func:`read_image` reads, and 1-bit ones (a bilevel PNG),
+    whose pixels are marks, not light levels.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or cannot be read.
+    """
+    path = Path(path)
+    if path.is_file() and _suffix(path) not in TIFF_SUFFIXES:
+        try:
+            with Image.open(path) as opened:
+                if opened.mode == "1":
+                    return np.asarray(opened)
+        except OSError:
+            pass  # read_image says what is wrong with the file.
+    mask = read_image(path)
+    bad = mask.data != 0
+    return bad.any(axis=-1) if mask.channel_axis is not None else bad
+
+
 def _read_file(path: Path, suffix: str) -> ImageFile:
     """:func:`read_image` of an existing file of a known type."""
     exif = step = None
