@@ -201,6 +201,13 @@ def test_never_overwrites_an_input(photo_files, capsys):
         (["run", ".", "--psf", "light.jpg", "-o", "o.png"], ". is a folder; name the images"),
         (["run", "blurred.png", "no*.png", "--psf", "light.jpg", "-o", "out"], "no*.png: no such"),
         (["run", "blurred.png", "--psf", "none.jpg", "-o", "o.png"], "--psf none.jpg: no such"),
+        (
+            [
+                *("run", "blurred.png", "--psf", "light.jpg", "-o", "o.png"),
+                *("--spacing", "1,1,1", "--psf-spacing", "1,1"),
+            ],
+            "--spacing gives 3 sizes, the image has 2 spatial axes",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):

@@ -260,7 +260,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if job["spacing"] and not lazy:
         # The result records the sample size given.
         spatial = data.ndim - sum(a is not None for a in (channel_axis, job["time_axis"]))
-        image = replace(image, spacing=_per_axis(spacing, spatial))
+        image = replace(image, spacing=_per_axis(spacing, spatial, "image"))
     if spacing is not None and psf_spacing is not None:
         options |= {"spacing": spacing, "psf_spacing": psf_spacing}
     elif job["spacing"] or job["psf_spacing"]:
@@ -436,14 +436,10 @@ def psf(args: argparse.Namespace) -> None:
         like=ImageFile(np.zeros((1, 1), np.float32), photo.channel_axis),
     )
     spatial = photo.data.ndim - (photo.channel_axis is not None)
-    if args.spacing is not None and len(args.spacing) not in (1, spatial):
-        raise ValueError(
-            f"--spacing gives {len(args.spacing)} sizes, the photo has {spatial} spatial axes"
-        )
     # The sample size given, or the one the photo's file records: the PSF
     # file keeps it, for a run to resample the PSF by.
     spacing = args.spacing or photo.spacing
-    spacing = None if spacing is None else _per_axis(spacing, spatial)
+    spacing = None if spacing is None else _per_axis(spacing, spatial, "photo")
     with warnings.catch_warnings():
         # The report below says the same.
         warnings.simplefilter("ignore", PSFQualityWarning)
@@ -465,10 +461,14 @@ def psf(args: argparse.Namespace) -> None:
     print(measured.report(spacing))
 
 
-def _per_axis(spacing, ndim: int) -> tuple[float, ...]:
-    """A sample size given once or per axis, as one per spatial axis."""
+def _per_axis(spacing, ndim: int, what: str) -> tuple[float, ...]:
+    """A sample size given once or per axis (of the `what` file), as one per spatial axis."""
     import numpy as np
 
+    if len(spacing) not in (1, ndim):
+        raise ValueError(
+            f"--spacing gives {len(spacing)} sizes, the {what} has {ndim} spatial axes"
+        )
     return tuple(np.broadcast_to(spacing, (ndim,)).tolist())
 
 
