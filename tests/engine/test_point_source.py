@@ -203,6 +203,8 @@ def test_bead_size_is_taken_out(rng):
         ({"bead_diameter": -1.0}, "bead_diameter"),
         ({"bead_diameter": 1.0, "spacing": (0.1, 0.1)}, "spacing"),
         ({"bead_diameter": 50.0}, "larger than the measured spot"),
+        # A unit mistaken (nm for um): said before a ball of 10^27 voxels is made.
+        ({"bead_diameter": 1000.0, "spacing": 0.1}, "larger than the photo"),
     ],
 )
 def test_bad_bead_arguments(kwargs, message, rng):

@@ -260,7 +260,7 @@ def psf_from_point_source(
     linear = to_linear(raw, encoding)
     spatial = linear.shape[1:]
     regions = _regions(rois, spatial)
-    bead = None if bead_diameter is None else _bead(bead_diameter, spacing, len(spatial))
+    bead = None if bead_diameter is None else _bead(bead_diameter, spacing, spatial)
     if rois is None and bead is None and not symmetric and encoding == "linear" and _is_clean(raw):
         # A PSF cleaned before, or a model: every value is light already.
         # An even axis gets a zero sample at its end: the same filter (a
@@ -671,8 +671,9 @@ def _finish(light: np.ndarray, symmetric: bool, bead, noise_shares) -> np.ndarra
     return psf
 
 
-def _bead(diameter: float, spacing, ndim: int) -> np.ndarray:
-    """A bead's ball sampled on voxels of size `spacing`, unit sum."""
+def _bead(diameter: float, spacing, frame: tuple[int, ...]) -> np.ndarray:
+    """A bead's ball sampled on voxels of size `spacing`, unit sum, if it fits in `frame`."""
+    ndim = len(frame)
     sizes = np.asarray(spacing, dtype=float)
     if (
         sizes.ndim > 1
@@ -685,6 +686,13 @@ def _bead(diameter: float, spacing, ndim: int) -> np.ndarray:
     if not (isinstance(diameter, Real) and np.isfinite(diameter) and diameter > 0):
         raise ValueError(f"bead_diameter must be a positive size, got {diameter!r}")
     radii = np.broadcast_to(diameter / 2 / sizes, (ndim,))
+    across = tuple(2 * int(np.ceil(r)) + 1 for r in radii)
+    if any(b > n for b, n in zip(across, frame)):
+        # Said before the ball is made: a unit mistaken makes it gigabytes.
+        raise ValueError(
+            f"bead_diameter gives a bead of {across} samples, larger than the photo "
+            f"{frame}: check it and the spacing"
+        )
     # A sharp rim: pixel integration alone softens it.
     return defocus_psf(radii, edge=0.05)
 
