@@ -171,6 +171,10 @@ def test_srgb_round_trip():
         ({"image": -1 - np.ones((64, 64)), "method": "richardson_lucy"}, ValueError, "above 0"),
         # Was refused naming the PSF's shape as the image's.
         ({"image": np.ones(64), "psf": np.ones(5) / 5}, ValueError, "image has 1 spatial"),
+        # Was an OverflowError from the PSF's resampling.
+        ({"spacing": 1.0, "psf_spacing": np.inf}, ValueError, "psf_spacing must be positive"),
+        ({"time_axis": 0.0}, TypeError, "time_axis"),
+        ({"time_axis": True}, TypeError, "time_axis"),
     ],
 )
 def test_bad_arguments(kwargs, error, message, rng):

@@ -186,8 +186,8 @@ def _spacing(value, name: str, ndim: int) -> np.ndarray:
         raise ValueError(
             f"{name} must give one size per spatial axis ({ndim}), got {value}"
         ) from None
-    if not np.all(spacing > 0):
-        raise ValueError(f"{name} must be positive, got {value}")
+    if not np.all((spacing > 0) & np.isfinite(spacing)):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
     return spacing
 
 
@@ -302,6 +302,8 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
     """:func:`deblur_steps` for each frame along `time_axis` in turn, as one progress."""
     image = _as_image(image, "image")
     for name, axis in (("time_axis", time_axis), ("channel_axis", channel_axis)):
+        if axis is not None and not _is_number(axis, integer=True):
+            raise TypeError(f"{name} must be an integer axis, got {axis!r}")
         if axis is not None and not -image.ndim <= axis < image.ndim:
             raise ValueError(f"{name} {axis} is out of range for an image of {image.ndim} axes")
     time_axis %= image.ndim

@@ -257,6 +257,11 @@ def test_resample_psf_to_coarser_and_finer_voxels():
     np.testing.assert_allclose(same, fine / fine.sum(), atol=1e-6)
 
 
+def test_a_psf_within_one_new_sample_becomes_one_sample():
+    # Voxels 1e9 times larger (a unit mistaken): 4e9 points were averaged.
+    np.testing.assert_array_equal(resample_psf(gaussian_psf(1.5), 1.0, 1e9), [[1.0]])
+
+
 @pytest.mark.parametrize("ratio", [2, 4, 6])
 def test_resampled_psf_is_the_psf_of_the_coarser_pixels(ratio):
     # An Airy pattern on 0.065 um pixels, binned to `ratio` times coarser,

@@ -168,6 +168,9 @@ def _resampling_weights(n: int, ratio: float) -> np.ndarray:
     sample).
     """
     half = int(np.floor((n // 2) / ratio + 1e-9))
+    if half == 0:
+        # One new sample holds the whole PSF (its weights' sum is normalised away).
+        return np.ones((1, n))
     centres = n // 2 + np.arange(-half, half + 1) * ratio
     parts = int(np.ceil(4 * ratio)) if ratio > 1 else 1
     offsets = ((np.arange(parts) + 0.5) / parts - 0.5) * max(ratio, 1.0)
