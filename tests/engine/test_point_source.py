@@ -265,6 +265,18 @@ def test_colour_channels_keep_their_offsets(rng):
     np.testing.assert_allclose(np.diff(shifts), [0.5, 0.5], atol=0.05)
 
 
+@pytest.mark.parametrize("name", ["gaussian", "defocus"])
+def test_a_grey_photo_stored_as_rgb_gives_the_grey_psf(name, rng):
+    # Identical channels share their noise: counted as independent, the sum's
+    # noise was read sqrt(3) too low and the PSF took in more of it (17 x 17
+    # for the grey photo's 13 x 13).
+    photo = camera_photo(MODELS[name][0], rng)
+    grey = psf_from_point_source(photo)
+    rgb = psf_from_point_source(np.stack([photo] * 3, axis=-1), channel_axis=-1)
+    assert rgb.psf.shape[1:] == grey.psf.shape
+    np.testing.assert_allclose(rgb.psf[1], grey.psf, atol=1e-6)
+
+
 def test_symmetric_averages_rotations(rng):
     model = MODELS["defocus"][0]
     photo = camera_photo(model, rng, peak_snr=25)

@@ -449,6 +449,11 @@ def _find_sources(
     signal = region - np.stack([plane for plane, _ in fits])
     noise = float(np.sqrt(sum(n**2 for _, n in fits)))
     total = signal.sum(axis=0)
+    if noise > 0 and len(region) > 1:
+        # The channels of one sensor share their noise (demosaicing, a grey
+        # photo stored as RGB): their sum's is measured on it, and is at
+        # least independent channels'.
+        noise = max(noise, _band_noise(total, compressed))
     weight, core = _light_maps(total, noise)
     labels, count_found = ndimage.label(core)
     if count_found == 0:
@@ -565,6 +570,15 @@ def _band(shape: tuple[int, ...]) -> np.ndarray:
     return band
 
 
+def _band_noise(image: np.ndarray, compressed: bool) -> float:
+    """The white noise of the frame's outer band (finest wavelet details)."""
+    # A compressed photo's noise is measured on 2 x 2 blocks of the band: the
+    # same for white noise (the band holds no scene), and what a JPEG's
+    # compression, which zeroes the finest detail's noise, leaves of it.
+    blocks = 2 if compressed and image.ndim == 2 and min(image.shape) >= 8 else 1
+    return float(estimate_noise(image, mask=_band(image.shape), scale=blocks))
+
+
 def _background(image: np.ndarray, compressed: bool) -> tuple[np.ndarray, float]:
     """Background and noise level of a photo of point lights.
 
@@ -578,11 +592,7 @@ def _background(image: np.ndarray, compressed: bool) -> tuple[np.ndarray, float]
     background is the darkest level the stack reaches (the camera's offset).
     """
     band = _band(image.shape)
-    # A compressed photo's noise is measured on 2 x 2 blocks of the band: the
-    # same for white noise (the band holds no scene), and what a JPEG's
-    # compression, which zeroes the finest detail's noise, leaves of it.
-    blocks = 2 if compressed and image.ndim == 2 and min(image.shape) >= 8 else 1
-    noise = float(estimate_noise(image, mask=band, scale=blocks))
+    noise = _band_noise(image, compressed)
     if image.ndim >= 3:
         return np.full_like(image, estimate_background(image)), noise
     coords = np.indices(image.shape, dtype=np.float64)
