@@ -277,6 +277,18 @@ def test_a_grey_photo_stored_as_rgb_gives_the_grey_psf(name, rng):
     np.testing.assert_allclose(rgb.psf[1], grey.psf, atol=1e-6)
 
 
+def test_a_disc_is_as_wide_as_its_diameter_whatever_sample_is_brightest(rng):
+    # The profile went through the brightest sample: on a flat top, any one,
+    # a rim's at worst, where it is a chord ("FWHM 11.00 x 1.00" for a disc).
+    photo = np.zeros((64, 64))
+    disc = defocus_psf(5.5, edge=0.05)
+    photo[25:38, 25:38] = disc / disc.max()
+    photo += rng.normal(0, 0.005, photo.shape)
+    photo[36, 31] = 1.1
+    measured = psf_from_point_source(photo)
+    np.testing.assert_allclose(measured.fwhm, [11, 11], atol=1)
+
+
 def test_symmetric_averages_rotations(rng):
     model = MODELS["defocus"][0]
     photo = camera_photo(model, rng, peak_snr=25)

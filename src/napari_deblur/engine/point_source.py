@@ -734,21 +734,24 @@ def _rotational_average(psf: np.ndarray, angles: int = 36) -> np.ndarray:
 
 
 def _fwhm(psf: np.ndarray) -> tuple[float, ...]:
-    """Width at half maximum of the profile through the peak along each axis."""
-    peak = np.unravel_index(np.argmax(psf), psf.shape)
-    half = psf[peak] / 2
+    """Width at half maximum along each axis, through the PSF's centre.
+
+    Between the outermost crossings of half the peak: the samples of a flat
+    top (a defocus disc) are equal but for their noise, and the brightest of
+    them may lie on its rim, where a profile through it is a chord.
+    """
+    centre = [n // 2 for n in psf.shape]
+    half = psf.max() / 2
     widths = []
     for axis in range(psf.ndim):
-        index = list(peak)
+        index = list(centre)
         index[axis] = slice(None)
         profile = psf[tuple(index)]
-        p = peak[axis]
-        left = p
-        while left > 0 and profile[left - 1] > half:
-            left -= 1
-        right = p
-        while right < profile.size - 1 and profile[right + 1] > half:
-            right += 1
+        above = np.flatnonzero(profile > half)
+        if above.size == 0:
+            widths.append(0.0)
+            continue
+        left, right = int(above[0]), int(above[-1])
         # Linear interpolation of the half-maximum crossings.
         lo = (
             left - (profile[left] - half) / (profile[left] - profile[left - 1])
