@@ -48,6 +48,22 @@ def test_run_rgb_png_with_raw_light_photo(photo_files):
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("compression", ["lzw", "jpeg", "zstd"])
+def test_compressed_tiffs_are_read(tmp_path, compression, rng):
+    # What photo editors and microscopes write: LZW was "cannot be read".
+    blurred = Convolution(gaussian_psf(1.2), (48, 40), boundary="symmetric").apply(
+        rng.random((48, 40))
+    )
+    tifffile.imwrite(
+        tmp_path / "in.tif", (blurred * 230).astype(np.uint8), compression=compression
+    )
+    tifffile.imwrite(tmp_path / "psf.tif", gaussian_psf(1.2).astype(np.float32))
+    args = ["run", str(tmp_path / "in.tif"), "--psf", str(tmp_path / "psf.tif")]
+    assert main([*args, "-o", str(tmp_path / "out.tif"), "--max-iter", "2", "-q"]) == 0
+    out = tifffile.imread(tmp_path / "out.tif")
+    assert out.shape == (48, 40) and out.dtype == np.uint8
+
+
 @pytest.mark.parametrize(
     ("suffix", "dtype", "shape"),
     [
