@@ -82,7 +82,7 @@ def chunks_against_whole(chunk: int) -> None:
             lazy = da.from_array(image, chunks=chunk)
             same = deblur(lazy, psf, plan=plan).compute()
             own = deblur(lazy, psf, method=method).compute()
-            margin = overlap(method, plan.psf_shape, plan.iterations)[0]
+            margin = overlap(method, plan.psf_shape, plan.psf_spread, plan.iterations)[0]
             scale = np.abs(whole).max()
             print(
                 f"| {method} | {np.dtype(dtype).name} | {plan.iterations} | {margin} "
@@ -198,7 +198,7 @@ def margins(chunk: int) -> None:
             chosen = REACH[method]
             REACH[method] = factor
             try:
-                margin = overlap(method, plan.psf_shape, plan.iterations)[0]
+                margin = overlap(method, plan.psf_shape, plan.psf_spread, plan.iterations)[0]
                 chunked = deblur(da.from_array(image, chunks=chunk), psf, plan=plan).compute()
             finally:
                 REACH[method] = chosen

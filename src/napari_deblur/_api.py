@@ -33,7 +33,7 @@ from .engine.noise import (
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
 from .engine.outliers import hot_pixels
 from .engine.point_source import psf_from_point_source
-from .engine.psf import resample_psf
+from .engine.psf import resample_psf, spread
 from .engine.saturation import clipped_mask, clipped_regions, saturation_level
 from .engine.solvers import fill_unobserved
 
@@ -110,6 +110,9 @@ class Plan:
         given: then it is the same everywhere).
     psf_shape : tuple of int
         Size of the PSF as used (after cleaning).
+    psf_spread : tuple of float
+        Standard deviation of its light along each axis (the widest
+        channel's), in samples: how far each iteration carries a change.
     iterations : int or None
         Iterations made; None in a plan to repeat: stop by the method's own
         rules (its steps are then measured, not repeated).
@@ -131,6 +134,7 @@ class Plan:
     gain: tuple[float, ...]
     floor: tuple[float, ...]
     psf_shape: tuple[int, ...]
+    psf_spread: tuple[float, ...]
     iterations: int | None
     schedule: tuple[float, ...]
 
@@ -360,6 +364,11 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
             chosen = step.settings["method"]
 
     return steps()
+
+
+def _spread(kernel) -> tuple[float, ...]:
+    """Per axis, the widest :func:`~napari_deblur.engine.psf.spread` of a PSF's channels."""
+    return tuple(np.max([spread(k) for k in backend.to_numpy(kernel)], axis=0).tolist())
 
 
 def _extent(linear: np.ndarray) -> np.ndarray:
@@ -723,6 +732,7 @@ def _one_image(
         gain=() if curve is None else tuple(float(g) for g in curve[0]),
         floor=() if curve is None else tuple(float(f) for f in curve[1]),
         psf_shape=tuple(int(k) for k in kernel.shape[1:]),
+        psf_spread=_spread(kernel),
         iterations=0,
         schedule=(),
     )
@@ -760,6 +770,7 @@ def _one_image(
             run_plan = replace(
                 decided,
                 psf_shape=tuple(int(k) for k in psf_shape),
+                psf_spread=_spread(used),
                 weight=() if weights is None else tuple(float(w) for w in weights),
             )
         frame = [k - 1 - k // 2 if boundary == "valid" else 0 for k in psf_shape]

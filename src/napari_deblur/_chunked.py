@@ -33,39 +33,46 @@ log = logging.getLogger("napari_deblur")
 #: of work.
 SAMPLE = 2**22
 
-#: Margin round a chunk, in PSF widths per square root of the iterations,
-#: by method: the methods that can be deblurred in chunks. Each iteration
-#: blurs and correlates once, so reaches k - 1 samples further, but what it
-#: carries fades like a random walk's spread, the square root of the steps;
-#: momentum (FISTA, Landweber) carries it further. Measured by
-#: ``benchmarks/bench_chunked.py --sections 4`` (docs/benchmarks.md): after
-#: FISTA-TV's 200 iterations the chunks differ by about 1e-3 of the range
-#: with 0.6 and 3e-8 with 0.9; RL-TV's by 1e-7 with 0.6. ADMM's x step
-#: divides spectra over its whole grid, so every step reaches the chunk's
-#: far side: TV's chunks differ by 3e-4 to 6e-4 of the range whatever the
-#: margin (a sixth of an 8-bit step); the hyper-Laplacian's shrinkage, not
-#: convex, turns that into differences of 30% and is not chunked. Wiener's
-#: conjugate gradients take global step lengths, which no chunk can repeat;
-#: its model by local steps is ``'landweber'``.
+#: Margin round a chunk, in standard deviations of the PSF's light per
+#: square root of the iterations, by method: the methods that can be
+#: deblurred in chunks. Each iteration blurs and correlates once, so reaches
+#: k - 1 samples further, but what it carries fades like a random walk's
+#: spread, the PSF's spread times the square root of the steps; momentum
+#: (FISTA, Landweber) carries it further. Measured by
+#: ``benchmarks/bench_chunked.py --sections 4`` (docs/benchmarks.md; a
+#: Gaussian of sigma 1 in a box of 9): after FISTA-TV's 200 iterations the
+#: chunks differ by about 1e-3 of the range at 5.4 sigma and 3e-8 at 8.1;
+#: RL-TV's by 1e-7 at 5.4. (Counted in box widths, k, a disc, whose light
+#: reaches its box's edge, got half the margin: 2e-3 to 2e-2 of the range.)
+#: ADMM's x step divides spectra over its whole grid, so every step reaches
+#: the chunk's far side: TV's chunks differ by 3e-4 to 6e-4 of the range
+#: whatever the margin (a sixth of an 8-bit step); the hyper-Laplacian's
+#: shrinkage, not convex, turns that into differences of 30% and is not
+#: chunked. Wiener's conjugate gradients take global step lengths, which no
+#: chunk can repeat; its model by local steps is ``'landweber'``.
 REACH = {
-    "landweber": 1.0,
-    "fista_tv": 1.0,
-    "richardson_lucy": 0.6,
-    "rl_tv": 0.6,
-    "admm_tv": 0.6,
+    "landweber": 9.0,
+    "fista_tv": 9.0,
+    "richardson_lucy": 6.0,
+    "rl_tv": 6.0,
+    "admm_tv": 6.0,
 }
 
 
-def overlap(method: str, psf_shape: Sequence[int], iterations: int) -> tuple[int, ...]:
-    """Margin round a chunk, per spatial axis, for `iterations` of `method`, PSF `psf_shape`.
+def overlap(
+    method: str, psf_shape: Sequence[int], psf_spread: Sequence[float], iterations: int
+) -> tuple[int, ...]:
+    """Margin round a chunk, per spatial axis, for `iterations` of `method`.
 
-    :data:`REACH` PSF widths per square root of the iterations, at least one
-    width, at most what the iterations can reach, ``iterations * (k - 1)``.
+    :data:`REACH` times the PSF's spread (`psf_spread`, the standard
+    deviation of its light) per square root of the iterations, at least the
+    PSF's size, at most what the iterations can reach, ``iterations * (k -
+    1)`` for a PSF of `psf_shape` ``k``.
     """
     reach = REACH[method]
     return tuple(
-        min(iterations * (k - 1), max(k, math.ceil(reach * k * math.sqrt(iterations))))
-        for k in psf_shape
+        min(iterations * (k - 1), max(k, math.ceil(reach * s * math.sqrt(iterations))))
+        for k, s in zip(psf_shape, psf_spread)
     )
 
 
@@ -214,7 +221,7 @@ def chunked_steps(
         elif not isinstance(chunks, str):
             sample = np.maximum(sample, chunks)
         plan = yield from _planning(image, bad_pixels, psf, spatial, axes, sample, options)
-    depth = overlap(plan.method, plan.psf_shape, plan.iterations)
+    depth = overlap(plan.method, plan.psf_shape, plan.psf_spread, plan.iterations)
     if chunks is None:
         sizes = [max(image.chunks[a]) for a in spatial]
     elif isinstance(chunks, str):

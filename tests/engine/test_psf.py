@@ -14,6 +14,7 @@ from napari_deblur.engine.psf import (
     psf_to_otf,
     resample_psf,
     resize_psf,
+    spread,
     widefield_psf,
 )
 
@@ -315,3 +316,12 @@ def test_a_float32_psf_whose_sum_overflows_float32_is_normalised():
     # Its sum, taken to float32, was infinite: the PSF came back all zeros.
     psf = normalize_psf(np.full((3, 3), 3e38, np.float32))
     assert psf.dtype == np.float32 and np.allclose(psf, 1 / 9)
+
+
+def test_spread_is_the_standard_deviation_of_the_light():
+    # Integrated over its pixels: a pixel's own variance, 1 / 12, is added.
+    sigmas = np.sqrt(np.array([2.0, 1.0]) ** 2 + 1 / 12)
+    np.testing.assert_allclose(spread(gaussian_psf((2.0, 1.0), shape=(21, 11))), sigmas, rtol=1e-3)
+    # A disc of radius r: r / 2 along each axis.
+    np.testing.assert_allclose(spread(defocus_psf(6.0)), [3.0, 3.0], rtol=0.03)
+    np.testing.assert_allclose(spread(motion_psf(10.0, 0.0)), [0.0, 10 / np.sqrt(12)], atol=0.15)

@@ -66,6 +66,20 @@ def centroid(psf) -> np.ndarray:
     return np.array([float((c * psf).sum(dtype=np.float64) / total) for c in coords])
 
 
+def spread(psf) -> np.ndarray:
+    """Standard deviation of a non-negative `psf`'s light along each axis, in samples."""
+    psf = _as_psf(psf)
+    centre = centroid(psf)
+    total = psf.sum(dtype=np.float64)
+    coords = np.indices(psf.shape, sparse=True)
+    return np.array(
+        [
+            float(np.sqrt(((c - m) ** 2 * psf).sum(dtype=np.float64) / total))
+            for c, m in zip(coords, centre)
+        ]
+    )
+
+
 def shift_subpixel(image: np.ndarray, shift: Sequence[float]) -> np.ndarray:
     """Move `image` by `shift` samples per axis with cubic splines, outside = 0."""
     if not np.any(np.abs(shift) > 1e-6):
