@@ -734,14 +734,15 @@ def _rotational_average(psf: np.ndarray, angles: int = 36) -> np.ndarray:
 
 
 def _fwhm(psf: np.ndarray) -> tuple[float, ...]:
-    """Width at half maximum along each axis, through the PSF's centre.
+    """Width at half maximum along each axis, through the middle of the samples above it.
 
-    Between the outermost crossings of half the peak: the samples of a flat
-    top (a defocus disc) are equal but for their noise, and the brightest of
-    them may lie on its rim, where a profile through it is a chord.
+    Between the outermost crossings of half the peak, through the sample
+    nearest the centroid of those above it: the samples of a flat top (a
+    defocus disc) are equal but for their noise, and the brightest of them
+    may lie on its rim, where a profile through it is a chord.
     """
-    centre = [n // 2 for n in psf.shape]
     half = psf.max() / 2
+    centre = np.rint(ndimage.center_of_mass(psf > half)).astype(int)
     widths = []
     for axis in range(psf.ndim):
         index = list(centre)
