@@ -21,6 +21,16 @@ from ._base import (
     starting_point,
 )
 
+#: The least share of the best-seen sample's weight in the data (``A^T 1``)
+#: at which a sample is estimated. A sample the data barely see (a hole in
+#: the mask wider than the PSF, the far border of the unknown surroundings)
+#: is updated by the ratio of a few data at its PSF's tail: RL moved the
+#: light those data lacked into it, a hundredfold in a 24-row hole's edge,
+#: and, on the 3D bars of ``bench_microscopy.py``, into the planes beyond
+#: the stack (relative error 0.49 with 1e-6; 0.41, 0.42, 0.42 and 0.43 with
+#: 1e-3, 1e-2, 3e-2 and 0.1).
+SEEN = 1e-2
+
 
 class RichardsonLucy(Solver):
     """Richardson-Lucy: the EM algorithm for ``y ~ Poisson(A x)``, ``x >= 0``.
@@ -150,10 +160,12 @@ class RichardsonLucy(Solver):
         observed = xp.maximum(observed, 0.0)
         y = op.restrict(observed)
         norm = op.adjoint(backend.ones(op.shape_out, dtype, like=op.psf))
-        # Samples the data do not see (A^T 1 at the FFTs' round-off, which
-        # may be negative) are not estimated: dividing by infinity keeps
-        # them at 0.
-        seen_by = xp.where(norm > float(xp.max(norm)) * 1e-6, norm, math.inf)
+        # Samples the data barely see (SEEN) are not estimated: they keep
+        # their start, the observed samples round them filled in, whose light
+        # the data beside them need.
+        unseen = norm <= float(xp.max(norm)) * SEEN
+        seen_by = xp.where(unseen, math.inf, norm)
+        unseen = unseen if bool(xp.any(unseen)) else None
         tiny = float(xp.finfo(dtype).smallest_normal)
         level = (
             xp.mean(observed, axis=op.axes, keepdims=True)
@@ -245,6 +257,8 @@ class RichardsonLucy(Solver):
             x_new /= denominator
             # A^T ratio's round-off, where the data barely see a sample.
             x_new = backend.at_least(x_new, 0.0)
+            if unseen is not None:
+                x_new = xp.where(unseen, point, x_new)
             del blurred, ratio, denominator
             if self.accelerate is True:
                 step_before, last_step = last_step, x_new - point
