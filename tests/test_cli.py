@@ -224,6 +224,7 @@ def test_never_overwrites_an_input(photo_files, capsys):
             ],
             "--spacing gives 3 sizes, the image has 2 spatial axes",
         ),
+        (["psf", "light.jpg", "-o", "p.tif", "--energy", "2"], "--energy must be in (0, 1]"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):

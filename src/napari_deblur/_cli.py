@@ -33,6 +33,10 @@ OPTIONS = {
     "rois": "--roi",
     "weight": "--weight",
     "sources": "--sources",
+    "saturation": "--saturation",
+    "energy": "--energy",
+    "bead_diameter": "--bead-diameter",
+    "spacing": "--spacing",
 }
 
 
