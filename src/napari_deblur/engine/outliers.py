@@ -83,24 +83,28 @@ def hot_pixels(
     spatial = image.shape[1:]
     neighbours = 3 ** len(spatial) - 1
     # The neighbours' mean has its own noise: the excess's is a little more.
-    spread = np.sqrt(1 + 1 / neighbours)
+    spread = float(np.sqrt(1 + 1 / neighbours))
+    box = np.ones((3,) * len(spatial))
+    # The frame's outermost samples, whose neighbours are not all seen, are
+    # not tested.
+    inner = (slice(1, -1),) * len(spatial)
     hot = np.zeros(image.shape, dtype=bool)
     for c, channel in enumerate(image):
         rho = peak_excess(psf[min(c, len(psf) - 1)])
         if rho >= 1:
             continue
-        channel = np.asarray(channel, dtype=np.float64)
         # Data below zero (an offset taken off) are lifted: the bound holds
         # for a scene on a non-negative background.
         channel = channel - min(0.0, float(channel.min()))
-        total = ndimage.correlate(channel, np.ones((3,) * len(spatial)), mode="constant")
-        mean = (total - channel) / neighbours
-        excess = channel - mean - rho * channel
-        # The frame's outermost samples, whose neighbours are not all seen,
-        # are not tested.
-        inner = (slice(1, -1),) * len(spatial)
-        noise = np.sqrt(gain[c] * np.maximum(channel[inner], 0) + floor[c])
-        hot[c][inner] = excess[inner] > significance * spread * noise
+        # The excess over the bound, (1 - rho) y - mean of the neighbours, in
+        # the neighbours' sum's array (a 24 MP photo's channels are large).
+        excess = ndimage.correlate(channel, box, mode="constant")
+        excess -= channel
+        excess /= -neighbours
+        excess += (1 - rho) * channel
+        noise = np.maximum(channel, 0) * float(gain[c]) + float(floor[c])
+        np.sqrt(noise, out=noise)
+        hot[c][inner] = (excess > significance * spread * noise)[inner]
         if invalid is not None:
-            hot[c] &= ~ndimage.binary_dilation(invalid[c], np.ones((3,) * len(spatial)))
+            hot[c] &= ~ndimage.binary_dilation(invalid[c], box)
     return hot
