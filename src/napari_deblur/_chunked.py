@@ -242,6 +242,7 @@ def chunked_steps(
     if "time_axis" in axes:
         layout[axes["time_axis"]] = 1
     layout.update({a: _split(image.shape[a], s, d) for a, s, d in zip(spatial, sizes, depth)})
+    given = image.chunks
     image = image.rechunk(layout)
     arrays = [image] if bad_pixels is None else [image, bad_pixels.rechunk(image.chunks)]
     margins = {a: 0 for a in range(ndim)}
@@ -263,7 +264,7 @@ def chunked_steps(
         (last,) = deque(steps, maxlen=1)
         return last.image.astype(out_dtype, copy=False)
 
-    return da.map_overlap(
+    result = da.map_overlap(
         deblur_block,
         *arrays,
         depth=margins,
@@ -272,6 +273,10 @@ def chunked_steps(
         dtype=out_dtype,
         meta=np.empty((0,) * ndim, out_dtype),
     )
+    # A lazy array comes back in its own spatial chunks (those smaller than
+    # the margin were deblurred joined), a time point a chunk, its channels
+    # together.
+    return result.rechunk({a: given[a] for a in spatial}) if chunks is None else result
 
 
 def _split(length: int, size: int, margin: int) -> tuple[int, ...]:
