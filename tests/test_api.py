@@ -476,6 +476,11 @@ def test_time_series_is_deblurred_frame_by_frame(rng):
         deblur(series, psf, time_axis=1, channel_axis=1)
     with pytest.raises(ValueError, match="time_axis"):
         deblur(series, psf, time_axis=4)
+    # A broken frame is said at the call, not when its turn comes.
+    broken = series.astype(np.float64)
+    broken[:, 2, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"frames \[2\] of the image contain NaN"):
+        deblur_steps(broken, psf, time_axis=1)
     # A mask of the series' shape holds each frame's own bad pixels (it
     # was refused as not of the spatial shape).
     bad = np.zeros(series.shape, bool)

@@ -317,6 +317,14 @@ def _frame_by_frame(image, psf, time_axis, channel_axis, options) -> Iterator[Pr
             raise ValueError("time_axis and channel_axis must differ")
         channel_axis -= channel_axis > time_axis
     frames = np.moveaxis(image, time_axis, 0)
+    if image.dtype.kind == "f":
+        # Said now, not after the frames before it are deblurred.
+        broken = [t for t, f in enumerate(frames) if not np.all(np.isfinite(f))]
+        if broken:
+            raise ValueError(
+                f"frames {broken[:5]}{' ...' if len(broken) > 5 else ''} of the image contain "
+                "NaN or infinite values; replace them first"
+            )
     # A mask of the whole series' shape marks each frame's own bad pixels.
     bad = options.get("bad_pixels")
     masks = (
