@@ -236,6 +236,21 @@ def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, arg
     assert not (folder / "out").exists()
 
 
+def test_an_input_of_another_type_is_said_before_an_output_folder_is_made(
+    photo_files, monkeypatch, capsys
+):
+    # The error named the output's copy of its name, and the folder was left.
+    folder, _, _ = photo_files
+    monkeypatch.chdir(folder)
+    (folder / "scan.bmp").write_bytes(b"BM")
+    assert main(["run", "blurred.png", "scan.bmp", "--psf", "light.jpg", "-o", "out"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "scan.bmp: unsupported file type '.bmp'; use PNG, JPEG, TIFF or a .zarr store"
+    )
+    assert not (folder / "out").exists()
+
+
 def test_output_problems_are_found_before_the_work(photo_files, monkeypatch, capsys):
     # A missing folder or an existing file was found after the whole deblur
     # (and named by its temporary name).

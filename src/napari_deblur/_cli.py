@@ -62,16 +62,19 @@ def run(args: argparse.Namespace) -> None:
     ``--output``, by their names, one task each on the cluster when one is
     asked for (``--workers``, ``--scheduler``).
     """
-    from ._io import check_output, is_zarr
+    from ._io import check_output, file_type, is_zarr
 
     inputs = [Path(p) for p in args.blurred]
     output = Path(args.output)
-    # Every input there before any work (or any output folder) is begun.
+    # Every input there, of a type read here, before any work (or any
+    # output folder) is begun.
     for path in inputs:
         if not path.exists():
             raise ValueError(f"{path}: no such file")
         if path.is_dir() and not is_zarr(path):
             raise ValueError(f"{path} is a folder; name the images in it ({path / '*.tif'})")
+        if not is_zarr(path):
+            file_type(path)
     for option, path in (("--psf", args.psf), ("--mask", args.mask)):
         if path is not None and path not in ("auto", "general") and not Path(path).is_file():
             raise ValueError(f"{option} {path}: no such file")

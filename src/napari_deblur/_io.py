@@ -83,7 +83,14 @@ class ImageFile:
     jpeg_step: float | None = None
 
 
-def _suffix(path: Path) -> str:
+def file_type(path: Path) -> str:
+    """The lower-case suffix of an image file read and written here.
+
+    Raises
+    ------
+    ValueError
+        If files of `path`'s type are not.
+    """
     suffix = path.suffix.lower()
     if suffix not in TIFF_SUFFIXES + PHOTO_SUFFIXES:
         raise ValueError(
@@ -106,7 +113,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         Pixels as stored (8/16-bit integers or floats), colour last.
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = file_type(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
@@ -132,7 +139,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         If the file is missing or cannot be read.
     """
     path = Path(path)
-    if path.is_file() and _suffix(path) not in TIFF_SUFFIXES:
+    if path.is_file() and file_type(path) not in TIFF_SUFFIXES:
         try:
             with Image.open(path) as opened:
                 if opened.mode == "1":
@@ -414,7 +421,7 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
     """
     path = Path(path)
     check_output(path, overwrite=overwrite, like=image)
-    suffix = _suffix(path)
+    suffix = file_type(path)
     data = image.data
     if image.alpha is not None:
         channels = data if image.channel_axis is not None else data[..., None]
@@ -498,7 +505,7 @@ def check_output(
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} is a file, not a Zarr store")
     else:
-        suffix = _suffix(path)
+        suffix = file_type(path)
         if path.is_dir():
             raise ValueError(f"{path} is a folder; name the file to write")
         if like is not None:
