@@ -832,8 +832,9 @@ def _within(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     lost = float(np.max(1 - cut.sum(axis=axes) / kernel.sum(axis=axes)))
     if lost > MAX_CUT_LIGHT:
         raise ValueError(
-            f"psf spot of size {kernel.shape[1:]} is larger than the image {shape}, with "
-            f"{lost:.0%} of its light beyond it; crop the PSF tighter or use a larger image"
+            f"the PSF ({' x '.join(map(str, kernel.shape[1:]))} samples) is larger than the "
+            f"image ({' x '.join(map(str, shape))}), with {lost:.0%} of its light beyond it; "
+            "crop the PSF tighter or use a larger image"
         )
     warnings.warn(
         f"the PSF ({' x '.join(map(str, kernel.shape[1:]))}) reaches beyond the image "
