@@ -225,6 +225,8 @@ def test_never_overwrites_an_input(photo_files, capsys):
             "--spacing gives 3 sizes, the image has 2 spatial axes",
         ),
         (["psf", "light.jpg", "-o", "p.tif", "--energy", "2"], "--energy must be in (0, 1]"),
+        # Was "unsupported file type '.zarr'; use PNG, JPEG, TIFF or a .zarr store".
+        (["psf", "light.jpg", "-o", "p.zarr"], "p.zarr: a PSF is written as TIFF"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(photo_files, monkeypatch, capsys, args, message):

@@ -429,12 +429,14 @@ def psf(args: argparse.Namespace) -> None:
     """Measure a PSF from a photo of point lights; write it and print the report."""
     import numpy as np
 
-    from ._io import ImageFile, check_output, read_image, write_image
+    from ._io import ImageFile, check_output, is_zarr, read_image, write_image
     from .engine.point_source import PSFQualityWarning, psf_from_point_source
 
     output = Path(args.output)
     if output.resolve() == Path(args.photo).resolve():
         raise ValueError(f"{output} is the input; choose another output")
+    if is_zarr(output):
+        raise ValueError(f"{output}: a PSF is written as TIFF (float32); use a .tif name")
     photo = read_image(args.photo)
     # A PSF is written in float32, which only TIFF holds.
     check_output(
