@@ -439,8 +439,11 @@ def test_psf_command_takes_out_the_bead_size(tmp_path, capsys, rng):
     bead = replace(read_image(tmp_path / "bead.tif"), spacing=(0.2, 0.1, 0.1))
     write_image(tmp_path / "recorded.tif", bead)
     again = tmp_path / "again.tif"
+    capsys.readouterr()
     assert main(["psf", str(tmp_path / "recorded.tif"), "-o", str(again)]) == 0
     assert read_image(again).spacing == pytest.approx((0.2, 0.1, 0.1))
+    # The file's own sample size is in micrometres, and the FWHM says so.
+    assert re.search(r"px = [\d. x]+ um,", capsys.readouterr().out)
 
 
 def test_psf_command_bad_roi_is_one_line(photo_files, capsys):

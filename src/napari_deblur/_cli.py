@@ -467,7 +467,8 @@ def psf(args: argparse.Namespace) -> None:
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
     image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)
     write_image(args.output, image, overwrite=args.overwrite)
-    print(measured.report(spacing))
+    # A file's own sample size is read in micrometres; one given is in the user's unit.
+    print(measured.report(spacing, "um" if args.spacing is None and spacing else ""))
 
 
 def _per_axis(spacing, ndim: int, what: str) -> tuple[float, ...]:
