@@ -39,10 +39,10 @@ SAMPLE = 2**22
 #: k - 1 samples further, but what it carries fades like a random walk's
 #: spread, the PSF's spread times the square root of the steps; momentum
 #: (FISTA, Landweber) carries it further. Measured by
-#: ``benchmarks/bench_chunked.py --sections 4`` (docs/benchmarks.md; a
-#: Gaussian of sigma 1 in a box of 9): after FISTA-TV's 200 iterations the
-#: chunks differ by about 1e-3 of the range at 5.4 sigma and 3e-8 at 8.1;
-#: RL-TV's by 1e-7 at 5.4. (Counted in box widths, k, a disc, whose light
+#: ``benchmarks/bench_chunked.py --sections 4`` (docs/benchmarks.md): with
+#: a Gaussian of sigma 1, FISTA-TV's chunks differ by 7e-5 of the range at
+#: 6 and 9e-9 at 9, RL-TV's by 5e-9 at 6; with a disc of radius 4, 4e-8
+#: and 1e-7 at 6. (Counted in box widths, k, as before, a disc, whose light
 #: reaches its box's edge, got half the margin: 2e-3 to 2e-2 of the range.)
 #: ADMM's x step divides spectra over its whole grid, so every step reaches
 #: the chunk's far side: TV's chunks differ by 3e-4 to 6e-4 of the range
