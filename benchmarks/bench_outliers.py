@@ -1,6 +1,6 @@
 """Hot pixels and cosmic rays: found by themselves, and nothing else found.
 
-Run: python benchmarks/bench_outliers.py [--size 256] [--seed 5]
+Run: python benchmarks/bench_outliers.py [--size 256] [--seed 5] [--sections 123]
 
 1. False alarms: camera-made photos (``bench_blind.py``'s six photos, defocus
    r = 4, 8, 12 and Gaussian sigma = 1.5, 2.5, 4, 3000 photons, sRGB 8-bit)
@@ -13,6 +13,10 @@ Run: python benchmarks/bench_outliers.py [--size 256] [--seed 5]
    of the range (left out as clipped), and the PSNR of the result against
    the photo without hits deblurred alike (the damage the hits leave), with
    the test and without it (the baseline, in the same run).
+3. A PSF wider than the blur: 60 stars (50 to 5000 photons on a sky of 5)
+   blurred by one Gaussian and deblurred with a wider one: how many of
+   their samples are taken for hot (real light, inconsistent with the PSF
+   given).
 """
 
 from __future__ import annotations
@@ -110,16 +114,32 @@ def hits(size: int, rng) -> None:
     print()
 
 
+def wider_psf(size: int, rng) -> None:
+    print("### 3. A PSF wider than the blur (60 stars)\n")
+    print("| blur sigma | PSF given sigma | samples left out as hot |")
+    print("|---:|---:|---:|")
+    sky = np.zeros((size, size))
+    sky[rng.integers(0, size, 60), rng.integers(0, size, 60)] = rng.uniform(50, 5000, 60)
+    for blur, given in ((1.0, 1.0), (1.0, 1.25), (1.0, 1.5), (1.0, 2.0), (0.7, 1.0), (0.7, 1.5)):
+        light = Convolution(gaussian_psf(blur), sky.shape, boundary="periodic").apply(sky)
+        counts = rng.poisson(light + 5).astype(np.uint16)
+        found = last(counts, gaussian_psf(given)).settings["hot_pixels"]
+        print(f"| {blur:g} | {given:g} | {found} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--sections", default="123")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"machine: {machine()}; scene {args.size} px, seed {args.seed}\n")
     warnings.simplefilter("ignore")
-    false_alarms(args.size, rng)
-    hits(args.size, rng)
+    for number, section in enumerate((false_alarms, hits, wider_psf), start=1):
+        if str(number) in args.sections:
+            section(args.size, rng)
 
 
 if __name__ == "__main__":

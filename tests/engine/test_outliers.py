@@ -45,7 +45,7 @@ def test_hot_pixels_are_found_and_nothing_else(psf, rng):
     assert not hot_pixels(image[None], psf[None], 0, 0.005**2).any()
     spots = tuple(rng.integers(2, 94, (2, 30)))
     hot = image.copy()
-    hot[spots] += 1.0
+    hot[spots] += 3.0
     found = hot_pixels(hot[None], psf[None], 0, 0.005**2)[0]
     expected = np.zeros(image.shape, bool)
     expected[spots] = True
@@ -57,8 +57,21 @@ def test_neighbours_of_invalid_samples_are_not_tested(rng):
     image = blurred(psf, rng)
     # A stuck dark sample lowers its neighbours' neighbourhood mean.
     image[50, 50] = 0.0
-    image[50, 51] += 1.0
+    image[50, 51] += 3.0
     invalid = np.zeros((1, *image.shape), bool)
     assert hot_pixels(image[None], psf[None], 0, 0.005**2)[0, 50, 51]
     invalid[0, 50, 50] = True
     assert not hot_pixels(image[None], psf[None], 0, 0.005**2, invalid=invalid).any()
+
+
+def test_sharp_stars_are_no_hot_pixels_under_a_psf_up_to_twice_as_wide(rng):
+    # Undersampled stars (sigma 0.7) under a PSF of sigma 1.5 lost their
+    # peaks: 49 of 60 taken for hot, their flux 20% low after deblurring.
+    sky = np.zeros((96, 96))
+    sky[tuple(rng.integers(4, 92, (2, 30)))] = rng.uniform(50, 5000, 30)
+    light = Convolution(gaussian_psf(0.7), sky.shape, boundary="periodic").apply(sky)
+    counts = rng.poisson(light + 5).astype(np.float64)
+    assert not hot_pixels(counts[None], gaussian_psf(1.5)[None], 1.0, 0.0).any()
+    # A cosmic ray on the same sky is one.
+    counts[48, 48] += 3000
+    assert hot_pixels(counts[None], gaussian_psf(1.5)[None], 1.0, 0.0)[0, 48, 48]
