@@ -74,6 +74,19 @@ def test_wiener_deblurs_noise_free_data(rng):
     assert error(x, truth) < 0.6 * error(y, truth)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_wiener_with_a_huge_weight_gives_the_flat_mean(dtype, rng):
+    # In float32, nsr 1e9 gave a flat -94 for an image of mean 0.3, and
+    # 1e30 a NaN: the conjugate gradients' sums lost the data term.
+    y, _ = blurred(scene_2d(), gaussian_psf(1.5), 0.01, rng)
+    y = y.astype(dtype)
+    op = Convolution(gaussian_psf(1.5).astype(dtype), y.shape, boundary="valid")
+    for nsr in (1e9, 1e30):
+        x = frame_of(Wiener(op, nsr=nsr).run(y), op)
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(x, y.mean(), atol=0.02 * y.mean())
+
+
 def test_wiener_valid_beats_periodic(rng):
     y, truth = blurred(scene_2d(), defocus_psf(4.0), 0.005, rng)
     results = {}

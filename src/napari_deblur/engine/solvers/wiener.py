@@ -20,6 +20,13 @@ from ._base import (
     starting_point,
 )
 
+#: The largest noise-to-signal ratio used, times the arithmetic's precision
+#: (8e6 in float32): there the estimate is flat (the slowest gradient of a
+#: 256 px frame kept at 2e-4), and past it the conjugate gradients' sums
+#: lose the data term to round-off (in float32, nsr 1e9 made a flat -94 of
+#: an image whose mean is 104; 1e30 a NaN).
+LARGEST_NSR = 1.0
+
 
 class Wiener(Solver):
     """Wiener filter ``X = H* Y / (|H|^2 + nsr |G|^2)`` on the operator's boundary model.
@@ -45,6 +52,7 @@ class Wiener(Solver):
         Blur model.
     nsr : float or array_like, optional
         Noise-to-signal ratio (one per batch image); chosen by GCV when omitted.
+        At most :data:`LARGEST_NSR` over the precision of the operator's type.
     stop : StoppingRule, optional
         For the iterative (non-periodic) case: by default the relative change
         of the estimate below 1e-3, or 100 iterations.
@@ -74,7 +82,8 @@ class Wiener(Solver):
             nsr = gcv_nsr(backend.to_numpy(observed), host_psf, batch_ndim=op.batch_ndim)
         else:
             nsr = self.nsr
-        return per_image(nsr, op)
+        largest = LARGEST_NSR / float(np.finfo(backend.to_numpy(op.psf).dtype).eps)
+        return per_image(np.minimum(nsr, largest), op)
 
     def iterate(self, observed: np.ndarray) -> Iterator[Step]:  # noqa: D102
         op = self.operator
