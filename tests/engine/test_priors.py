@@ -44,6 +44,14 @@ def test_hyper_laplacian_prox_matches_brute_force(alpha, weight):
         assert cost(w) <= target + 1e-5
 
 
+@pytest.mark.parametrize("weight", [0.0, 1e-45, 1e-30])
+def test_hyper_laplacian_prox_of_a_vanishing_weight_is_the_identity(weight):
+    # The table's step fell below float32's normal numbers: its inverse was
+    # infinite and a zero's index NaN.
+    values = np.array([0.0, -1e-3, 1.0, 100.0], np.float32)
+    np.testing.assert_allclose(shrink_hyper_laplacian(values, weight, 2 / 3), values, rtol=1e-3)
+
+
 def test_denoise_tv_lowers_the_objective_and_keeps_the_mean(rng):
     image = np.zeros((40, 40))
     image[10:30, 10:30] = 1

@@ -125,8 +125,11 @@ def shrink_hyper_laplacian(v: np.ndarray, weight: float, alpha: float) -> np.nda
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     u_grid, t_grid = _hyper_laplacian_table(float(alpha))
     xp = backend.namespace(v)
-    scale = max(float(weight) ** (1 / (2 - alpha)), float(xp.finfo(v.dtype).smallest_normal))
     last = len(u_grid) - 1
+    # A step of the table stays a normal number of v's type, whose inverse
+    # is finite (a weight of 1e-30 made 0 / step a NaN index).
+    smallest = float(xp.finfo(v.dtype).smallest_normal) * last / float(u_grid[-1])
+    scale = max(float(weight) ** (1 / (2 - alpha)), smallest)
     # The table in v's units, and the width of one of its steps.
     table = backend.asarray(t_grid * scale, v.dtype, like=v)
     step = float(u_grid[-1]) / last * scale
@@ -149,7 +152,9 @@ def shrink_hyper_laplacian(v: np.ndarray, weight: float, alpha: float) -> np.nda
         block, shrunk = within[start : start + SHRINK_BLOCK], into[start : start + SHRINK_BLOCK]
         p, i = position[: block.size], index[: block.size]
         np.abs(block, out=p)
-        p *= 1 / step
+        with np.errstate(over="ignore"):
+            # Past the type's range is past the table.
+            p *= 1 / step
         beyond = p > last if p.max() > last else None
         np.minimum(p, last, out=p)
         p += 0.5
