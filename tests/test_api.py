@@ -356,6 +356,16 @@ def test_noise_free_images_still_get_a_positive_weight(scale):
     assert np.all(np.isfinite(last.image))
 
 
+@pytest.mark.parametrize("method", METHODS[1:])
+def test_a_noise_level_below_the_rounding_is_held_to_it(method):
+    # A noise of 1e-30 made ADMM's data weights infinite: the hyper-Laplacian
+    # prior's estimate was NaN (an IndexError in its lookup).
+    image = data.camera()[200:264, 200:264]
+    held = deblur(image, PSF, method=method, noise=1e-30, max_iter=5)
+    assert np.all(np.isfinite(held))
+    np.testing.assert_allclose(held, deblur(image, PSF, method=method, noise=1e-8, max_iter=5))
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(
     ("shape", "compressed"), [((1, 1), False), ((3, 3), True), ((1, 1, 1), False)]

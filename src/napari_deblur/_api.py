@@ -606,19 +606,20 @@ def _one_image(
             if noise is None or method == "auto"
             else None
         )
+        # No image is cleaner than its rounding to integers; a noise-free
+        # floating-point one is taken at a millionth of its range, so that
+        # every weight stays positive (a noise of 1e-30 given made ADMM's
+        # data weights infinite, and its estimate NaN).
+        raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
+        rounding = quantisation_noise(raw, encoding_image)
+        if rounding is None:
+            rounding = 1e-6 * _extent(linear)
         if noise is None:
-            # No image is cleaner than its rounding to integers; a noise-free
-            # floating-point one is taken at a millionth of its range, so that
-            # every weight stays positive.
-            raw = image[None] if channel_axis is None else np.moveaxis(image, channel_axis, 0)
-            rounding = quantisation_noise(raw, encoding_image)
-            if rounding is None:
-                rounding = 1e-6 * _extent(linear)
             variance = np.maximum(level.variance, rounding**2)
             curve = tuple(np.broadcast_to(c, linear.shape[:1]) for c in (level.gain, level.floor))
             sample_noise = (level.gain, np.maximum(level.floor, rounding**2))
         else:
-            variance = np.full(linear.shape[0], float(noise) ** 2)
+            variance = np.maximum(np.full(linear.shape[0], float(noise) ** 2), rounding**2)
             curve = None
             sample_noise = (0.0, variance)
         _warn_if_signed(linear, variance)
