@@ -927,7 +927,9 @@ def deblur(
         Noise standard deviation in linear light (in the image's units, or
         on 0..1 for sRGB data); estimated from the image when omitted. It
         sets the TV and prior weights and the discrepancy rule; Wiener's and
-        Landweber's weights are chosen by GCV, which needs none.
+        Landweber's weights are chosen by GCV, which needs none. Held, as
+        the estimate is, to at least the image's rounding (a millionth of
+        its range for floating-point data).
     weight : float, optional
         The method's regularisation weight (noise-to-signal ratio for Wiener
         and Landweber, TV weight otherwise); chosen from the noise level and
