@@ -474,7 +474,13 @@ def test_time_series_layer_is_deblurred_frame_by_frame(
     informed = []
     monkeypatch.setattr(_widget, "show_info", informed.append)
     widget.keep_iterations.value = True
+    # Nor shown each: the display fell behind (a copy of the series a step);
+    # the first and the last are always shown.
+    monkeypatch.setattr(_widget, "SERIES_INTERVAL", 1e9)
+    shown = []
+    widget._on_step = lambda item, show=widget._on_step: shown.append(show(item))
     run_to_end(widget, qtbot)
+    assert len(shown) == 2
     assert errors == [] and any("not for a time series" in text for text in informed)
     (result,) = [lay for lay in viewer.layers if lay.name.startswith("movie deblurred")]
     assert result.data.shape == series.shape
@@ -483,6 +489,81 @@ def test_time_series_layer_is_deblurred_frame_by_frame(
     truth = scene + 2
     for t in range(3):
         assert np.abs(result.data[t] - truth[t]).mean() < np.abs(series[t] - truth[t]).mean()
+
+
+def test_closing_the_viewer_stops_a_run(make_napari_viewer, qtbot, rng):
+    # The thread went on for a minute, each step raising on deleted widgets.
+    viewer = make_napari_viewer()
+    series = ndimage.gaussian_filter(rng.random((30, 128, 128)), (0, 2, 2)).astype(np.float32)
+    viewer.add_image(series, name="series")
+    viewer.add_image(gaussian_psf(2.0).astype(np.float32), name="psf")
+    widget = dock_on(viewer, viewer.layers["series"], viewer.layers["psf"])
+    widget.run_button.native.click()
+    worker = widget.worker
+    qtbot.waitUntil(lambda: widget._result is not None, timeout=60_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+
+
+def test_a_refused_run_clears_the_last_report(make_napari_viewer, qtbot, errors):
+    viewer, widget = on_photo_sample(make_napari_viewer)
+    widget.max_iter.value = 3
+    run_to_end(widget, qtbot)
+    assert widget.progress.value == 100
+    widget.weight.value = "-1"
+    widget.run()
+    assert len(errors) == 1
+    assert widget.report.value.startswith("not run: weight") and widget.progress.value == 0
+
+
+def test_the_sample_opens_with_its_image_and_light_chosen(make_napari_viewer):
+    # Both lists started on the sample's hidden truth: a run was refused,
+    # or deblurred the truth once the PSF alone was changed.
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-deblur", "defocused_photo")
+    widget = dock(viewer)
+    assert widget.image.value is viewer.layers["defocused photo"]
+    assert widget.psf.value is viewer.layers["point light"]
+    assert dock(viewer, PointSourceWidget).photo.value is viewer.layers["point light"]
+    # Two layers chosen stay chosen.
+    widget.image.value, widget.psf.value = viewer.layers["point light"], widget.image.value
+    viewer.add_image(np.zeros((4, 4)), name="other")
+    widget.reset_choices()
+    assert widget.image.value is viewer.layers["point light"]
+
+
+def test_a_nan_in_the_psf_layer_is_said_of_it(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((64, 64)), name="image")
+    psf = gaussian_psf(1.5)
+    psf[0, 0] = np.nan
+    viewer.add_image(psf, name="bad psf")
+    widget = dock_on(viewer, viewer.layers["image"], viewer.layers["bad psf"])
+    widget.run()
+    assert len(errors) == 1 and "PSF layer 'bad psf'" in errors[0]
+    assert "point-light photo" in errors[0]
+
+
+def test_varying_blur_with_an_rgba_photo_of_the_lights(
+    make_napari_viewer, qtbot, errors, varying_scene
+):
+    # Its alpha was taken for a fourth colour: NaN, "psf contains NaN".
+    blurred, photo, sharp = varying_scene
+    viewer = make_napari_viewer()
+    rgb = np.repeat(blurred[..., None], 3, axis=-1)
+    viewer.add_image(rgb, name="tilted", rgb=True)
+    lights = np.concatenate(
+        [np.repeat(photo[..., None], 3, axis=-1), np.ones_like(rgb[..., :1])], -1
+    )
+    viewer.add_image(lights, name="lights", rgb=True)
+    widget = dock_on(viewer, viewer.layers["tilted"], viewer.layers["lights"])
+    widget.varying.value = True
+    widget.max_iter.value = 20
+    run_to_end(widget, qtbot)
+    assert errors == []
+    (result,) = [layer for layer in viewer.layers if layer.name.startswith("tilted deblurred")]
+    assert result.metadata["deblur"]["psfs"] == 9
+    assert psnr(sharp, result.data[..., 0], 1) > psnr(sharp, blurred, 1) + 1
 
 
 def test_varying_blur_checkbox_shows_the_psfs(make_napari_viewer, qtbot, errors, varying_scene):

@@ -9,6 +9,7 @@ theoretical microscope PSF as a layer.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -117,19 +118,20 @@ def measure_psf(
     """
     rois = None if shapes is None else _regions(psf_layer, shapes)
     channel_axis = -1 if psf_layer.rgb else None
-    photo = np.asarray(psf_layer.data)
-    if psf_layer.rgb and photo.shape[-1] == 4:
-        # RGBA: the alpha is no light.
-        photo = photo[..., :3]
+    photo = _light(psf_layer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
-        measured = psf_from_point_source(
-            photo,
-            rois=rois,
-            channel_axis=channel_axis,
-            compressed=_compressed(psf_layer),
-            **options,
-        )
+        try:
+            measured = psf_from_point_source(
+                photo,
+                rois=rois,
+                channel_axis=channel_axis,
+                compressed=_compressed(psf_layer),
+                **options,
+            )
+        except ValueError as error:
+            # Named by its layer: beside the image, "image" is the wrong one.
+            raise ValueError(f"PSF layer '{psf_layer.name}': {error}") from None
     for warning in caught:
         if issubclass(warning.category, PSFQualityWarning):
             show_warning(f"PSF '{psf_layer.name}': {warning.message}")
@@ -138,6 +140,12 @@ def measure_psf(
         # Colour PSFs for a colour image, one for all colours for a grey one.
         psf = np.moveaxis(psf, 0, -1) if for_rgb else measured.grey
     return psf.astype(np.float32), measured
+
+
+def _light(layer: napari.layers.Image) -> np.ndarray:
+    """A photo layer's light levels: an RGBA layer's alpha is no light."""
+    photo = np.asarray(layer.data)
+    return photo[..., :3] if layer.rgb and photo.shape[-1] == 4 else photo
 
 
 def _compressed(layer: napari.layers.Image) -> bool:
@@ -266,6 +274,42 @@ class DeblurWidget(Container):
         self.estimate_button.changed.connect(self.estimate_psf)
         self.cancel_button.changed.connect(self.cancel)
         self.side_by_side.changed.connect(self._show_grid)
+        # Closing the viewer (or the dock) stops the threads: their steps
+        # would land on deleted widgets.
+        self._closed = False
+        self.native.destroyed.connect(self._stop)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh the layer choices; an image and PSF left on one layer are told apart.
+
+        Both lists start on the first layer (a sample's hidden truth): the
+        image is then the largest layer shown, the PSF the smallest other.
+        A choice of two layers is kept.
+        """
+        super().reset_choices()
+        if self.image.value is not self.psf.value:
+            return
+        shown = _shown_images(self._viewer)
+        if len(shown) >= 2:
+            image = max(shown, key=_size)
+            self.image.value = image
+            self.psf.value = min((layer for layer in shown if layer is not image), key=_size)
+
+    def _stop(self) -> None:
+        """Stop the threads, whose results no widget will show any more."""
+        self._closed = True
+        for worker in (self._worker, self._estimator):
+            if worker is not None:
+                worker.quit()
+
+    def _live(self, handler):
+        """`handler`, called only while the widget is open (signals may follow its close)."""
+
+        def call(*args) -> None:
+            if not self._closed:
+                handler(*args)
+
+        return call
 
     @property
     def worker(self) -> GeneratorWorker | None:
@@ -334,15 +378,18 @@ class DeblurWidget(Container):
             )
         if psf_layer.rgb and not image_layer.rgb:
             raise ValueError("varying blur in a grey image needs a grey photo of the lights")
-        photo = np.asarray(psf_layer.data)
+        photo = _light(psf_layer)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PSFQualityWarning)
-            measured = psf_from_point_source(
-                photo,
-                sources="auto",
-                channel_axis=-1 if psf_layer.rgb else None,
-                compressed=compressed,
-            )
+            try:
+                measured = psf_from_point_source(
+                    photo,
+                    sources="auto",
+                    channel_axis=-1 if psf_layer.rgb else None,
+                    compressed=compressed,
+                )
+            except ValueError as error:
+                raise ValueError(f"PSF layer '{psf_layer.name}': {error}") from None
         self._lights = (
             psf_layer,
             measured.placed(photo.shape[:-1] if psf_layer.rgb else photo.shape),
@@ -383,10 +430,10 @@ class DeblurWidget(Container):
             compressed=_compressed(layer),
             _start_thread=False,
             # Handled here: a failure is a notification, not an exception in Qt's loop.
-            _connect={"errored": self._estimate_failed},
+            _connect={"errored": self._live(self._estimate_failed)},
         )
-        worker.returned.connect(lambda estimate: self._add_estimate(layer, estimate))
-        worker.finished.connect(lambda: setattr(self.estimate_button, "enabled", True))
+        worker.returned.connect(self._live(lambda estimate: self._add_estimate(layer, estimate)))
+        worker.finished.connect(self._live(lambda: setattr(self.estimate_button, "enabled", True)))
         self._estimator = worker
         worker.start()
 
@@ -448,6 +495,9 @@ class DeblurWidget(Container):
                     show_info(f"Deblur: {error}. Deblurring it in chunks as it is displayed.")
                     lazy, chunks = True, "auto"
         except (ValueError, TypeError, MemoryError) as error:
+            # The last run's report and progress are not this one's.
+            self.report.value = f"not run: {error}"
+            self.progress.value = 0
             show_error(f"Deblur: {error}")
             return
         if self.varying.value:
@@ -478,16 +528,16 @@ class DeblurWidget(Container):
                 _start_thread=False,
                 _connect={"errored": _failed},
             )
-            self._worker.yielded.connect(self._on_planning)
-            self._worker.returned.connect(self._on_lazy_result)
-            self._worker.aborted.connect(self._on_planning_cancelled)
+            self._worker.yielded.connect(self._live(self._on_planning))
+            self._worker.returned.connect(self._live(self._on_lazy_result))
+            self._worker.aborted.connect(self._live(self._on_planning_cancelled))
         else:
             self._worker = create_worker(
                 _images, steps, _start_thread=False, _connect={"errored": _failed}
             )
-            self._worker.yielded.connect(self._on_step)
-            self._worker.aborted.connect(self._on_cancelled)
-        self._worker.finished.connect(self._on_finished)
+            self._worker.yielded.connect(self._live(self._on_step))
+            self._worker.aborted.connect(self._live(self._on_cancelled))
+        self._worker.finished.connect(self._live(self._on_finished))
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self._worker.start()
@@ -625,6 +675,20 @@ class DeblurWidget(Container):
         self._viewer.canvas.grid.enabled = shown
 
 
+def _shown_images(viewer: napari.viewer.Viewer) -> list[napari.layers.Image]:
+    """The visible Image layers, first added first."""
+    return [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, napari.layers.Image) and layer.visible
+    ]
+
+
+def _size(layer: napari.layers.Image) -> int:
+    """A layer's number of samples (of its full resolution)."""
+    return int(np.prod(layer.data.shape))
+
+
 def _placement(layer: napari.layers.Layer) -> dict:
     """Where `layer` lies in the world: its transforms, units and axis names."""
     return {
@@ -654,9 +718,26 @@ def _failed(error: Exception) -> None:
     show_error(f"Deblur failed: {error}")
 
 
+#: The shortest time, in seconds, between two steps of a time series shown:
+#: each shows the whole series, whose copy costs more than a frame's
+#: iteration (a series of 20 frames of 256 x 256 queued 113 copies, 0.7 GB,
+#: and the display ran 4 s behind a Cancel).
+SERIES_INTERVAL = 0.25
+
+
 def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
-    """Each step with its image, converted in the worker thread."""
+    """The steps to show with their images, converted in the worker thread.
+
+    Every step of one image; a time series' last step, and others at most
+    every :data:`SERIES_INTERVAL`.
+    """
+    shown = -np.inf
     for progress in steps:
+        now = time.monotonic()
+        if "frames" in progress.settings and progress.fraction < 1:
+            if now - shown < SERIES_INTERVAL:
+                continue
+        shown = now
         yield progress, progress.image
 
 
@@ -713,6 +794,17 @@ class PointSourceWidget(Container):
         # Regions name the lights; the count is for the whole frame.
         self.regions.changed.connect(self._regions_chosen)
         self._regions_chosen(self.regions.value)
+
+    def reset_choices(self, *_) -> None:
+        """Refresh the layer choices; a hidden photo (a sample's truth) gives way.
+
+        To the smallest layer shown: a photo of a light is rarely larger than
+        the scene's.
+        """
+        super().reset_choices()
+        shown = _shown_images(self._viewer)
+        if self.photo.value is not None and not self.photo.value.visible and shown:
+            self.photo.value = min(shown, key=_size)
 
     def _regions_chosen(self, regions: napari.layers.Shapes | None) -> None:
         self.sources.enabled = regions is None

@@ -241,7 +241,7 @@ def psf_from_point_source(
     if raw.dtype.kind not in "iubf" or raw.ndim < 2 - (channel_axis is not None) or raw.size == 0:
         raise ValueError(f"image must be a non-empty real array, got {raw.dtype} {raw.shape}")
     if not np.all(np.isfinite(raw)):
-        raise ValueError("image contains NaN or infinite values")
+        raise ValueError("image (the point-light photo) contains NaN or infinite values")
     if channel_axis is not None and not (
         isinstance(channel_axis, (int, np.integer)) and -raw.ndim <= channel_axis < raw.ndim
     ):
