@@ -56,6 +56,21 @@ MODELS = {
 }
 
 
+@pytest.mark.parametrize("level", [-0.5, 0.0, 0.5])
+def test_noise_clipped_at_zero_is_background(level, rng):
+    # A dark-subtracted photo, or a float one held to 0..1, loses its noise's
+    # negative half: read at half its size and left in, its positive half
+    # grew the PSF's box (41 x 55 for 15 x 15, nine lights found as two).
+    model, tolerance = MODELS["gaussian"]
+    positions = [(20.3, 20.6), (20.8, 59.1), (59.4, 20.2), (59.7, 60.3)]
+    photo = camera_photo(model, rng, positions=positions, background=0.0) + level / 100
+    unclipped = psf_from_point_source(photo, sources="auto")
+    clipped = psf_from_point_source(np.clip(photo, 0, None), sources="auto")
+    assert clipped.sources == unclipped.sources == 4
+    assert clipped.psf.shape[0] <= unclipped.psf.shape[0] + 2
+    assert relative_error(clipped.psf, gaussian_psf(2.5)) < 2 * tolerance
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_photo_gives_the_psf(name, rng):
     model, tolerance = MODELS[name]
