@@ -14,7 +14,9 @@ sources and for a clipped exposure; then the PSNR of deconvolving a
 camera-made blurred photo with the true PSF, the extracted PSF and the
 "raw crop" PSF with one fixed method (Richardson-Lucy, 25
 iterations, so that only the PSF differs), the question's own method (raw
-crop, divide Fourier transforms) and the default deblur.
+crop, divide Fourier transforms) and the default deblur; last, four lights
+photographed in the dark (no background: the noise of the dark clipped at
+the sensor's black level) beside the same on a background of 3%.
 """
 
 from __future__ import annotations
@@ -61,17 +63,40 @@ FAMILIES = {
 }
 
 
-def camera(linear: np.ndarray, rng, peak_snr: float, exposure: float = 0.8) -> np.ndarray:
-    """Photons, read noise and sRGB 8-bit: `linear` scaled so its peak is `exposure`."""
+def camera(
+    linear: np.ndarray, rng, peak_snr: float, exposure: float = 0.8, encoded: bool = True
+) -> np.ndarray:
+    """Photons, read noise and sRGB 8-bit: `linear` scaled so its peak is `exposure`.
+
+    Not `encoded`: linear light in float32, clipped at 0 only (a
+    dark-subtracted photo).
+    """
     photons = peak_snr**2  # at the peak, Poisson noise alone gives this SNR
     light = linear / linear.max() * exposure
     counts = rng.poisson(light * photons / exposure) * exposure / photons
     noisy = counts + rng.normal(0, 0.001, light.shape)
+    if not encoded:
+        return np.clip(noisy, 0, None).astype(np.float32)
     return np.round(linear_to_srgb(np.clip(noisy, 0, 1)) * 255).astype(np.uint8)
 
 
-def point_light_photo(model, rng, *, sources: int, peak_snr: float, gradient: bool, exposure=0.8):
-    """Sources on a grid of cells, each at a random sub-pixel position."""
+def point_light_photo(
+    model,
+    rng,
+    *,
+    sources: int,
+    peak_snr: float,
+    gradient: bool,
+    exposure=0.8,
+    dark=False,
+    encoded=True,
+):
+    """Sources on a grid of cells, each at a random sub-pixel position.
+
+    `dark`: no background, the sensor's black level at 0, so that the
+    noise of the dark is clipped there (an LED in a dark room); `encoded`
+    as for :func:`camera`.
+    """
     k = max(model(None).shape)
     cell = 4 * k
     grid = int(np.ceil(np.sqrt(sources)))
@@ -89,8 +114,9 @@ def point_light_photo(model, rng, *, sources: int, peak_snr: float, gradient: bo
         offsets.append(position - anchor)
     frame /= frame.max()
     rows, cols = np.mgrid[: frame.shape[0], : frame.shape[1]] / frame.shape[0]
-    background = 0.01 + 0.04 * (rows + cols) / 2 if gradient else 0.03
-    return camera(frame + background, rng, peak_snr, exposure), np.array(truth), offsets
+    background = 0.0 if dark else 0.01 + 0.04 * (rows + cols) / 2 if gradient else 0.03
+    photo = camera(frame + background, rng, peak_snr, exposure, encoded)
+    return photo, np.array(truth), offsets
 
 
 def relative_error(measured: np.ndarray, truth: np.ndarray) -> float:
@@ -176,6 +202,32 @@ def clipped_table(rng) -> None:
             )
 
 
+def dark_table(rng) -> None:
+    """Four lights in the dark, whose noise the sensor clips at its black level."""
+    print("\n| PSF | peak SNR | photo | sources found | PSF size (true) | rel. L2 error |")
+    print("|---|---:|---|---:|---|---:|")
+    kinds = {
+        "background 3%, sRGB 8-bit": {},
+        "dark, sRGB 8-bit": {"dark": True},
+        "dark, linear float": {"dark": True, "encoded": False},
+    }
+    for name, model in FAMILIES.items():
+        true_size = " x ".join(map(str, model(None).shape))
+        for peak_snr in (50, 200):
+            for kind, options in kinds.items():
+                photo, _, _ = point_light_photo(
+                    model, rng, sources=4, peak_snr=peak_snr, gradient=False, **options
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", PSFQualityWarning)
+                    measured = psf_from_point_source(photo, sources="auto")
+                size = " x ".join(map(str, measured.psf.shape))
+                print(
+                    f"| {name} | {peak_snr} | {kind} | {measured.sources} | {size} ({true_size}) "
+                    f"| {relative_error(measured.psf, model(None)):.3f} |"
+                )
+
+
 def restore(blurred: np.ndarray, psf: np.ndarray, iterations: int = 25) -> np.ndarray:
     """A fixed deconvolution, so that only the PSF differs: RL, 25 iterations, linear light."""
     linear = srgb_to_linear(blurred / 255.0)
@@ -232,6 +284,7 @@ def main() -> None:
     extraction_table(rng, args.quick)
     clipped_table(rng)
     deconvolution_table(rng)
+    dark_table(rng)
 
 
 if __name__ == "__main__":
