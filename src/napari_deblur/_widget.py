@@ -922,6 +922,23 @@ class PSFModelWidget(Container):
         except ValueError as error:
             show_error(f"PSF model: {error}")
             return None
+        # Through the peak, across and along the axis: a box within the
+        # half maximum holds a flat piece of the PSF (NA 0.05 on 41 pixels
+        # of 0.065 um: all within 27% of the peak).
+        peak = np.unravel_index(np.argmax(psf), psf.shape)
+        cut = [
+            name
+            for name, profile in (
+                ("across", psf[peak[0]]),
+                ("along the axis", psf[(slice(None), *peak[1:])]),
+            )
+            if profile.min() > profile.max() / 2
+        ]
+        if cut:
+            show_warning(
+                f"PSF model: the box ends within the PSF's half maximum {' and '.join(cut)}: "
+                "use more samples, or larger ones"
+            )
         return self._viewer.add_image(
             psf.astype(np.float32),
             name=f"{self.kind.value} PSF NA {self.na.value:g}",
