@@ -391,3 +391,16 @@ def test_lights_near_the_edge_are_averaged_and_those_left_out_said(rng):
     photo[40:53, 0:7] += (disc / disc.max() * 0.8)[:, 6:]
     with pytest.warns(PSFQualityWarning, match="1 bright sources were left out"):
         assert psf_from_point_source(photo, sources="auto").sources == 9
+
+
+def test_fwhm_of_a_psf_whose_middle_is_dark(rng):
+    # Two rests of a diagonal shake: the profiles through the middle of the
+    # bright samples cross neither, and the width was read as 0.
+    psf = np.zeros((21, 21))
+    psf[np.arange(5, 16), np.arange(5, 16)] = 0.2
+    psf[5, 5] = psf[15, 15] = 1
+    photo = np.zeros((80, 80))
+    photo[30:51, 30:51] = ndimage.gaussian_filter(psf, 1.0)
+    photo = photo / photo.max() + rng.normal(0, 0.01, photo.shape)
+    measured = psf_from_point_source(photo)
+    assert all(width > 2 for width in measured.fwhm)

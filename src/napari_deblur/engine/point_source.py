@@ -789,15 +789,19 @@ def _fwhm(psf: np.ndarray) -> tuple[float, ...]:
     """
     half = psf.max() / 2
     centre = np.rint(ndimage.center_of_mass(psf > half)).astype(int)
+    peak = np.unravel_index(np.argmax(psf), psf.shape)
     widths = []
     for axis in range(psf.ndim):
-        index = list(centre)
-        index[axis] = slice(None)
-        profile = psf[tuple(index)]
-        above = np.flatnonzero(profile > half)
-        if above.size == 0:
-            widths.append(0.0)
-            continue
+        above = np.array([], dtype=int)
+        # Through the brightest sample where that middle lies outside the
+        # samples above half (a ring: the width was read as 0).
+        for through in (centre, peak):
+            index = list(through)
+            index[axis] = slice(None)
+            profile = psf[tuple(index)]
+            above = np.flatnonzero(profile > half)
+            if above.size:
+                break
         left, right = int(above[0]), int(above[-1])
         # Linear interpolation of the half-maximum crossings.
         lo = (
