@@ -404,3 +404,33 @@ def test_fwhm_of_a_psf_whose_middle_is_dark(rng):
     photo = photo / photo.max() + rng.normal(0, 0.01, photo.shape)
     measured = psf_from_point_source(photo)
     assert all(width > 2 for width in measured.fwhm)
+
+
+@pytest.mark.parametrize("sources", [1, "auto"])
+def test_two_lights_blended_into_one_are_left_out(sources, rng):
+    # Brighter than one light, the pair was taken for the brightest source:
+    # the PSF was both lights, one after the other.
+    model, _ = MODELS["gaussian"]
+    positions = [(25.2, 25.7), (25.4, 95.1), (95.6, 40.3), (95.3, 50.6)]
+    photo = camera_photo(model, rng, size=120, positions=positions, background=0.0)
+    with pytest.warns(PSFQualityWarning, match="blended"):
+        measured = psf_from_point_source(photo, sources=sources)
+    assert measured.sources == (1 if sources == 1 else 2)
+    assert max(measured.fwhm) < 1.2 * min(measured.fwhm)
+    assert relative_error(measured.psf, model(None)) < 0.1
+
+
+def test_one_light_of_two_peaks_is_its_own_psf(rng):
+    # Every light alike (a shake with two rests): their shape, not a blend.
+    psf = np.zeros((21, 21))
+    psf[np.arange(5, 16), np.arange(5, 16)] = 0.2
+    psf[5, 5] = psf[15, 15] = 1
+    psf = ndimage.gaussian_filter(psf, 1.0)
+    photo = np.zeros((120, 120))
+    for r, c in ((20, 20), (20, 80), (80, 20), (80, 80)):
+        photo[r : r + 21, c : c + 21] = psf
+    photo = photo / photo.max() + rng.normal(0, 0.01, photo.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PSFQualityWarning)
+        measured = psf_from_point_source(photo, sources="auto")
+    assert measured.sources == 4

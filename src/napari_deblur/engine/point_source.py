@@ -177,9 +177,12 @@ def psf_from_point_source(
 
     Steps, in linear light: the background (a plane, for uneven light) and
     its noise are fitted to the outer band of the frame (sigma-clipped least
-    squares, MAD) and subtracted; what stays within the noise is tapered to
-    zero smoothly, so no hard edge is left; each source is a connected blob
-    of the tapered light; its sub-pixel centroid is moved to the centre
+    squares, MAD; a normal distribution clipped at zero where the photo's
+    dark is clipped there) and subtracted; what stays within the noise is
+    tapered to zero smoothly, so no hard edge is left; each source is a
+    connected blob of the tapered light, and one of two peaks parted by a
+    dip (two lights blended) is left out while sources of one peak are
+    there; its sub-pixel centroid is moved to the centre
     sample of the smallest odd box holding `energy` of its light; several
     sources are registered that way and averaged, weighted by their light.
     A bead of known size is then deconvolved out of the average.
@@ -342,6 +345,11 @@ def psf_from_point_source(
             f"{left_out} bright sources were left out, too near the frame's edge or another "
             f"source; {len(blobs)} used"
         )
+    if blends := sum(f.blends for f in found):
+        problems.append(
+            f"{blends} bright source(s) left out as two lights or more blended into one "
+            "(peaks parted by a dip)"
+        )
     for problem in problems:
         warnings.warn(problem, PSFQualityWarning, stacklevel=2)
     return result
@@ -372,6 +380,8 @@ class _Found:
     noise: float
     #: Bright sources not used: too near the frame's edge or another source.
     left_out: int = 0
+    #: Sources left out as two lights or more blended into one.
+    blends: int = 0
 
 
 def _regions(rois, spatial: tuple[int, ...]) -> list[tuple[slice, ...]]:
@@ -462,7 +472,7 @@ def _find_sources(
         # photo stored as RGB): their sum's is measured on it, and is at
         # least independent channels'.
         noise = max(noise, _band_noise(total, compressed))
-    weight, core = _light_maps(total, noise)
+    weight, core, smooth, level = _light_maps(total, noise)
     labels, count_found = ndimage.label(core)
     if count_found == 0:
         raise ValueError("the point-source image holds no light above its background")
@@ -479,6 +489,17 @@ def _find_sources(
         label for label in order if fluxes[label - 1] >= MIN_RELATIVE_FLUX * fluxes.max()
     ]
     boxes = ndimage.find_objects(labels)
+    # Two lights blended into one are brighter than one, and their average
+    # is no PSF: left out while a source of one peak is there to use.
+    blended = {
+        label
+        for label in candidates
+        if _blended(np.where(labels == label, smooth, 0)[boxes[label - 1]], level)
+    }
+    blends_left_out = 0
+    if blended and len(blended) < len(candidates):
+        blends_left_out = len(blended)
+        candidates = [label for label in candidates if label not in blended]
     windows = {label: _dilate(boxes[label - 1], total.shape) for label in candidates}
     if count == 1:
         chosen = candidates[:1]
@@ -514,7 +535,9 @@ def _find_sources(
         )
         blobs.append(_Blob(light, global_window, centre))
     levels = [float(plane.mean()) for plane, _ in fits]
-    return _Found(blobs, float(np.mean(levels)), noise, len(candidates) - len(chosen))
+    return _Found(
+        blobs, float(np.mean(levels)), noise, len(candidates) - len(chosen), blends_left_out
+    )
 
 
 def _centre(light: np.ndarray) -> np.ndarray:
@@ -657,8 +680,39 @@ def _censored_background(values: np.ndarray) -> tuple[float, float] | None:
     return float(level), float(noise)
 
 
-def _light_maps(total: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
+#: Depth of the dip, as a share of the lower peak, that parts two lights
+#: blended into one source: a PSF of one peak (a disc's flat top, a ring)
+#: stays above it between its brightest samples; two Gaussian lights 3
+#: sigmas apart dip to 64%.
+BLEND_DIP = 0.7
+
+
+def _blended(light: np.ndarray, level: float) -> bool:
+    """Whether a source's smoothed light holds two peaks parted by a dip.
+
+    The two highest local maxima above half the peak lie apart when the
+    light is cut at :data:`BLEND_DIP` of the lower one, at least 4 noise
+    levels (`level`) below it.
+    """
+    maxima = (light == ndimage.maximum_filter(light, size=3)) & (light > light.max() / 2)
+    heights = np.sort(light[maxima])
+    if heights.size < 2:
+        return False
+    lower = heights[-2]
+    cut = BLEND_DIP * lower
+    if lower - cut < 4 * level:
+        return False
+    parts, _ = ndimage.label(light > cut)
+    peaks = parts[maxima & (light >= lower)]
+    return len(np.unique(peaks)) > 1
+
+
+def _light_maps(
+    total: np.ndarray, noise: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Where the light is: a weight in [0, 1] for the light kept, and the sources' cores.
+
+    Also the smoothed copy the light is judged on, and its noise level.
 
     The light is judged on a copy smoothed by a Gaussian of 1 px, against the
     noise of that copy: the weight ramps from 0 at 2 to 1 at 4 of its
@@ -668,7 +722,7 @@ def _light_maps(total: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray
     """
     if noise == 0:
         light = total > 0
-        return light.astype(total.dtype), light
+        return light.astype(total.dtype), light, total.astype(np.float64), 0.0
     smooth = ndimage.gaussian_filter(total.astype(np.float64), 1.0)
     impulse = np.zeros((9,) * total.ndim)
     impulse[(4,) * total.ndim] = 1
@@ -676,7 +730,7 @@ def _light_maps(total: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray
     level = noise * float(np.sqrt((ndimage.gaussian_filter(impulse, 1.0) ** 2).sum()))
     ramp = np.clip((smooth / level - 2) / 2, 0, 1)
     weight = ndimage.gaussian_filter(ramp, 1.0).astype(total.dtype)
-    return weight, smooth > 5 * level
+    return weight, smooth > 5 * level, smooth, level
 
 
 def _energy_half_widths(total: np.ndarray, anchor: np.ndarray, energy: float) -> np.ndarray:
