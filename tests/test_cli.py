@@ -681,7 +681,7 @@ def test_gamma_encoded_reads_the_profile_curve():
     assert gamma_encoded(b"not a profile") is None
 
 
-def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, rng):
+def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, capsys, rng):
     # A bead stack taken with half the steps of the image: the sizes in the
     # files (ImageJ's, OME's) were dropped, and the command line took none.
     from napari_deblur import deblur
@@ -714,7 +714,11 @@ def test_sample_sizes_in_tiff_metadata_resample_the_psf(tmp_path, rng):
     tifffile.imwrite(tmp_path / "plain.tif", psf_fine.astype(np.float32))
     plain = ["run", str(tmp_path / "stack.tif"), "--psf", str(tmp_path / "plain.tif")]
     assert main([*plain, "-o", str(tmp_path / "o2.tif"), "--psf-spacing", "0.1,0.05,0.05"]) == 0
+    capsys.readouterr()
     assert main([*plain, "--spacing", "0.2,0.1,0.1", "-o", str(tmp_path / "o3.tif")]) == 1
+    # Said in the options' own names (was "----spacing needs --psf---spacing").
+    said = capsys.readouterr().err
+    assert "--psf-spacing" in said and "---" not in said
     # A size given is written with the result (it was not).
     tifffile.imwrite(tmp_path / "bare.tif", stack)
     bare = ["run", str(tmp_path / "bare.tif"), "--psf", str(tmp_path / "bead.ome.tif")]

@@ -41,8 +41,9 @@ OPTIONS = {
 
 
 def _said(error: BaseException) -> str:
-    """An error's message in the command line's words."""
-    return re.sub(r"\b(" + "|".join(OPTIONS) + r")\b", lambda m: OPTIONS[m[0]], str(error))
+    """An error's message in the command line's words (an option's name left as it is)."""
+    names = "|".join(OPTIONS)
+    return re.sub(rf"(?<![-\w])({names})(?![-\w])", lambda m: OPTIONS[m[0]], str(error))
 
 
 def launch_gui(sample: str = "defocused_photo") -> None:
