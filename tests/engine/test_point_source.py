@@ -434,3 +434,30 @@ def test_one_light_of_two_peaks_is_its_own_psf(rng):
         warnings.simplefilter("error", PSFQualityWarning)
         measured = psf_from_point_source(photo, sources="auto")
     assert measured.sources == 4
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_a_hot_pixel_beside_the_light_is_left_out(ndim, rng):
+    # Brighter than the light, the lone sample was the PSF: centred on it,
+    # one sample wide.
+    if ndim == 2:
+        truth = gaussian_psf(2.0, shape=(17, 17))
+    else:
+        truth = gaussian_psf((2.0, 1.5, 1.5), shape=(13, 13, 13), ndim=3)
+    photo = np.zeros((40,) * ndim)
+    photo[tuple(slice(20 - k // 2, 20 - k // 2 + k) for k in truth.shape)] = truth / truth.max()
+    photo += 0.1 + rng.normal(0, 0.01, photo.shape)
+    photo[(20,) * (ndim - 1) + (26,)] = 30
+    with pytest.warns(PSFQualityWarning, match="lone bright"):
+        measured = psf_from_point_source(photo)
+    np.testing.assert_allclose(measured.centres[0], [20] * ndim, atol=0.1)
+    assert relative_error(measured.psf, truth) < 0.1
+
+
+def test_a_light_smaller_than_its_samples_is_kept(rng):
+    # Stars of a pixel: their lone samples are all the light there is.
+    photo = rng.normal(0, 0.01, (64, 64))
+    for r, c in ((16, 16), (16, 48), (48, 30)):
+        photo[r, c] += 1
+    measured = psf_from_point_source(photo, sources="auto")
+    assert measured.sources == 3 and measured.psf.max() > 0.8
