@@ -22,6 +22,14 @@ from scipy import ndimage
 NEAR_SATURATION = 0.99
 
 
+#: The largest values of sensors of 8, 10, 12 and 14 bits, stored in wider
+#: integer types.
+ADC_TOPS = {2**bits - 1 for bits in (8, 10, 12, 14)}
+#: Samples at a sensor's largest value that make a clipped plateau: a light
+#: that merely peaks there reaches it once or twice.
+PLATEAU = 3
+
+
 def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -> float | None:
     """Value at or above which a sample of `raw` is clipped, if it can be known.
 
@@ -30,7 +38,9 @@ def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -
     raw : ndarray
         Pixels as stored.
     saturation : float, 'auto' or None
-        The level itself; ``'auto'``: the largest value of an integer type;
+        The level itself; ``'auto'``: the largest value of an integer type,
+        or of a sensor of 8, 10, 12 or 14 bits in a wider one that at least
+        :data:`PLATEAU` samples reach (:data:`ADC_TOPS`);
         1.0 for floating data up to 1 that reach it in more than one sample
         (a clipped plateau: data scaled to their maximum reach it once);
         unknown otherwise; None: never clipped.
@@ -50,6 +60,13 @@ def saturation_level(raw: np.ndarray, saturation: float | str | None = "auto") -
             raise ValueError(f"saturation must be positive, 'auto' or None, got {saturation}")
         return level
     if raw.dtype.kind in "iu":
+        if raw.size and raw.dtype.itemsize > 1:
+            # A camera of fewer bits than its file's type tops out at its own
+            # largest value: a plateau there is clipped (a 12-bit sensor's
+            # 4095 in a 16-bit file was taken for light).
+            top = int(raw.max())
+            if top in ADC_TOPS and np.count_nonzero(raw == top) >= PLATEAU:
+                return float(top)
         return float(np.iinfo(raw.dtype).max)
     if raw.dtype.kind == "f" and raw.size and float(raw.max()) == 1.0:
         return 1.0 if np.count_nonzero(raw == 1.0) > 1 else None
