@@ -444,6 +444,25 @@ def test_psf_command_takes_out_the_bead_size(tmp_path, capsys, rng):
     assert read_image(again).spacing == pytest.approx((0.2, 0.1, 0.1))
     # The file's own sample size is in micrometres, and the FWHM says so.
     assert re.search(r"px = [\d. x]+ um,", capsys.readouterr().out)
+    # A diameter with no sample size to read it by is refused: taken in
+    # samples, next to nothing was removed, and the report said it was.
+    bare = ["psf", str(tmp_path / "bead.tif"), "-o", str(tmp_path / "bare.tif")]
+    assert main([*bare, "--bead-diameter", "1"]) == 1
+    assert "needs the size of a sample" in capsys.readouterr().err
+
+
+def test_psf_command_counts_a_12_bit_cameras_clipped_samples(tmp_path, capsys, rng):
+    light = np.zeros((48, 48))
+    light[24, 24] = 1
+    light = ndimage.gaussian_filter(light, 2.0)
+    photo = np.minimum(rng.poisson(light / light.max() * 8000 + 100), 4095).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "light.tif", photo)
+    args = ["psf", str(tmp_path / "light.tif"), "-o", str(tmp_path / "psf.tif")]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert f"clipped samples {np.count_nonzero(photo == 4095)}" in said
+    assert main([*args, "--overwrite", "--saturation", "none"]) == 0
+    assert "clipped samples 0" in capsys.readouterr().out
 
 
 def test_psf_command_bad_roi_is_one_line(photo_files, capsys):

@@ -450,6 +450,12 @@ def psf(args: argparse.Namespace) -> None:
     # file keeps it, for a run to resample the PSF by.
     spacing = args.spacing or photo.spacing
     spacing = None if spacing is None else _per_axis(spacing, spatial, "photo")
+    if args.bead_diameter is not None and spacing is None:
+        # In samples it would remove next to nothing, and say it was removed.
+        raise ValueError(
+            f"--bead-diameter needs the size of a sample: {args.photo} records none; "
+            "give --spacing in the diameter's unit"
+        )
     with warnings.catch_warnings():
         # The report below says the same.
         warnings.simplefilter("ignore", PSFQualityWarning)
@@ -464,6 +470,7 @@ def psf(args: argparse.Namespace) -> None:
             bead_diameter=args.bead_diameter,
             spacing=spacing or 1.0,
             compressed=photo.compressed,
+            saturation=args.saturation,
         )
     data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
     image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)
@@ -729,6 +736,14 @@ def _parser() -> argparse.ArgumentParser:
         "--bead-diameter",
         type=float,
         help="diameter of the beads, in the unit of --spacing: their size is taken out",
+    )
+    p.add_argument(
+        "--saturation",
+        type=_saturation,
+        default="auto",
+        help="stored value at which the sensor clipped ('auto': the top of the file's range, "
+        "or of a 12- or 14-bit camera's; 'none': nothing is clipped); clipped samples are "
+        "counted and warned about",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=psf)
