@@ -461,3 +461,16 @@ def test_a_light_smaller_than_its_samples_is_kept(rng):
         photo[r, c] += 1
     measured = psf_from_point_source(photo, sources="auto")
     assert measured.sources == 3 and measured.psf.max() > 0.8
+
+
+def test_single_levels_of_noise_in_a_dark_8_bit_photo_are_no_hot_pixels():
+    # Its noise reads as its rounding: 120 samples of one or two levels stood
+    # 8 noise levels out, and were said to be hot pixels.
+    from napari_deblur._sample_data import make_defocused_photo
+
+    _, light, _ = make_defocused_photo()
+    light = np.pad(light, [(40, 40), (40, 40), (0, 0)], mode="edge")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PSFQualityWarning)
+        psf_from_point_source(light, channel_axis=-1)
+    assert not any("lone bright" in str(w.message) for w in caught)
