@@ -198,6 +198,10 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         check_output(output, overwrite=job["overwrite"], like=image)
     data = image if lazy else image.data
     channel_axis = job["channel_axis"] if lazy else image.channel_axis
+    # A hyperstack's time points are its T axis unless told otherwise.
+    time_axis = job["time_axis"]
+    if time_axis is None and not lazy:
+        time_axis = image.time_axis
     encoding = job["encoding"]
     compressed = not lazy and image.compressed
     if compressed:
@@ -223,7 +227,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if job["mask"] is not None:
         bad_pixels = read_mask(job["mask"])
         # One mask for every frame of a series, or one per frame.
-        axes = [a % data.ndim for a in (channel_axis, job["time_axis"]) if a is not None]
+        axes = [a % data.ndim for a in (channel_axis, time_axis) if a is not None]
         frame = tuple(n for axis, n in enumerate(data.shape) if axis not in axes)
         spatial = (
             tuple(np.delete(data.shape, channel_axis)) if channel_axis is not None else data.shape
@@ -234,6 +238,9 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
                 + (f" (a frame {frame})" if frame != spatial else "")
             )
     psf_data = job["psf"] if psf is None else psf.data
+    if psf is not None and psf.channel_axis is not None and channel_axis is not None:
+        # One PSF per channel, on the image's channel axis (a hyperstack's C).
+        psf_data = np.moveaxis(psf_data, psf.channel_axis, channel_axis)
     grey_from_colour = psf is not None and psf.channel_axis is not None and channel_axis is None
     if grey_from_colour and job["varying"]:
         raise ValueError("--varying with a grey image needs a grey photo of the lights")
@@ -243,14 +250,17 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PSFQualityWarning)
             psf_data = psf_from_point_source(
-                psf.data, channel_axis=-1, encoding=encoding, compressed=psf_compressed
+                psf.data,
+                channel_axis=psf.channel_axis,
+                encoding=encoding,
+                compressed=psf_compressed,
             ).grey
         _log_warnings(Path(job["psf"]), caught)
     options = {
         "method": job["method"],
         "boundary": job["boundary"],
         "channel_axis": channel_axis,
-        "time_axis": job["time_axis"],
+        "time_axis": time_axis,
         "encoding": encoding,
         "weight": job["weight"],
         "max_iter": job["max_iter"],
@@ -267,7 +277,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     psf_spacing = job["psf_spacing"] or (None if psf is None else psf.spacing)
     if job["spacing"] and not lazy:
         # The result records the sample size given.
-        spatial = data.ndim - sum(a is not None for a in (channel_axis, job["time_axis"]))
+        spatial = data.ndim - sum(a is not None for a in (channel_axis, time_axis))
         image = replace(image, spacing=_per_axis(spacing, spatial, "image"))
     if spacing is not None and psf_spacing is not None:
         options |= {"spacing": spacing, "psf_spacing": psf_spacing}
@@ -439,6 +449,8 @@ def psf(args: argparse.Namespace) -> None:
     if is_zarr(output):
         raise ValueError(f"{output}: a PSF is written as TIFF (float32); use a .tif name")
     photo = read_image(args.photo)
+    if photo.time_axis is not None:
+        raise ValueError(f"{args.photo}: a photo of point lights is one time point, not a series")
     # A PSF is written in float32, which only TIFF holds.
     check_output(
         output,
@@ -472,8 +484,15 @@ def psf(args: argparse.Namespace) -> None:
             compressed=photo.compressed,
             saturation=args.saturation,
         )
-    data = measured.psf if photo.channel_axis is None else np.moveaxis(measured.psf, 0, -1)
-    image = ImageFile(data.astype(np.float32), photo.channel_axis, spacing=spacing)
+    # Channels where the photo had them (last for colour, a hyperstack's C).
+    data = (
+        measured.psf
+        if photo.channel_axis is None
+        else np.moveaxis(measured.psf, 0, photo.channel_axis)
+    )
+    image = ImageFile(
+        data.astype(np.float32), photo.channel_axis, spacing=spacing, axes=photo.axes
+    )
     write_image(args.output, image, overwrite=args.overwrite)
     # A file's own sample size is read in micrometres; one given is in the user's unit.
     print(measured.report(spacing, "um" if args.spacing is None and spacing else ""))

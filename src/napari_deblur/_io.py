@@ -45,7 +45,8 @@ class ImageFile:
     data : ndarray
         Pixels, colour last when `channel_axis` is set.
     channel_axis : int or None
-        -1 for colour (RGB or RGBA), None for grey images and stacks.
+        -1 for colour (RGB or RGBA); the axis of a hyperstack's channels
+        (an ImageJ or OME TIFF's C); None for grey images and stacks.
     alpha : ndarray or None
         The alpha channel, kept apart from the colour.
     exif, icc_profile : bytes or None
@@ -64,6 +65,11 @@ class ImageFile:
         density, a PNG's pHYs, a TIFF's resolution tags).
     jpeg_step : float or None
         A JPEG's compression (:func:`jpeg_step`).
+    axes : str or None
+        A hyperstack's axes as its TIFF names them (``'TZCYX'``, ``'CZYX'``),
+        written back with it; None for other images.
+    time_axis : int or None
+        The axis of a hyperstack's time points (its T).
     """
 
     @property
@@ -81,6 +87,8 @@ class ImageFile:
     premultiplied: bool = False
     dpi: tuple[float, float] | None = None
     jpeg_step: float | None = None
+    axes: str | None = None
+    time_axis: int | None = None
 
 
 def file_type(path: Path) -> str:
@@ -169,9 +177,21 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
             grey_alpha = not colour and len(page.extrasamples) == 1
             if colour and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                 data = np.moveaxis(data, -3, -1)
+            # A hyperstack's channels and time points, as its axes name them.
+            axes = tif.series[0].axes
+            hyperstack = (
+                not (colour or grey_alpha)
+                and len(axes) == data.ndim
+                and any(a in axes for a in "CT")
+                and set(axes) <= set("TZCYX")
+            )
+            axes = axes if hyperstack else None
+            channels = axes.index("C") if axes and "C" in axes else None
+            time_axis = axes.index("T") if axes and "T" in axes else None
             icc_profile = page.iccprofile
             orientation = int(page.tags[ORIENTATION].value) if ORIENTATION in page.tags else None
-            spacing = _voxel_size(tif, data.ndim - colour - grey_alpha)
+            spatial = data.ndim - colour - grey_alpha - sum(a in (axes or "") for a in "CT")
+            spacing = _voxel_size(tif, spatial)
             premultiplied = tuple(page.extrasamples) == (tifffile.EXTRASAMPLE.ASSOCALPHA,)
             dpi = None if spacing is not None else _tiff_dpi(page)
     else:
@@ -203,6 +223,7 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
         orientation = _exif_orientation(exif)
         spacing, premultiplied = None, False
         dpi = tuple(float(d) for d in info["dpi"]) if "dpi" in info else None
+        axes = channels = time_axis = None
     if colour and data.shape[-1] not in (3, 4):
         raise ValueError(f"{path}: colour image with {data.shape[-1]} channels; expected 3 or 4")
     alpha = None
@@ -212,7 +233,7 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
         data = data if colour else data[..., 0]
     return ImageFile(
         data,
-        -1 if colour else None,
+        -1 if colour else channels,
         alpha,
         exif or None,
         icc_profile or None,
@@ -221,6 +242,8 @@ def _read_file(path: Path, suffix: str) -> ImageFile:
         premultiplied,
         dpi,
         step,
+        axes,
+        time_axis,
     )
 
 
@@ -262,21 +285,29 @@ MICROMETRES = {"µm": 1.0, "um": 1.0, "micron": 1.0, "\\u00B5m": 1.0, "nm": 1e-3
 def _voxel_metadata(image: ImageFile, path: Path) -> dict:
     """The arguments of ``tifffile.imwrite`` that record a grey image's sample size.
 
-    OME metadata for an ``.ome.tif`` name, ImageJ's otherwise.
+    And a hyperstack's axes, which it is written with. OME metadata for an
+    ``.ome.tif`` name, ImageJ's otherwise (tifffile's own where ImageJ
+    cannot hold the axes' order or type).
     """
     grey = image.channel_axis is None and image.alpha is None
-    if image.spacing is None or not grey:
+    if not grey and image.axes is None:
         return {}
-    sizes = dict(zip("ZYX"[-len(image.spacing) :], image.spacing))
-    axes = "TZYX"[-image.data.ndim :] if image.data.ndim <= 4 else None
+    sizes = {} if image.spacing is None else dict(zip("ZYX"[-len(image.spacing) :], image.spacing))
+    if image.axes is None and not sizes:
+        return {}
+    axes = image.axes or ("TZYX"[-image.data.ndim :] if image.data.ndim <= 4 else None)
     if axes is None or image.data.ndim < len(sizes):
         return {}
     if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
         physical = {f"PhysicalSize{axis}": size for axis, size in sizes.items()}
         return {"ome": True, "metadata": {"axes": axes, **physical}}
-    if image.data.dtype not in (np.uint8, np.uint16, np.float32):
-        return {}
-    metadata = {"axes": axes, "unit": "um"}
+    imagej_order = "".join(a for a in "TZCYX" if a in axes) == axes
+    if image.data.dtype not in (np.uint8, np.uint16, np.float32) or not imagej_order:
+        return {"metadata": {"axes": axes}} if image.axes else {}
+    metadata = {"axes": axes}
+    if not sizes:
+        return {"imagej": True, "metadata": metadata}
+    metadata["unit"] = "um"
     if "Z" in sizes:
         metadata["spacing"] = sizes["Z"]
     return {
@@ -433,7 +464,8 @@ def write_image(path: str | os.PathLike, image: ImageFile, *, overwrite: bool = 
     os.close(handle)
     try:
         if suffix in TIFF_SUFFIXES:
-            photometric = "rgb" if image.channel_axis is not None else "minisblack"
+            colour = image.channel_axis is not None and image.axes is None
+            photometric = "rgb" if colour else "minisblack"
             turned = image.orientation not in (None, 1)
             voxels = _voxel_metadata(image, path)
             if image.dpi is not None and "resolution" not in voxels:
@@ -528,6 +560,10 @@ def _check_format(path: Path, suffix: str, image: ImageFile) -> None:
         raise ValueError(
             f"{path}: a stack of {image.data.shape[0]} planes is written as TIFF or Zarr, "
             f"not {suffix}; use a .tif name"
+        )
+    if image.axes is not None and suffix not in TIFF_SUFFIXES:
+        raise ValueError(
+            f"{path}: a hyperstack ({image.axes}) is written as TIFF; use a .tif name"
         )
     if image.premultiplied and suffix not in TIFF_SUFFIXES:
         raise ValueError(
