@@ -190,7 +190,8 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         )
     if not lazy and job["channel_axis"] is not None:
         raise ValueError(
-            "--channel-axis is for Zarr stores; an image file says where its colour is"
+            "--channel-axis is for Zarr stores; an image file says where its colour or "
+            "channels are (an RGB file, a hyperstack's C)"
         )
     image = read_zarr(blurred) if lazy else read_image(blurred)
     if not lazy:
