@@ -88,10 +88,20 @@ def _sample_sizes(
         return {}
     scale = image_layer.scale[1:] if over_time else image_layer.scale
     units = image_layer.units[1:] if over_time else image_layer.units
+    psf_units = psf_layer.units
+    # A scale set without a unit (napari's "pixel") is in the other
+    # layer's length: most readers and scripts give a scale alone, and the
+    # PSF model's layer was taken sample for sample beside them.
+    if _unitless(scale, units) and not _unitless(psf_layer.scale, psf_units):
+        show_info(f"Deblur: the image's scale has no unit: taken in the PSF's {psf_units[-1]}")
+        units = psf_units[-len(units) :]
+    elif _unitless(psf_layer.scale, psf_units) and not _unitless(scale, units):
+        show_info(f"Deblur: the PSF's scale has no unit: taken in the image's {units[-1]}")
+        psf_units = units[-len(psf_units) :]
     try:
         psf_scale = [
             (size * unit).to(target).magnitude
-            for size, unit, target in zip(psf_layer.scale, psf_layer.units, units)
+            for size, unit, target in zip(psf_layer.scale, psf_units, units)
         ]
     except pint.DimensionalityError:
         show_info(
@@ -101,6 +111,11 @@ def _sample_sizes(
         )
         return {}
     return {"spacing": tuple(scale), "psf_spacing": tuple(psf_scale)}
+
+
+def _unitless(scale, units) -> bool:
+    """Whether a layer's scale was set without a unit: not all 1, in napari's pixels."""
+    return not np.allclose(scale, 1) and all(str(unit) == "pixel" for unit in units)
 
 
 def measure_psf(
