@@ -58,6 +58,20 @@ def test_poisson_gaussian_curve(rng):
     assert floor == pytest.approx(read**2, rel=0.3)
 
 
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+def test_a_cameras_offset_is_a_pedestal_not_photons(offset, rng):
+    # Held at a floor of 0, the fit read counts on an offset of 100 with a
+    # tenth of their gain (1 / offset).
+    light = np.repeat(np.linspace(0, 300, 256)[None], 256, axis=0)
+    noisy = rng.poisson(light) + offset + rng.normal(0, 2.0, light.shape)
+    level = estimate_noise_level(noisy)
+    assert level.gain == pytest.approx(1.0, rel=0.15)
+    # The shifted Poisson model: the offset less the read noise's variance.
+    assert level.pedestal == pytest.approx(offset - 4.0, abs=0.05 * offset)
+    assert level.variance == pytest.approx(np.mean(light) + 4.0, rel=0.15)
+    assert estimate_noise_level(rng.poisson(light) + 0.0).pedestal == 0
+
+
 def test_gcv_is_near_the_best_weight(rng):
     scene = smooth_scene(rng)
     psf = defocus_psf(5.0)

@@ -174,6 +174,13 @@ def estimate_noise(image, *, batch_ndim: int = 0, mask=None, scale: int = 1) -> 
     return _MAD_TO_SIGMA * np.median(np.abs(detail), axis=axes)
 
 
+#: How far above zero, in noise levels of the darkest samples, the level at
+#: which the noise would vanish must lie to be a camera's offset: the robust
+#: variance of a few photons is read low, which puts that level a few
+#: photons up on counts with no offset (6.6 on a ramp of 0-300 photons).
+PEDESTAL_SIGNIFICANCE = 5.0
+
+
 def estimate_noise_curve(
     image, *, batch_ndim: int = 0, bins: int = 16, scale: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +189,13 @@ def estimate_noise_curve(
     Photon (shot) noise grows with the light, read noise does not: the
     Poisson-Gaussian model of camera sensors. The finest Haar details are
     grouped by the local mean into `bins` quantile bins; the robust variance
-    of each bin is fitted by non-negative least squares.
+    of each bin is fitted by non-negative least squares. Where a camera
+    adds an offset to its counts, the noise vanishes at a level above zero
+    (a pedestal, which Foi et al. allow: held at zero, the floor had the
+    gain of counts on an offset of 100 read as a tenth of theirs): fitted as
+    ``gain`` times the light above the darkest bin's plus that bin's
+    variance, a pedestal :data:`PEDESTAL_SIGNIFICANCE` noise levels of the
+    darkest bin above zero is taken, with a negative floor.
 
     Parameters
     ----------
@@ -200,7 +213,9 @@ def estimate_noise_curve(
     Returns
     -------
     gain, floor : ndarray
-        Non-negative coefficients of shape ``image.shape[:batch_ndim]``.
+        Coefficients of shape ``image.shape[:batch_ndim]``: the gain
+        non-negative, the floor negative below a camera's offset (see
+        :attr:`NoiseLevel.pedestal`).
 
     References
     ----------
@@ -225,8 +240,14 @@ def estimate_noise_curve(
         groups = np.array_split(order, min(bins, max(1, m.size // 64)))
         levels = np.array([m[g].mean() for g in groups])
         variances = np.array([(_MAD_TO_SIGMA * np.median(np.abs(d[g]))) ** 2 for g in groups])
-        design = np.stack([levels, np.ones_like(levels)], axis=1)
-        (gain, floor), _ = nnls(design, variances)
+        (gain, floor), _ = nnls(np.stack([levels, np.ones_like(levels)], axis=1), variances)
+        # With a pedestal: the gain times the light above the darkest bin's,
+        # plus that bin's variance.
+        darkest = levels[0]
+        design = np.stack([levels - darkest, np.ones_like(levels)], axis=1)
+        (above, dark), _ = nnls(design, variances)
+        if above > 0 and darkest - dark / above > PEDESTAL_SIGNIFICANCE * np.sqrt(dark):
+            gain, floor = above, dark - above * darkest
         gains.append(gain)
         floors.append(floor)
     return np.array(gains).reshape(batch), np.array(floors).reshape(batch)
@@ -251,13 +272,32 @@ class NoiseLevel:
     @property
     def variance(self) -> np.ndarray:
         """Expected noise variance averaged over the pixels, per image."""
-        return self.gain * self.light + self.floor
+        return np.maximum(self.gain * self.light + self.floor, 0.0)
 
     @property
     def photon_share(self) -> float:
         """Share of the variance that grows with the light (photon noise), in [0, 1]."""
         total = float(np.sum(self.variance))
-        return float(np.sum(self.gain * self.light)) / total if total > 0 else 0.0
+        photons = float(np.sum(self.gain * (self.light - np.maximum(self.pedestal, 0.0))))
+        return min(1.0, photons / total) if total > 0 else 0.0
+
+    @property
+    def pedestal(self) -> np.ndarray:
+        """The camera's offset, per image (see :func:`pedestal`)."""
+        return pedestal(self.gain, self.floor)
+
+
+def pedestal(gain, floor) -> np.ndarray:
+    """The light at which noise ``gain * light + floor`` would vanish: a camera's offset.
+
+    Below the offset by the read noise's variance over the gain (below zero
+    by that much with no offset), so that the counts above it are
+    Poisson-like (their variance ``gain`` times their mean: the shifted
+    Poisson model); 0 without photon noise.
+    """
+    gain, floor = np.asarray(gain, dtype=np.float64), np.asarray(floor, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gain > 0, -floor / gain, 0.0)
 
 
 def data_weights(observed, variance, gain, floor, *, batch_ndim: int = 0) -> np.ndarray:
