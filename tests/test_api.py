@@ -458,6 +458,22 @@ def test_camera_offset_of_photon_counts_is_fitted(rng):
     assert (result.max() - background) > 1.5 * (stack.max() - 100)
 
 
+def test_a_cameras_offset_is_no_light_to_richardson_lucy(rng):
+    # Counts on a noise-free offset of 1000: read as photons (a Poisson
+    # background of 1000), the data seemed 30 times noisier than they are,
+    # and RL-TV smoothed the scene away.
+    scene = cubes(rng, (20, 48, 48), 15, 300, (4, 6, 6))
+    psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
+    blurred = Convolution(psf, scene.shape, boundary="zero").apply(scene)
+    counts = rng.poisson(np.clip(blurred, 0, None) + 2) + rng.normal(0, 2.0, scene.shape)
+    plain = deblur(counts.astype(np.float32), psf)
+    (last,) = deque(deblur_steps((counts + 1000).astype(np.float32), psf), maxlen=1)
+    assert last.settings["method"] == "rl_tv"
+    error = np.linalg.norm(last.image - 1000 - scene - 2)
+    assert error < 1.05 * np.linalg.norm(plain - scene - 2)
+    assert error < 0.6 * np.linalg.norm(counts - scene - 2)
+
+
 def test_time_series_is_deblurred_frame_by_frame(rng):
     psf = gaussian_psf((1.5, 1.2, 1.2), ndim=3)
     frames = []

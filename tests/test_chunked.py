@@ -116,6 +116,16 @@ def test_float32_chunks_agree_for_the_fluorescence_default(photons):
     assert np.abs(interior(chunked, k) - interior(whole, k)).max() <= 1e-4 * whole.max()
 
 
+def test_chunks_take_off_the_cameras_offset_as_the_whole_image(photons, rng):
+    image, psf, _ = photons
+    image = image + 500 + rng.normal(0, 2.0, image.shape)
+    whole, plan = whole_and_plan(image, psf)
+    assert plan.method == "rl_tv" and plan.floor[0] < 0
+    chunked = deblur(image, psf, plan=plan, chunks=48)
+    k = psf.shape[0]
+    assert np.abs(interior(chunked, k) - interior(whole, k)).max() <= 1e-4 * whole.max()
+
+
 def test_a_chunk_reads_only_the_input_chunks_within_its_margin(photons):
     image, psf, _ = photons
     read = set()

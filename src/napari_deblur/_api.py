@@ -28,6 +28,7 @@ from .engine.noise import (
     detail_is_noise,
     estimate_background,
     estimate_noise_level,
+    pedestal,
     quantisation_noise,
 )
 from .engine.operators import BOUNDARIES, Convolution, VaryingConvolution
@@ -596,7 +597,8 @@ def _one_image(
         curve = (np.asarray(plan.gain), np.asarray(plan.floor)) if plan.gain else None
         chosen = np.asarray(plan.weight) if plan.weight else None
         filled = linear
-        sample_noise = curve or (0.0, variance)
+        # A pedestal's negative floor is no noise in the dark (as below).
+        sample_noise = (curve[0], np.maximum(curve[1], 0.0)) if curve else (0.0, variance)
     else:
         # The noise level and the weights are measured on the image with its
         # unobserved samples (and the glare round clipped lights) filled in.
@@ -625,9 +627,10 @@ def _one_image(
         _warn_if_signed(linear, variance)
         if method == "auto":
             # Signed data are not photon counts, whatever their noise looks
-            # like; nor are data whose finest detail is the scene's (a
-            # noise-free photo, whose detail grows with the light).
-            counts = linear.min() >= 0 and detail_is_noise(filled)
+            # like (counts with read noise, a few samples below zero, are);
+            # nor are data whose finest detail is the scene's (a noise-free
+            # photo, whose detail grows with the light).
+            counts = not _signed(linear, variance) and detail_is_noise(filled)
             photons = level.photon_share if counts else 0.0
             method = choose_method(
                 encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
@@ -655,6 +658,17 @@ def _one_image(
             else np.zeros(linear.shape[0])
         )
         data_level = np.mean(np.clip(linear, 0, None), axis=tuple(range(1, linear.ndim)))
+    # A camera's offset is no light: Richardson-Lucy's Poisson likelihood
+    # is for the counts above it (the shifted Poisson model). Read as
+    # photons, an offset of 1000 on the bars at 3000 photons had RL-TV's
+    # relative error grow from 0.585 to 0.739.
+    offset = (
+        np.minimum(pedestal(*curve), background)
+        if method in ("richardson_lucy", "rl_tv") and curve is not None
+        else np.zeros(len(linear))
+    )
+    above = backend.asarray(offset, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
+    observed = linear - above
     # Least squares weigh each sample by its noise, which grows with the
     # light: measured on the data as recorded (the glare round a lamp is
     # where it matters).
@@ -678,7 +692,7 @@ def _one_image(
             weight=weight,
             max_iter=max_iter,
             clipped=clipped,
-            background=background,
+            background=background - offset,
             level=data_level,
             data_weights=weights,
             band=COMPRESSED_BAND if compressed else 0.5,
@@ -686,12 +700,12 @@ def _one_image(
         )
 
     if plan is None:
-        solver, chosen = solver_for(operator, filled)
+        solver, chosen = solver_for(operator, filled - above)
         blind = estimate is not None and estimate.kind == "general"
         if blind and weight is None and chosen is not None:
             # A PSF estimated blind is rougher than a measured one, and its
             # errors act as noise: BLIND_WEIGHT times the weight.
-            solver, chosen = solver_for(operator, filled, chosen * BLIND_WEIGHT)
+            solver, chosen = solver_for(operator, filled - above, chosen * BLIND_WEIGHT)
     # The iterations run where the image is (a GPU, another array library);
     # the decisions above were made on a copy in NumPy. (Varying blur and
     # PSF refinement are NumPy's.)
@@ -705,7 +719,7 @@ def _one_image(
             mask=mask,
         )
     if plan is not None or device:
-        solver, _ = solver_for(operator, filled, chosen)
+        solver, _ = solver_for(operator, filled - above, chosen)
     settings = {
         "method": method,
         "boundary": boundary,
@@ -767,7 +781,7 @@ def _one_image(
                 batch_ndim=1,
                 mask=mask,
             )
-            current, weights = solver_for(model, fill_unobserved(model, linear, around=clipped))
+            current, weights = solver_for(model, fill_unobserved(model, observed, around=clipped))
             psf_shape, used = refined.shape, refined[None]
             # The weight is chosen again for the refined PSF: that one is said.
             settings.update(
@@ -793,7 +807,7 @@ def _one_image(
         # One PSF for every channel is given as one.
         used = None if varying else used[0] if np.all(used == used[:1]) else used
         schedule = []
-        for step in current.iterate(linear):
+        for step in current.iterate(observed):
             schedule += [step.metrics[name] for name in SCHEDULED if name in step.metrics]
             yield Progress(
                 step.iteration,
@@ -847,6 +861,19 @@ def _within(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cut / cut.sum(axis=axes, keepdims=True)
 
 
+def _below(linear: np.ndarray, variance: np.ndarray) -> int:
+    """How many values of `linear` (channels first) lie over 3 noise levels below zero."""
+    sigma = np.sqrt(np.asarray(variance, dtype=np.float64)).reshape(
+        (-1,) + (1,) * (linear.ndim - 1)
+    )
+    return int(np.count_nonzero(linear < -3 * sigma))
+
+
+def _signed(linear: np.ndarray, variance: np.ndarray) -> bool:
+    """Whether more of `linear` lies below zero than its noise explains (:data:`SIGNED_SHARE`)."""
+    return _below(linear, variance) > SIGNED_SHARE * linear.size
+
+
 def _warn_if_signed(linear: np.ndarray, variance: np.ndarray) -> None:
     """Warn when more of `linear` (channels first) lies below zero than its noise explains.
 
@@ -854,11 +881,8 @@ def _warn_if_signed(linear: np.ndarray, variance: np.ndarray) -> None:
     samples under zero (one in 740 beyond three standard deviations), an
     offset taken off too much, or signed data, take many.
     """
-    sigma = np.sqrt(np.asarray(variance, dtype=np.float64)).reshape(
-        (-1,) + (1,) * (linear.ndim - 1)
-    )
-    below = int(np.count_nonzero(linear < -3 * sigma))
-    if below > SIGNED_SHARE * linear.size:
+    if _signed(linear, variance):
+        below = _below(linear, variance)
         warnings.warn(
             f"{below} of {linear.size} values lie more than 3 noise levels below zero, and "
             "light does not: the result is the non-negative scene that fits best (add back "
