@@ -436,14 +436,21 @@ def test_labels_layer_marks_bad_pixels(make_napari_viewer, qtbot, errors):
     assert len(errors) == 1 and "another scale or position" in errors[0]
 
 
-def test_psf_model_in_too_small_a_box_is_said(make_napari_viewer, notices):
+def make_model(widget, qtbot) -> None:
+    """Click the PSF model's button and wait for its thread."""
+    widget.make_button.native.click()
+    assert not widget.make_button.enabled
+    qtbot.waitUntil(lambda: widget.make_button.enabled, timeout=60_000)
+
+
+def test_psf_model_in_too_small_a_box_is_said(make_napari_viewer, qtbot, notices):
     # NA 0.05 on 41 pixels of 0.065 um: a flat box, made without a word.
     viewer = make_napari_viewer()
     widget = dock(viewer, PSFModelWidget)
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     assert notices == []
     widget.na.value = 0.05
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     assert len(notices) == 1 and "across and along the axis" in notices[0]
 
 
@@ -453,25 +460,25 @@ def test_psf_model_widget_makes_a_scaled_layer_that_deblurs(make_napari_viewer, 
     widget.na.value, widget.immersion.value, widget.sample.value = 1.0, 1.33, 1.33
     widget.dz.value, widget.dxy.value = 0.3, 0.1
     widget.planes.value, widget.side.value = 15, 15
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     assert errors == []
     (layer,) = viewer.layers
     assert layer.data.shape == (15, 15, 15) and abs(layer.data.sum() - 1) < 1e-4
     np.testing.assert_allclose(layer.scale, (0.3, 0.1, 0.1))
     # Confocal is narrower than widefield.
     widget.kind.value = "confocal"
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     confocal = viewer.layers[-1].data
     assert confocal[7, 7, 7] > layer.data[7, 7, 7]
     # A water sample 5 um under oil: the focus moves, the axial profile is lopsided.
     widget.kind.value = "widefield"
     widget.immersion.value, widget.sample.value, widget.depth.value = 1.518, 1.33, 5.0
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     axial = viewer.layers[-1].data[:, 7, 7]
     assert np.argmax(axial) != 7 and np.abs(axial - axial[::-1]).max() > 0.5 * axial.max()
     # An objective with the NA above the immersion's index is refused, not crashed.
     widget.kind.value, widget.na.value, widget.immersion.value = "widefield", 1.4, 1.33
-    widget.make_button.native.click()
+    make_model(widget, qtbot)
     assert len(errors) == 1 and "na" in errors[0]
 
     # The model PSF deblurs a stack it blurred, scales and all.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from functools import partial
 
 import napari
 import numpy as np
@@ -180,7 +181,38 @@ def _same_grid(labels: napari.layers.Labels, image: napari.layers.Image) -> bool
     )
 
 
-class DeblurWidget(Container):
+class _Threaded(Container):
+    """A dock widget whose threads stop when it closes (their results would find it deleted)."""
+
+    def __init__(self):
+        super().__init__(labels=True)
+        self._closed = False
+        self._threads: list[FunctionWorker | GeneratorWorker] = []
+        self.native.destroyed.connect(self._stop)
+
+    def _start(self, worker: FunctionWorker | GeneratorWorker) -> None:
+        """Start `worker`, to be stopped if the widget closes first."""
+        self._threads.append(worker)
+        worker.finished.connect(lambda: self._threads.remove(worker))
+        worker.start()
+
+    def _stop(self) -> None:
+        """Stop the threads, whose results no widget will show any more."""
+        self._closed = True
+        for worker in list(self._threads):
+            worker.quit()
+
+    def _live(self, handler):
+        """`handler`, called only while the widget is open (signals may follow its close)."""
+
+        def call(*args) -> None:
+            if not self._closed:
+                handler(*args)
+
+        return call
+
+
+class DeblurWidget(_Threaded):
     """Deblur an Image layer with a PSF layer (or a photo of a point light).
 
     Parameters
@@ -190,10 +222,9 @@ class DeblurWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self._worker: GeneratorWorker | None = None
-        self._estimator: FunctionWorker | None = None
         self._result: napari.layers.Image | None = None
         self._iterates: list[np.ndarray] = []
         # Whether the run's steps are still kept (memory allowing), and the
@@ -289,10 +320,6 @@ class DeblurWidget(Container):
         self.estimate_button.changed.connect(self.estimate_psf)
         self.cancel_button.changed.connect(self.cancel)
         self.side_by_side.changed.connect(self._show_grid)
-        # Closing the viewer (or the dock) stops the threads: their steps
-        # would land on deleted widgets.
-        self._closed = False
-        self.native.destroyed.connect(self._stop)
 
     def reset_choices(self, *_) -> None:
         """Refresh the layer choices; an image and PSF left on one layer are told apart.
@@ -309,22 +336,6 @@ class DeblurWidget(Container):
             image = max(shown, key=_size)
             self.image.value = image
             self.psf.value = min((layer for layer in shown if layer is not image), key=_size)
-
-    def _stop(self) -> None:
-        """Stop the threads, whose results no widget will show any more."""
-        self._closed = True
-        for worker in (self._worker, self._estimator):
-            if worker is not None:
-                worker.quit()
-
-    def _live(self, handler):
-        """`handler`, called only while the widget is open (signals may follow its close)."""
-
-        def call(*args) -> None:
-            if not self._closed:
-                handler(*args)
-
-        return call
 
     @property
     def worker(self) -> GeneratorWorker | None:
@@ -449,8 +460,7 @@ class DeblurWidget(Container):
         )
         worker.returned.connect(self._live(lambda estimate: self._add_estimate(layer, estimate)))
         worker.finished.connect(self._live(lambda: setattr(self.estimate_button, "enabled", True)))
-        self._estimator = worker
-        worker.start()
+        self._start(worker)
 
     def _estimate_failed(self, error: Exception) -> None:
         self.report.value = "no PSF estimated"
@@ -555,7 +565,7 @@ class DeblurWidget(Container):
         self._worker.finished.connect(self._live(self._on_finished))
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self._worker.start()
+        self._start(self._worker)
 
     def cancel(self) -> None:
         """Stop after the current iteration, keeping the estimate so far."""
@@ -865,7 +875,7 @@ class PointSourceWidget(Container):
         return layer
 
 
-class PSFModelWidget(Container):
+class PSFModelWidget(_Threaded):
     """Make a theoretical microscope PSF (widefield or confocal) as a layer.
 
     Widefield is Born-Wolf, or Gibson-Lanni when the sample's refractive
@@ -880,7 +890,7 @@ class PSFModelWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
 
         def number(value, label, low, high, step=0.01):
@@ -916,8 +926,12 @@ class PSFModelWidget(Container):
         )
         self.make_button.changed.connect(self.make)
 
-    def make(self) -> napari.layers.Image | None:
-        """Compute the PSF and add it as a layer scaled by the voxel size."""
+    def make(self) -> None:
+        """Compute the PSF in a thread (401^3 samples take seconds); add it as a layer.
+
+        The layer is scaled by the voxel size.
+        """
+        kind = self.kind.value
         shape = (self.planes.value, self.side.value, self.side.value)
         voxel = (self.dz.value, self.dxy.value, self.dxy.value)
         optics = {
@@ -927,16 +941,35 @@ class PSFModelWidget(Container):
             "sample_index": self.sample.value,
             "depth": self.depth.value,
         }
-        try:
-            if self.kind.value == "confocal":
-                psf = confocal_psf(
-                    shape, excitation=self.excitation.value, emission=self.emission.value, **optics
-                )
-            else:
-                psf = widefield_psf(shape, wavelength=self.emission.value, **optics)
-        except ValueError as error:
-            show_error(f"PSF model: {error}")
-            return None
+        if kind == "confocal":
+            compute = partial(
+                confocal_psf,
+                shape,
+                excitation=self.excitation.value,
+                emission=self.emission.value,
+                **optics,
+            )
+        else:
+            compute = partial(widefield_psf, shape, wavelength=self.emission.value, **optics)
+        layer = {
+            "name": f"{kind} PSF NA {self.na.value:g}",
+            "scale": voxel,
+            "units": "um",
+            "colormap": "magma",
+            "metadata": {"psf_model": {"kind": kind, "shape": shape, **optics}},
+        }
+        self.make_button.enabled = False
+        worker = create_worker(
+            compute,
+            _start_thread=False,
+            _connect={"errored": self._live(lambda error: show_error(f"PSF model: {error}"))},
+        )
+        worker.returned.connect(self._live(lambda psf: self._add(psf, layer)))
+        worker.finished.connect(self._live(lambda: setattr(self.make_button, "enabled", True)))
+        self._start(worker)
+
+    def _add(self, psf: np.ndarray, layer: dict) -> None:
+        """The PSF as a layer, and a warning if its box cuts it within its half maximum."""
         # Through the peak, across and along the axis: a box within the
         # half maximum holds a flat piece of the PSF (NA 0.05 on 41 pixels
         # of 0.065 um: all within 27% of the peak).
@@ -954,11 +987,4 @@ class PSFModelWidget(Container):
                 f"PSF model: the box ends within the PSF's half maximum {' and '.join(cut)}: "
                 "use more samples, or larger ones"
             )
-        return self._viewer.add_image(
-            psf.astype(np.float32),
-            name=f"{self.kind.value} PSF NA {self.na.value:g}",
-            scale=voxel,
-            units="um",
-            colormap="magma",
-            metadata={"psf_model": {"kind": self.kind.value, "shape": shape, **optics}},
-        )
+        self._viewer.add_image(psf.astype(np.float32), **layer)
