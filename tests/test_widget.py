@@ -205,6 +205,11 @@ def test_psf_cropped_by_a_rectangle(make_napari_viewer, qtbot, errors):
     shapes.data = [np.array([[50, 95], [50, 177]])]
     widget.run()
     assert len(errors) == 2 and "has no area" in errors[1]
+    # A diagonal line's box, holding the light by chance, was taken.
+    line = viewer.add_shapes([[[20, 100], [90, 170]]], shape_type="line", name="line")
+    widget.psf_region.value = line
+    widget.run()
+    assert len(errors) == 3 and "is a line: draw a rectangle" in errors[2]
 
 
 def test_a_psf_photo_with_alpha_is_read_as_colour(make_napari_viewer, qtbot, errors):

@@ -52,7 +52,13 @@ def _regions(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes) -> li
         )
     spatial = psf_layer.data.shape[: psf_layer.ndim]
     regions = []
-    for vertices in shapes.data:
+    for vertices, kind in zip(shapes.data, shapes.shape_type):
+        if kind in ("line", "path"):
+            # Its box would cut across the light (a diagonal line's box holds it
+            # by chance, a straight one's none).
+            raise ValueError(
+                f"a shape of '{shapes.name}' is a {kind}: draw a rectangle round the light"
+            )
         world = np.array([shapes.data_to_world(v) for v in vertices])
         corners = np.array([psf_layer.world_to_data(w) for w in world])
         region = []
