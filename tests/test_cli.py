@@ -925,7 +925,7 @@ def test_hyperstacks_are_deblurred_by_their_own_axes(tmp_path, name, axes, optio
     assert read_image(out).spacing == pytest.approx((0.3, 0.1, 0.1))
 
 
-def test_a_bead_hyperstack_gives_one_psf_per_channel(tmp_path, rng):
+def test_a_bead_hyperstack_gives_one_psf_per_channel(tmp_path, capsys, rng):
     # Two colours of one bead, each its own width: one PSF each, on the C axis.
     widths = [(1.5, 1.0, 1.0), (2.0, 1.5, 1.5)]
     light = np.zeros((24, 2, 32, 32))
@@ -954,3 +954,11 @@ def test_a_bead_hyperstack_gives_one_psf_per_channel(tmp_path, rng):
     assert main([*args, "-o", str(tmp_path / "sharp.tif"), "--max-iter", "3"]) == 0
     expected = deblur(stack, psf.data, channel_axis=1, max_iter=3)
     np.testing.assert_allclose(tifffile.imread(tmp_path / "sharp.tif"), np.round(expected), atol=1)
+    # A colour photo's channels are not a hyperstack's: it was read as a 3D
+    # PSF of three planes across.
+    led = np.zeros((32, 32, 3), np.uint8)
+    led[14:18, 14:18] = 250
+    iio.imwrite(tmp_path / "led.png", led)
+    args = ["run", str(tmp_path / "cells.tif"), "--psf", str(tmp_path / "led.png")]
+    assert main([*args, "-o", str(tmp_path / "led-sharp.tif")]) == 1
+    assert "holds colours" in capsys.readouterr().err

@@ -240,6 +240,13 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
             )
     psf_data = job["psf"] if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and channel_axis is not None:
+        hyperstack = not lazy and image.axes is not None
+        if (psf.axes is not None) != hyperstack:
+            held = {True: "a hyperstack's channels", False: "colours"}
+            raise ValueError(
+                f"{job['psf']} holds {held[psf.axes is not None]}, {blurred} {held[hyperstack]}: "
+                "give a PSF with the image's channels, or a grey one for all"
+            )
         # One PSF per channel, on the image's channel axis (a hyperstack's C).
         psf_data = np.moveaxis(psf_data, psf.channel_axis, channel_axis)
     grey_from_colour = psf is not None and psf.channel_axis is not None and channel_axis is None
