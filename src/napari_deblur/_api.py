@@ -624,13 +624,13 @@ def _one_image(
             variance = np.maximum(np.full(linear.shape[0], float(noise) ** 2), rounding**2)
             curve = None
             sample_noise = (0.0, variance)
-        _warn_if_signed(linear, variance)
+        signed = _signed(linear, variance)
         if method == "auto":
             # Signed data are not photon counts, whatever their noise looks
             # like (counts with read noise, a few samples below zero, are);
             # nor are data whose finest detail is the scene's (a noise-free
             # photo, whose detail grows with the light).
-            counts = not _signed(linear, variance) and detail_is_noise(filled)
+            counts = not signed and detail_is_noise(filled)
             photons = level.photon_share if counts else 0.0
             method = choose_method(
                 encoding=encoding_image, boundary=boundary, photon_share=photons, varying=varying
@@ -861,35 +861,28 @@ def _within(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cut / cut.sum(axis=axes, keepdims=True)
 
 
-def _below(linear: np.ndarray, variance: np.ndarray) -> int:
-    """How many values of `linear` (channels first) lie over 3 noise levels below zero."""
-    sigma = np.sqrt(np.asarray(variance, dtype=np.float64)).reshape(
-        (-1,) + (1,) * (linear.ndim - 1)
-    )
-    return int(np.count_nonzero(linear < -3 * sigma))
-
-
 def _signed(linear: np.ndarray, variance: np.ndarray) -> bool:
-    """Whether more of `linear` lies below zero than its noise explains (:data:`SIGNED_SHARE`)."""
-    return _below(linear, variance) > SIGNED_SHARE * linear.size
-
-
-def _warn_if_signed(linear: np.ndarray, variance: np.ndarray) -> None:
-    """Warn when more of `linear` (channels first) lies below zero than its noise explains.
+    """Whether more of `linear` (channels first) lies below zero than its noise explains.
 
     Light is not negative: the noise of a dark background takes a few
     samples under zero (one in 740 beyond three standard deviations), an
-    offset taken off too much, or signed data, take many.
+    offset taken off too much, or signed data, take many (over
+    :data:`SIGNED_SHARE`): then said in a warning.
     """
-    if _signed(linear, variance):
-        below = _below(linear, variance)
-        warnings.warn(
-            f"{below} of {linear.size} values lie more than 3 noise levels below zero, and "
-            "light does not: the result is the non-negative scene that fits best (add back "
-            "the offset taken off)",
-            UserWarning,
-            stacklevel=4,
-        )
+    sigma = np.sqrt(np.asarray(variance, dtype=np.float64)).reshape(
+        (-1,) + (1,) * (linear.ndim - 1)
+    )
+    below = int(np.count_nonzero(linear < -3 * sigma))
+    if below <= SIGNED_SHARE * linear.size:
+        return False
+    warnings.warn(
+        f"{below} of {linear.size} values lie more than 3 noise levels below zero, and "
+        "light does not: the result is the non-negative scene that fits best (add back "
+        "the offset taken off)",
+        UserWarning,
+        stacklevel=4,
+    )
+    return True
 
 
 def deblur(

@@ -423,7 +423,11 @@ def _find_sources(
     :func:`psf_from_point_source`.
     """
     region = linear[(slice(None),) + box]
-    fits = [_background(channel, compressed) for channel in region]
+    # Each channel's outer band as noise clipped at zero, where it is.
+    censored = [_censored_background(channel[_band(channel.shape)]) for channel in region]
+    fits = [
+        _background(channel, compressed, clipped) for channel, clipped in zip(region, censored)
+    ]
     clean_band = all(
         float(np.abs(channel[_band(channel.shape)]).max()) <= np.abs(channel).max() / MAX_PHOTO_SNR
         for channel in region
@@ -435,8 +439,8 @@ def _find_sources(
         clean_band
         or all(
             max(noise, abs(float(channel.min()))) <= np.abs(channel).max() / MAX_PHOTO_SNR
-            and _censored_background(channel[_band(channel.shape)]) is None
-            for (_, noise), channel in zip(fits, region)
+            and clipped is None
+            for (_, noise), channel, clipped in zip(fits, region, censored)
         )
         or (
             region.shape == linear.shape
@@ -463,12 +467,11 @@ def _find_sources(
         fits = [
             (
                 np.zeros_like(plane)
-                if abs(float(plane.mean())) <= noise
-                and _censored_background(channel[_band(channel.shape)]) is None
+                if abs(float(plane.mean())) <= noise and clipped is None
                 else plane,
                 noise,
             )
-            for (plane, noise), channel in zip(fits, region)
+            for (plane, noise), clipped in zip(fits, censored)
         ]
     signal = region - np.stack([plane for plane, _ in fits])
     noise = float(np.sqrt(sum(n**2 for _, n in fits)))
@@ -627,8 +630,13 @@ def _band_noise(image: np.ndarray, compressed: bool) -> float:
     return float(estimate_noise(image, mask=_band(image.shape), scale=blocks))
 
 
-def _background(image: np.ndarray, compressed: bool) -> tuple[np.ndarray, float]:
+def _background(
+    image: np.ndarray, compressed: bool, censored: tuple[float, float] | None
+) -> tuple[np.ndarray, float]:
     """Background and noise level of a photo of point lights.
+
+    `censored` is the band's :func:`_censored_background`, taken for a
+    photo's where its noise is clipped at zero.
 
     The noise is the white noise of the frame's outer band (finest wavelet
     details), which smooth structure such as a PSF's tail does not inflate.
@@ -643,7 +651,6 @@ def _background(image: np.ndarray, compressed: bool) -> tuple[np.ndarray, float]
     noise = _band_noise(image, compressed)
     if image.ndim >= 3:
         return np.full_like(image, estimate_background(image)), noise
-    censored = _censored_background(image[band])
     if censored is not None:
         level, noise = censored
         return np.full_like(image, level), noise
