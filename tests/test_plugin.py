@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import tifffile
 from npe2 import PluginManager
 from npe2.manifest.utils import import_python_name
 
 from napari_deblur import deblur, psf_from_point_source
+from napari_deblur._reader import get_reader, read_tiff
 from napari_deblur._sample_data import (
     VOXEL_SIZE,
     defocused_photo,
@@ -22,6 +24,7 @@ def test_manifest_is_valid_and_lists_contributions():
         "PSF from point source",
         "PSF model",
     ]
+    assert [r.filename_patterns for r in manifest.contributions.readers] == [["*.tif", "*.tiff"]]
     assert {s.key for s in manifest.contributions.sample_data} == {
         "defocused_photo",
         "widefield_stack",
@@ -64,3 +67,37 @@ def test_widefield_sample_is_blurred_noisy_and_scaled():
         assert psf_from_point_source(bead).psf.shape[0] < blurred.shape[0]
     result = deblur(blurred, bead, max_iter=5)
     assert np.abs(result - sharp).mean() < np.abs(blurred - sharp).mean()
+
+
+def test_reader_names_a_hyperstacks_axes_and_splits_its_channels(tmp_path):
+    stack = np.arange(3 * 4 * 2 * 8 * 10, dtype=np.uint16).reshape(3, 4, 2, 8, 10)
+    path = tmp_path / "series.tif"
+    tifffile.imwrite(
+        path,
+        stack,
+        imagej=True,
+        resolution=(5.0, 4.0),
+        metadata={"axes": "TZCYX", "spacing": 0.5, "unit": "um"},
+    )
+    assert get_reader(str(path)) is read_tiff
+    ((data, meta, kind),) = read_tiff(path)
+    assert kind == "image" and meta["channel_axis"] == 2
+    assert meta["name"] == ["series C0", "series C1"]
+    assert meta["axis_labels"] == ("t", "z", "y", "x")
+    assert meta["scale"] == pytest.approx((1.0, 0.5, 0.25, 0.2))
+    assert meta["units"] == ("pixel", "µm", "µm", "µm")
+    np.testing.assert_array_equal(data, stack)
+
+
+def test_reader_gives_colour_with_its_alpha_and_plain_stacks_unscaled(tmp_path):
+    rgba = np.random.default_rng(0).integers(0, 255, (6, 7, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    ((data, meta, _),) = read_tiff(tmp_path / "rgba.tif")
+    assert meta["rgb"] and "scale" not in meta
+    np.testing.assert_array_equal(data, rgba)
+    tifffile.imwrite(tmp_path / "plain.tif", rgba[..., 0][None].repeat(5, 0))
+    ((data, meta, _),) = read_tiff(tmp_path / "plain.tif")
+    assert data.shape == (5, 6, 7) and meta["axis_labels"] == ("z", "y", "x")
+    assert "scale" not in meta
+    assert get_reader(str(tmp_path / "photo.png")) is None
+    assert get_reader([str(tmp_path / "plain.tif")] * 2) is None

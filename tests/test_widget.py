@@ -3,6 +3,7 @@ import re
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage
 
 from napari_deblur import _widget, deblur, deblur_steps
@@ -129,6 +130,38 @@ def test_psf_layer_with_its_own_voxels_is_resampled(make_napari_viewer, qtbot, e
     assert result.metadata["deblur"]["psf_shape"][0] < 23
     truth = scene + 1
     assert psnr(truth, result.data, 100) > psnr(truth, image.data, 100) + 2
+
+
+def test_a_hyperstack_file_opens_as_scaled_channels_that_deblur(
+    make_napari_viewer, qtbot, errors, rng, tmp_path
+):
+    # napari's own reader gave this ZCYX file as one 4D layer without a scale,
+    # whose Z the widget took for time.
+    psf = gaussian_psf((2.0, 1.2, 1.2), ndim=3)
+    op = Convolution(psf, (20, 40, 40), boundary="zero")
+    scenes = [cubes(rng, (20, 40, 40), 15, 100, (4, 4, 4)) for _ in range(2)]
+    stack = np.stack([rng.poisson(op.apply(s).clip(0) + 1) for s in scenes], axis=1)
+    voxel = {"resolution": (10.0, 10.0), "metadata": {"spacing": 0.3, "unit": "um"}}
+    tifffile.imwrite(tmp_path / "cell.tif", stack.astype(np.uint16), imagej=True, **voxel)
+    voxel["metadata"]["axes"] = "ZYX"
+    bead = (psf / psf.max() * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "bead.tif", bead, imagej=True, **voxel)
+
+    viewer = make_napari_viewer()
+    channels = viewer.open(tmp_path / "cell.tif", plugin="napari-deblur")
+    (bead_layer,) = viewer.open(tmp_path / "bead.tif", plugin="napari-deblur")
+    assert [layer.name for layer in channels] == ["cell C0", "cell C1"]
+    for layer in (*channels, bead_layer):
+        assert layer.ndim == 3 and layer.axis_labels == ("z", "y", "x")
+        np.testing.assert_allclose(layer.scale, (0.3, 0.1, 0.1))
+        assert [str(unit) for unit in layer.units] == ["micrometer"] * 3
+    widget = dock_on(viewer, channels[1], bead_layer)
+    run_to_end(widget, qtbot)
+    assert errors == []
+    result = viewer.layers["cell C1 deblurred (rl_tv)"]
+    np.testing.assert_allclose(result.scale, (0.3, 0.1, 0.1))
+    truth = scenes[1] + 1
+    assert psnr(truth, result.data, 100) > psnr(truth, stack[:, 1], 100) + 2
 
 
 def test_psf_scales_are_compared_in_their_units(

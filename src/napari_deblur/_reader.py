@@ -1,0 +1,75 @@
+"""napari reader: TIFF stacks and hyperstacks with their axes, channels and voxel size.
+
+napari's own TIFF reader gives a ZCYX hyperstack as one 4D layer without a
+scale: a widget cannot tell its channels from its planes, nor its planes
+from time. This reader splits the channels into layers (ImageJ's and OME's
+C axis), names each axis, and gives the spatial axes the sample size the
+file records, in micrometres; everything else is read as
+:func:`napari_deblur._io.read_image` reads it for the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ._io import TIFF_SUFFIXES, read_image
+
+LayerData = tuple[np.ndarray, dict, str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
+    """The reader for one TIFF file, None for anything else (npe2's ``get_reader``)."""
+    if isinstance(path, list) or not os.fspath(path).lower().endswith(TIFF_SUFFIXES):
+        return None
+    return read_tiff
+
+
+def read_tiff(path: str | os.PathLike) -> list[LayerData]:
+    """The layers of a TIFF: one per channel of a hyperstack, one otherwise.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ImageJ, OME or plain TIFF: grey, RGB(A), a stack or a hyperstack.
+
+    Returns
+    -------
+    list of (data, metadata, 'image')
+        napari layer data; a hyperstack's channels as ``channel_axis``, its
+        spatial axes scaled in micrometres where the file records a sample
+        size, its time axis in frames.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read (:func:`napari_deblur._io.read_image`).
+    """
+    image = read_image(path)
+    name = Path(path).name.split(".")[0]
+    meta: dict = {"name": name}
+    if image.channel_axis == -1:
+        data = image.data
+        if image.alpha is not None:
+            data = np.concatenate([data, image.alpha[..., None]], axis=-1)
+        return [(data, meta | {"rgb": True}, "image")]
+    data = image.data
+    axes = image.axes or ("TZYX"[-data.ndim :] if data.ndim <= 4 else None)
+    if axes is None:
+        return [(data, meta, "image")]
+    if image.channel_axis is not None:
+        channels = data.shape[image.channel_axis]
+        meta = {
+            "name": [f"{name} C{c}" for c in range(channels)],
+            "channel_axis": image.channel_axis,
+        }
+        axes = axes.replace("C", "")
+    meta["axis_labels"] = tuple(a.lower() for a in axes)
+    if image.spacing is not None and len(image.spacing) == len(axes.replace("T", "")):
+        spatial = iter(image.spacing)
+        meta["scale"] = tuple(1.0 if a == "T" else next(spatial) for a in axes)
+        meta["units"] = tuple("pixel" if a == "T" else "µm" for a in axes)
+    return [(data, meta, "image")]
