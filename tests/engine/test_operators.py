@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from napari_deblur.engine.operators import (
     BOUNDARIES,
@@ -10,6 +10,7 @@ from napari_deblur.engine.operators import (
     gradient_spectrum,
     interpolation_weights,
 )
+from napari_deblur.engine.psf import psf_to_otf
 from tests.conftest import adjointness_error
 
 CASES = [
@@ -265,3 +266,27 @@ def test_varying_lipschitz_bounds_the_norm(rng):
 def test_varying_convolution_rejects_mismatched_positions(rng):
     with pytest.raises(ValueError, match="positions"):
         VaryingConvolution(varying_psfs(rng, 3), [(1, 1), (2, 2)], (20, 20))
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_valid_model_holds_a_psf_longer_than_the_image(rng, method):
+    # A thin stack under a deeper PSF: the unknown scene spans n + k - 1
+    # planes, and the operator is the adjoint pair and the plain sum it was.
+    psf = rng.random((9, 3, 3))
+    op = Convolution(psf, (4, 12, 12), boundary="valid", method=method)
+    assert op.shape_in == (12, 14, 14)
+    assert adjointness_error(op, rng) < 1e-12
+    x = rng.random(op.shape_in)
+    np.testing.assert_allclose(op.apply(x), signal.convolve(x, psf, mode="valid"), atol=1e-12)
+
+
+def test_otf_of_a_psf_longer_than_the_grid_wraps_it_round(rng):
+    # Circular convolution with a kernel longer than the grid adds up its
+    # samples one grid apart (it was refused).
+    psf = rng.random((7, 3))
+    x = rng.random((4, 6))
+    wrapped = np.fft.irfft2(np.fft.rfft2(x) * psf_to_otf(psf, x.shape), s=x.shape)
+    expected = np.zeros_like(x)
+    for (i, j), value in np.ndenumerate(psf):
+        expected += value * np.roll(x, (i - 3, j - 1), axis=(0, 1))
+    np.testing.assert_allclose(wrapped, expected, atol=1e-12)

@@ -101,7 +101,7 @@ class Convolution:
         image = shape[batch_ndim:]
         if any(b not in (1, n) for b, n in zip(batch, shape[:batch_ndim])):
             raise ValueError(f"psf channels {batch} do not match the image's {shape[:batch_ndim]}")
-        if any(k > n for k, n in zip(kernel, image)):
+        if boundary != "valid" and any(k > n for k, n in zip(kernel, image)):
             raise ValueError(
                 f"psf of size {kernel} is larger than the image {image}; crop the PSF "
                 "to the light spot or use a larger image"

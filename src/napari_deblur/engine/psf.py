@@ -226,13 +226,19 @@ def psf_to_otf(psf, shape: Sequence[int], *, origin: Sequence[int] | None = None
     ndim = len(shape)
     if psf.ndim < ndim:
         raise ValueError(f"psf has {psf.ndim} axes, fewer than the {ndim} of shape {shape}")
-    kernel = psf.shape[psf.ndim - ndim :]
-    if any(k > n for k, n in zip(kernel, shape)):
-        raise ValueError(f"psf of size {kernel} does not fit a grid of {tuple(shape)}")
-    padded = backend.embed(psf, (0,) * ndim, shape)
-    axes = tuple(range(psf.ndim - ndim, psf.ndim))
+    lead, kernel = psf.shape[: psf.ndim - ndim], psf.shape[psf.ndim - ndim :]
+    # A PSF longer than the grid wraps round it: it is laid on a whole
+    # number of grids, whose samples one grid apart add up.
+    grid = tuple(-(-k // n) * n for k, n in zip(kernel, shape))
+    padded = backend.embed(psf, (0,) * ndim, grid)
+    axes = tuple(range(len(lead), psf.ndim))
     origin = [k // 2 for k in kernel] if origin is None else origin
     padded = xp.roll(padded, tuple(-int(o) for o in origin), axis=axes)
+    if grid != tuple(shape):
+        laps = sum(((g // n, n) for g, n in zip(grid, shape)), ())
+        padded = xp.sum(
+            xp.reshape(padded, lead + laps), axis=tuple(len(lead) + 2 * i for i in range(ndim))
+        )
     return backend.rfftn(padded, axes)
 
 
