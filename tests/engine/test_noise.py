@@ -58,6 +58,17 @@ def test_poisson_gaussian_curve(rng):
     assert floor == pytest.approx(read**2, rel=0.3)
 
 
+def test_noise_clipped_at_zero_is_no_photon_noise(rng):
+    # Data held at zero (a dark-subtracted sky): the clipped levels' noise
+    # is narrower, which read as noise growing with the light (the floor
+    # 36% low, a gain of 2.7e-4 that is not there).
+    light = np.repeat(np.linspace(-0.02, 0.2, 256)[None], 256, axis=0)
+    noisy = np.maximum(light + rng.normal(0, 0.01, light.shape), 0)
+    gain, floor = estimate_noise_curve(noisy)
+    assert floor == pytest.approx(0.01**2, rel=0.15)
+    assert gain * 0.2 < 0.2 * floor
+
+
 @pytest.mark.parametrize("offset", [100.0, 1000.0])
 def test_a_cameras_offset_is_a_pedestal_not_photons(offset, rng):
     # Held at a floor of 0, the fit read counts on an offset of 100 with a

@@ -43,6 +43,25 @@ def _finest_detail(image: np.ndarray, batch_ndim: int) -> tuple[np.ndarray, np.n
     return detail, mean
 
 
+#: Share of an image's samples at its minimum above which its noise is
+#: taken to be clipped there (data dark-subtracted and held at zero, a
+#: float photo held to 0..1, crushed blacks): the minimum of unclipped
+#: noise is one sample.
+CLIPPED_DARK_SHARE = 0.02
+
+#: The most of a noise bin's blocks that may hold a clipped sample for the
+#: bin to be fitted: a level 2.9 noise levels above the clip.
+CENSORED_BIN_SHARE = 0.01
+
+
+def _clipped_dark(image: np.ndarray, batch_ndim: int) -> np.ndarray:
+    """1 where a sample sits at its image's minimum, if :data:`CLIPPED_DARK_SHARE` do, else 0."""
+    axes = tuple(range(batch_ndim, image.ndim))
+    at_minimum = image == np.min(image, axis=axes, keepdims=True)
+    clipped = np.mean(at_minimum, axis=axes, keepdims=True) > CLIPPED_DARK_SHARE
+    return (at_minimum & clipped).astype(np.float32)
+
+
 def binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
     """Means of blocks of `factor` samples a side, scaled to keep white noise's level.
 
@@ -195,7 +214,12 @@ def estimate_noise_curve(
     gain of counts on an offset of 100 read as a tenth of theirs): fitted as
     ``gain`` times the light above the darkest bin's plus that bin's
     variance, a pedestal :data:`PEDESTAL_SIGNIFICANCE` noise levels of the
-    darkest bin above zero is taken, with a negative floor.
+    darkest bin above zero is taken, with a negative floor. Data held at
+    a floor (over :data:`CLIPPED_DARK_SHARE` of the samples at the
+    minimum: a dark-subtracted sky clipped at zero) have narrower noise
+    near it, which read as noise growing with the light: the bins with
+    clipped samples in over :data:`CENSORED_BIN_SHARE` of their blocks
+    are left out while two others remain.
 
     Parameters
     ----------
@@ -230,14 +254,20 @@ def estimate_noise_curve(
     if scale > 1:
         image = binned(image, batch_ndim, scale)
     detail, mean = _finest_detail(image, batch_ndim)
+    _, censored = _finest_detail(_clipped_dark(image, batch_ndim), batch_ndim)
     mean = mean / light_scale
     batch = image.shape[:batch_ndim]
     detail = detail.reshape((-1, int(np.prod(detail.shape[batch_ndim:]))))
     mean = mean.reshape(detail.shape)
+    censored = censored.reshape(detail.shape) > 0
     gains, floors = [], []
-    for d, m in zip(detail, mean):
+    for d, m, c in zip(detail, mean, censored):
         order = np.argsort(m)
         groups = np.array_split(order, min(bins, max(1, m.size // 64)))
+        # Noise clipped at the dark end is narrower than the noise: the
+        # levels where it is clipped are left out while two others remain.
+        whole = [g for g in groups if np.mean(c[g]) <= CENSORED_BIN_SHARE]
+        groups = whole if len(whole) >= 2 else groups
         levels = np.array([m[g].mean() for g in groups])
         variances = np.array([(_MAD_TO_SIGMA * np.median(np.abs(d[g]))) ** 2 for g in groups])
         (gain, floor), _ = nnls(np.stack([levels, np.ones_like(levels)], axis=1), variances)

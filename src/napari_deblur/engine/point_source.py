@@ -17,7 +17,12 @@ import numpy as np
 from scipy import ndimage, special
 
 from .color import resolve_encoding, to_linear
-from .noise import estimate_background, estimate_noise, quantisation_noise
+from .noise import (
+    CLIPPED_DARK_SHARE,
+    estimate_background,
+    estimate_noise,
+    quantisation_noise,
+)
 from .operators import Convolution
 from .psf import centroid, defocus_psf, normalize_psf, shift_subpixel
 from .saturation import NEAR_SATURATION, saturation_level
@@ -668,12 +673,6 @@ def _background(
         keep = new_keep
     plane = params[0] + sum(p * c for p, c in zip(params[1:], coords))
     return plane.astype(image.dtype), noise
-
-
-#: Share of the outer band at exactly zero above which a photo's noise is
-#: taken to be clipped there (a dark-subtracted photo, a float photo held to
-#: 0..1): the minimum of unclipped noise is one sample.
-CLIPPED_DARK_SHARE = 0.02
 
 
 def _censored_background(values: np.ndarray) -> tuple[float, float] | None:
