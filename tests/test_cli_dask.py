@@ -139,14 +139,14 @@ def test_a_file_that_fails_does_not_stop_the_others(tmp_path, rng, capfd, caplog
     psf = gaussian_psf(1.5)
     good = rng.poisson(100 + 50 * rng.random((48, 48))).astype(np.uint16)
     tifffile.imwrite(tmp_path / "good.tif", good)
-    tifffile.imwrite(tmp_path / "tiny.tif", good[:4, :4])
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00 cut short")
     tifffile.imwrite(tmp_path / "psf.tif", psf.astype(np.float32))
-    args = ["run", str(tmp_path / "tiny.tif"), str(tmp_path / "good.tif"), *cluster]
+    args = ["run", str(tmp_path / "broken.tif"), str(tmp_path / "good.tif"), *cluster]
     assert (
         main([*args, "--psf", str(tmp_path / "psf.tif"), "-o", str(tmp_path / "out"), "-q"]) == 1
     )
     assert (tmp_path / "out" / "good.tif").exists()
-    assert not (tmp_path / "out" / "tiny.tif").exists()
+    assert not (tmp_path / "out" / "broken.tif").exists()
     # The run's one line (the file's own goes to the log); the workers'
     # tracebacks (22 lines) stay quiet.
     err = capfd.readouterr().err
@@ -230,3 +230,66 @@ def test_a_run_stopped_on_a_cluster_leaves_nothing_behind(tmp_path, rng):
     ]
     time.sleep(2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["psf.tif", "series.zarr"]
+
+
+def test_an_ome_zarr_image_keeps_its_channels_and_voxel_size(tmp_path, rng):
+    # Its C axis was read as a fourth spatial axis (the PSF refused for its
+    # three), and its voxel size was neither read nor written.
+    psf = gaussian_psf((1.0, 1.5, 1.5))
+    op = Convolution(psf, (16, 48, 48), boundary="reflect")
+    truths = [cubes(rng, (16, 48, 48), 25, 400.0, (2, 4, 4)) + 20 for _ in range(2)]
+    stack = np.stack([rng.poisson(op.apply(t)) for t in truths]).astype(np.uint16)
+    group = zarr.open_group(tmp_path / "cell.zarr", mode="w", zarr_format=2)
+    group.create_array("0", shape=stack.shape, chunks=(1, 16, 48, 48), dtype="uint16")[:] = stack
+    um = {"type": "space", "unit": "micrometer"}
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "c", "type": "channel"}] + [{"name": a, **um} for a in "zyx"],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1, 0.3, 0.1, 0.1]}],
+                }
+            ],
+        }
+    ]
+    # The bead stack taken with z steps of 0.15 um: twice the planes.
+    bead = gaussian_psf((2.0, 1.5, 1.5)).astype(np.float32)
+    voxel = {
+        "resolution": (10.0, 10.0),
+        "metadata": {"spacing": 0.15, "unit": "um", "axes": "ZYX"},
+    }
+    tifffile.imwrite(tmp_path / "bead.tif", bead, imagej=True, **voxel)
+    args = ["run", str(tmp_path / "cell.zarr"), "--psf", str(tmp_path / "bead.tif"), "-q"]
+    assert main([*args, "-o", str(tmp_path / "sharp.zarr")]) == 0
+    out = zarr.open_group(tmp_path / "sharp.zarr", mode="r")
+    assert out.metadata.zarr_format == 2
+    (multiscale,) = out.attrs["multiscales"]
+    assert [a["name"] for a in multiscale["axes"]] == ["c", "z", "y", "x"]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == pytest.approx([1, 0.3, 0.1, 0.1])
+    result = out["0"][:]
+    assert result.shape == stack.shape and result.dtype == np.uint16
+    for channel, truth in enumerate(truths):
+        assert error(result[channel], truth) < 0.8 * error(stack[channel], truth)
+    # The sizes read are the ones a user would give.
+    given = ["--spacing", "0.3,0.1,0.1", "--psf-spacing", "0.15,0.1,0.1"]
+    assert main([*args, *given, "-o", str(tmp_path / "given.zarr")]) == 0
+    assert np.array_equal(zarr.open_group(tmp_path / "given.zarr", mode="r")["0"][:], result)
+
+
+def test_an_ome_zarr_05_image_is_read_with_its_axes(tmp_path):
+    from napari_deblur._io import read_zarr
+
+    group = zarr.open_group(tmp_path / "series.zarr", mode="w", zarr_format=3)
+    group.create_array("0", shape=(3, 4, 8, 8), dtype="float32")
+    axes = [{"name": "t", "type": "time", "unit": "second"}] + [
+        {"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"
+    ]
+    scale = [{"type": "scale", "scale": [2.0, 500.0, 100.0, 100.0]}]
+    multiscale = {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale]}
+    image = read_zarr(tmp_path / "series.zarr")
+    assert image.axes == "TZYX" and image.time_axis == 0 and image.channel_axis is None
+    assert image.spacing == pytest.approx((0.5, 0.1, 0.1))

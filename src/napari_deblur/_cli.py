@@ -197,12 +197,11 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     if not lazy:
         # The result has the input's type, colour and alpha.
         check_output(output, overwrite=job["overwrite"], like=image)
-    data = image if lazy else image.data
-    channel_axis = job["channel_axis"] if lazy else image.channel_axis
-    # A hyperstack's time points are its T axis unless told otherwise.
-    time_axis = job["time_axis"]
-    if time_axis is None and not lazy:
-        time_axis = image.time_axis
+    data = image.data
+    # A hyperstack's (or an OME-Zarr image's) channels and time points are
+    # its C and T axes unless told otherwise.
+    channel_axis = image.channel_axis if job["channel_axis"] is None else job["channel_axis"]
+    time_axis = image.time_axis if job["time_axis"] is None else job["time_axis"]
     encoding = job["encoding"]
     compressed = not lazy and image.compressed
     if compressed:
@@ -240,7 +239,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
             )
     psf_data = job["psf"] if psf is None else psf.data
     if psf is not None and psf.channel_axis is not None and channel_axis is not None:
-        hyperstack = not lazy and image.axes is not None
+        hyperstack = image.axes is not None
         if (psf.axes is not None) != hyperstack:
             held = {True: "a hyperstack's channels", False: "colours"}
             raise ValueError(
@@ -281,9 +280,9 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
     }
     # The sizes of both samples, given or in the files' metadata, resample
     # a PSF taken with other steps (a bead stack) to the image's.
-    spacing = job["spacing"] or (None if lazy else image.spacing)
+    spacing = job["spacing"] or image.spacing
     psf_spacing = job["psf_spacing"] or (None if psf is None else psf.spacing)
-    if job["spacing"] and not lazy:
+    if job["spacing"]:
         # The result records the sample size given.
         spatial = data.ndim - sum(a is not None for a in (channel_axis, time_axis))
         image = replace(image, spacing=_per_axis(spacing, spatial, "image"))
@@ -307,6 +306,8 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
                     overwrite=job["overwrite"],
                     compute=_computer(client),
                     also=counts,
+                    axes=image.axes,
+                    spacing=image.spacing,
                 )
         _log_warnings(blurred, caught)
         if lazy:
@@ -708,15 +709,22 @@ def _parser() -> argparse.ArgumentParser:
         help="deblur in chunks of this size (N or Z,Y,X) or 'auto' (to fit the memory), "
         "each with the margin its iterations reach; a Zarr store goes by its own chunks",
     )
-    p.add_argument("--channel-axis", type=int, help="axis of colour channels in a Zarr store")
     p.add_argument(
-        "--time-axis", type=int, help="axis of time points (TZYX): frames deblurred in turn"
+        "--channel-axis",
+        type=int,
+        help="axis of colour channels in a Zarr store (by default an OME-Zarr's C)",
+    )
+    p.add_argument(
+        "--time-axis",
+        type=int,
+        help="axis of time points (TZYX): frames deblurred in turn (by default a "
+        "hyperstack's or an OME-Zarr's T)",
     )
     p.add_argument(
         "--spacing",
         type=_spacing,
         help="Z,Y,X (or Y,X) size of the image's samples (by default an OME or ImageJ "
-        "TIFF's own); with the PSF's, the PSF is resampled to the image's",
+        "TIFF's own, or an OME-Zarr's); with the PSF's, the PSF is resampled to the image's",
     )
     p.add_argument(
         "--psf-spacing",

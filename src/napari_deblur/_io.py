@@ -279,7 +279,18 @@ def _lossy(step: float | None) -> bool:
 
 
 #: Micrometres per unit of length, as OME and ImageJ spell the units.
-MICROMETRES = {"µm": 1.0, "um": 1.0, "micron": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3}
+MICROMETRES = {
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "\\u00B5m": 1.0,
+    "nm": 1e-3,
+    "mm": 1e3,
+    # OME-Zarr's (UDUNITS) names.
+    "micrometer": 1.0,
+    "nanometer": 1e-3,
+    "millimeter": 1e3,
+}
 
 
 def _voxel_metadata(image: ImageFile, path: Path) -> dict:
@@ -587,11 +598,18 @@ def is_zarr(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ZARR_SUFFIX
 
 
-def read_zarr(path: str | os.PathLike):
+def read_zarr(path: str | os.PathLike) -> ImageFile:
     """A Zarr store's array as a lazy Dask array, chunked like the store.
 
     The array at the store's root, or an OME-Zarr image's full resolution
-    (its array ``'0'``).
+    with its axes (channels, time) and the sample size of its spatial axes
+    (OME-NGFF 0.4 or 0.5 metadata).
+
+    Returns
+    -------
+    ImageFile
+        `data` a Dask array; `channel_axis`, `time_axis`, `axes` and
+        `spacing` from the OME metadata, None without.
     """
     import dask.array as da
     import zarr
@@ -600,20 +618,86 @@ def read_zarr(path: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     node = zarr.open(str(path), mode="r")
-    if isinstance(node, zarr.Group):
-        if "0" not in node:
-            raise ValueError(f"{path}: a Zarr group without an array '0'; give the array's path")
-        return da.from_zarr(str(path), component="0")
-    return da.from_zarr(str(path))
+    if not isinstance(node, zarr.Group):
+        return ImageFile(da.from_zarr(str(path)), None)
+    attributes = dict(node.attrs)
+    multiscales = attributes.get("ome", attributes).get("multiscales")
+    component = multiscales[0]["datasets"][0]["path"] if multiscales else "0"
+    if component not in node:
+        raise ValueError(f"{path}: a Zarr group without an array '0'; give the array's path")
+    data = da.from_zarr(str(path), component=component)
+    axes, spacing = _ome_layout(multiscales[0], data.ndim) if multiscales else (None, None)
+    return ImageFile(
+        data,
+        axes.index("C") if axes and "C" in axes else None,
+        spacing=spacing,
+        axes=axes,
+        time_axis=axes.index("T") if axes and "T" in axes else None,
+    )
+
+
+def _ome_layout(multiscale: dict, ndim: int) -> tuple[str | None, tuple[float, ...] | None]:
+    """An OME-Zarr image's axes (``'TCZYX'`` or fewer) and its spatial sample size in um.
+
+    None for axes named otherwise, and for a sample size without a known
+    unit of length.
+    """
+    named = multiscale.get("axes") or []
+    letters = {"time": "T", "channel": "C"}
+    axes = "".join(
+        letters.get(a.get("type"), str(a.get("name", "")).upper()) if isinstance(a, dict) else ""
+        for a in named
+    )
+    if len(axes) != ndim or len(named) != ndim or not set(axes) <= set("TCZYX"):
+        return None, None
+    scale = np.ones(ndim)
+    for transforms in (
+        multiscale["datasets"][0].get("coordinateTransformations", []),
+        multiscale.get("coordinateTransformations", []),
+    ):
+        for transform in transforms:
+            if transform.get("type") == "scale":
+                scale *= np.asarray(transform["scale"], float)
+    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+    units = [MICROMETRES.get(named[i].get("unit")) for i in spatial]
+    if not spatial or None in units:
+        return axes, None
+    return axes, tuple(float(scale[i] * u) for i, u in zip(spatial, units))
+
+
+def _ome_metadata(axes: str, spacing: tuple[float, ...] | None) -> dict:
+    """OME-NGFF 0.4 attributes of a one-resolution image with these axes and sample size."""
+    kinds = {"T": "time", "C": "channel"}
+    sizes = iter(spacing or ())
+    described, scale = [], []
+    for axis in axes:
+        entry = {"name": axis.lower(), "type": kinds.get(axis, "space")}
+        size = 1.0
+        if axis in "ZYX" and spacing is not None:
+            entry["unit"] = "micrometer"
+            size = next(sizes)
+        described.append(entry)
+        scale.append(size)
+    dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+    return {"multiscales": [{"version": "0.4", "axes": described, "datasets": [dataset]}]}
 
 
 def write_zarr(
-    path: str | os.PathLike, data, *, overwrite: bool = False, compute=None, also=()
+    path: str | os.PathLike,
+    data,
+    *,
+    overwrite: bool = False,
+    compute=None,
+    also=(),
+    axes: str | None = None,
+    spacing: tuple[float, ...] | None = None,
 ) -> tuple:
     """Write the Dask array `data` to a new Zarr store, chunk by chunk.
 
     The store is written under a temporary name beside `path` and renamed
-    when complete, so that `path` holds a whole result or nothing new.
+    when complete, so that `path` holds a whole result or nothing new. With
+    `axes`, it is an OME-Zarr image (NGFF 0.4: its array ``'0'`` in a Zarr
+    v2 group) that records them and the spatial sample size.
 
     Parameters
     ----------
@@ -630,6 +714,10 @@ def write_zarr(
     also : sequence of Dask collections
         Values computed in the same pass as the write (a count of clipped
         samples, say), which would otherwise compute `data` again.
+    axes : str, optional
+        The OME axes of `data` (``'TCZYX'`` or fewer, :func:`read_zarr`).
+    spacing : tuple of float, optional
+        The sample size of the spatial axes, in micrometres.
 
     Returns
     -------
@@ -639,6 +727,7 @@ def write_zarr(
     import shutil
 
     import dask
+    import zarr
 
     path = Path(path)
     if not is_zarr(path):
@@ -651,8 +740,11 @@ def write_zarr(
         data = data.rechunk(tuple(c[0] for c in data.chunks))
     temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
     try:
-        writes = data.to_zarr(str(temporary), overwrite=True, compute=False)
+        ome = {} if axes is None else {"component": "0", "zarr_format": 2}
+        writes = data.to_zarr(str(temporary), overwrite=True, compute=False, **ome)
         values = (compute or (lambda graphs: dask.compute(*graphs)))([writes, *also])
+        if axes is not None:
+            zarr.open_group(str(temporary), mode="r+").attrs.update(_ome_metadata(axes, spacing))
         if path.exists():
             # The old store steps aside, the new one takes its name, and only
             # then is the old one removed: a crash between leaves one whole.
