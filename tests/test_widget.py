@@ -1,4 +1,5 @@
 import re
+import threading
 
 import imageio.v3 as iio
 import numpy as np
@@ -67,6 +68,12 @@ def on_varying_scene(make_napari_viewer, varying_scene):
 def run_to_end(widget, qtbot):
     widget.run_button.native.click()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=120_000)
+
+
+def measure(widget, qtbot):
+    """Click Measure PSF and wait for its thread."""
+    widget.measure_button.native.click()
+    qtbot.waitUntil(lambda: widget.measure_button.enabled, timeout=60_000)
 
 
 def test_sample_deblurs_to_a_sharper_layer(make_napari_viewer, qtbot, tmp_path, errors):
@@ -319,7 +326,7 @@ def test_image_with_nan_is_a_notification(make_napari_viewer, errors):
     assert len(errors) == 1 and "NaN" in errors[0]
 
 
-def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
+def test_psf_from_two_rectangles(make_napari_viewer, qtbot, errors, notices):
     viewer = make_napari_viewer()
     _, light, _ = make_defocused_photo()
     # Two photos of the light side by side, as two LEDs in one frame.
@@ -339,7 +346,7 @@ def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
     widget.regions.value = shapes
     # Each rectangle holds one light: the count of lights is not asked.
     assert not widget.sources.enabled
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert errors == [] and notices == []
     layer = viewer.layers["leds PSF"]
     assert layer.rgb and layer.data.shape[0] % 2 == 1
@@ -353,7 +360,7 @@ def test_psf_from_two_rectangles(make_napari_viewer, errors, notices):
     assert "FWHM" in layer.metadata["psf_report"]
 
 
-def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, errors, rng):
+def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, qtbot, errors, rng):
     viewer = make_napari_viewer()
     # A bead of sigma (3, 2, 2) voxels on 0.2 x 0.1 x 0.1 um voxels, with noise.
     bead = gaussian_psf((3.0, 2.0, 2.0), ndim=3, shape=(41, 41, 41)) * 2e5
@@ -361,7 +368,7 @@ def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, errors, rng):
     viewer.add_image(stack, name="bead", scale=(0.2, 0.1, 0.1), units="um")
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers["bead"]
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert errors == []
     found = re.search(r"px = ([\d. x]+) (\w+)", widget.report.value)
     fwhm = [float(v) for v in found.group(1).split(" x ")]
@@ -370,7 +377,29 @@ def test_bead_stack_fwhm_in_micrometres(make_napari_viewer, errors, rng):
     np.testing.assert_allclose(fwhm, [1.41, 0.47, 0.47], rtol=0.1)
 
 
-def test_bead_size_entered_in_micrometres(make_napari_viewer, errors, rng):
+def test_point_lights_are_measured_off_the_gui_thread(make_napari_viewer, qtbot, monkeypatch, rng):
+    # A bead stack of 64 x 512 x 512 took 5-8 s, the viewer frozen meanwhile.
+    threads = []
+    measure_lights = _widget.psf_from_point_source
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return measure_lights(*args, **kwargs)
+
+    monkeypatch.setattr(_widget, "psf_from_point_source", recorded)
+    viewer = make_napari_viewer()
+    bead = gaussian_psf((3.0, 2.0, 2.0), ndim=3, shape=(25, 25, 25)) * 2e5
+    viewer.add_image(rng.poisson(bead + 20).astype(np.float32), name="bead")
+    widget = dock(viewer, PointSourceWidget)
+    widget.photo.value = viewer.layers["bead"]
+    widget.measure_button.native.click()
+    assert not widget.measure_button.enabled and "bead PSF" not in viewer.layers
+    qtbot.waitUntil(lambda: widget.measure_button.enabled, timeout=60_000)
+    assert threads and threading.main_thread() not in threads
+    assert "bead PSF" in viewer.layers and "FWHM" in widget.report.value
+
+
+def test_bead_size_entered_in_micrometres(make_napari_viewer, qtbot, errors, rng):
     viewer = make_napari_viewer()
     # A 1 um bead (radii 2.5 x 5 x 5 voxels) seen through a PSF of sigma (3, 1.5, 1.5) voxels.
     ball = defocus_psf((2.5, 5.0, 5.0), edge=0.05)
@@ -383,7 +412,7 @@ def test_bead_size_entered_in_micrometres(make_napari_viewer, errors, rng):
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers["bead"]
     widget.bead_diameter.value = 1.0
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert errors == []
     found = re.search(r"px = ([\d. x]+) (\w+)", widget.report.value)
     fwhm = [float(v) for v in found.group(1).split(" x ")]
@@ -392,20 +421,20 @@ def test_bead_size_entered_in_micrometres(make_napari_viewer, errors, rng):
     assert "size of the bead" in widget.report.value
 
 
-def test_clipped_point_light_warns(make_napari_viewer, errors, notices):
+def test_clipped_point_light_warns(make_napari_viewer, qtbot, errors, notices):
     viewer = make_napari_viewer()
     _, light, _ = make_defocused_photo()
     clipped = np.clip(light.astype(np.int32) * 3, 0, 255).astype(np.uint8)
     viewer.add_image(clipped, name="led", rgb=True)
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers["led"]
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert errors == []
     assert len(notices) == 1 and "clipped" in notices[0]
     assert "led PSF" in viewer.layers
 
 
-def test_fewer_lights_than_asked_are_said(make_napari_viewer, errors, notices):
+def test_fewer_lights_than_asked_are_said(make_napari_viewer, qtbot, errors, notices):
     # Five sources asked of a photo of one: one was used, and nothing said so.
     viewer = make_napari_viewer()
     _, light, _ = make_defocused_photo()
@@ -413,17 +442,17 @@ def test_fewer_lights_than_asked_are_said(make_napari_viewer, errors, notices):
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers[0]
     widget.sources.value = 5
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert errors == []
     assert len(notices) == 1 and "1 of the 5 sources asked for" in notices[0]
 
 
-def test_psf_widget_without_light_is_a_notification(make_napari_viewer, errors):
+def test_psf_widget_without_light_is_a_notification(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 40), np.float32), name="dark")
     widget = dock(viewer, PointSourceWidget)
     widget.photo.value = viewer.layers["dark"]
-    widget.measure_button.native.click()
+    measure(widget, qtbot)
     assert len(errors) == 1 and "no light" in errors[0]
     assert len(viewer.layers) == 1
 

@@ -138,30 +138,56 @@ def measure_psf(
     colours summed for a grey one) and the measurement, whose problems are
     shown as napari warnings.
     """
-    rois = None if shapes is None else _regions(psf_layer, shapes)
-    channel_axis = -1 if psf_layer.rgb else None
-    photo = _light(psf_layer)
+    psf, measured, problems = _measured(_point_lights(psf_layer, shapes), for_rgb, **options)
+    for problem in problems:
+        show_warning(problem)
+    return psf, measured
+
+
+def _point_lights(psf_layer: napari.layers.Image, shapes: napari.layers.Shapes | None) -> dict:
+    """What :func:`_measured` reads of a layer: read here, in the GUI's thread."""
+    return {
+        "name": psf_layer.name,
+        "photo": _light(psf_layer),
+        "rgb": psf_layer.rgb,
+        "rois": None if shapes is None else _regions(psf_layer, shapes),
+        "compressed": _compressed(psf_layer),
+    }
+
+
+def _measured(
+    lights: dict, for_rgb: bool, **options
+) -> tuple[np.ndarray, PointSourcePSF, list[str]]:
+    """The PSF of :func:`_point_lights`, its measurement and its problems; for any thread.
+
+    Raises
+    ------
+    ValueError
+        If no PSF can be measured, naming the layer.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PSFQualityWarning)
         try:
             measured = psf_from_point_source(
-                photo,
-                rois=rois,
-                channel_axis=channel_axis,
-                compressed=_compressed(psf_layer),
+                lights["photo"],
+                rois=lights["rois"],
+                channel_axis=-1 if lights["rgb"] else None,
+                compressed=lights["compressed"],
                 **options,
             )
         except ValueError as error:
             # Named by its layer: beside the image, "image" is the wrong one.
-            raise ValueError(f"PSF layer '{psf_layer.name}': {error}") from None
-    for warning in caught:
-        if issubclass(warning.category, PSFQualityWarning):
-            show_warning(f"PSF '{psf_layer.name}': {warning.message}")
+            raise ValueError(f"PSF layer '{lights['name']}': {error}") from None
+    problems = [
+        f"PSF '{lights['name']}': {warning.message}"
+        for warning in caught
+        if issubclass(warning.category, PSFQualityWarning)
+    ]
     psf = measured.psf
-    if psf_layer.rgb:
+    if lights["rgb"]:
         # Colour PSFs for a colour image, one for all colours for a grey one.
         psf = np.moveaxis(psf, 0, -1) if for_rgb else measured.grey
-    return psf.astype(np.float32), measured
+    return psf.astype(np.float32), measured, problems
 
 
 def _light(layer: napari.layers.Image) -> np.ndarray:
@@ -772,7 +798,7 @@ def _images(steps: Iterator[Progress]) -> Iterator[tuple[Progress, np.ndarray]]:
         yield progress, progress.image
 
 
-class PointSourceWidget(Container):
+class PointSourceWidget(_Threaded):
     """Measure a PSF from a photo of point lights and add it as a layer.
 
     Parameters
@@ -782,7 +808,7 @@ class PointSourceWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.photo = create_widget(annotation=napari.layers.Image, label="point-light photo")
         self.regions = create_widget(
@@ -840,27 +866,52 @@ class PointSourceWidget(Container):
     def _regions_chosen(self, regions: napari.layers.Shapes | None) -> None:
         self.sources.enabled = regions is None
 
-    def measure(self) -> napari.layers.Image | None:
-        """Measure the PSF, add it as a layer and show the report."""
+    def measure(self) -> None:
+        """Measure the PSF in a thread (a bead stack takes seconds); add it as a layer.
+
+        The report is shown beside it.
+        """
         photo = self.photo.value
         if photo is None:
             show_error("PSF from point source: choose the layer with the point-light photo")
-            return None
+            return
         try:
-            psf, measured = measure_psf(
-                photo,
-                self.regions.value,
-                for_rgb=photo.rgb,
-                sources=(self.sources.value or "auto") if self.regions.value is None else 1,
-                symmetric=self.symmetric.value,
-                encoding=self.encoding.value,
-                bead_diameter=self.bead_diameter.value or None,
-                spacing=tuple(photo.scale),
-            )
-        except (ValueError, TypeError) as error:
-            self.report.value = "no PSF measured"
-            show_error(f"PSF from point source: {error}")
-            return None
+            lights = _point_lights(photo, self.regions.value)
+        except ValueError as error:
+            self._failed(error)
+            return
+        self.measure_button.enabled = False
+        self.report.value = "measuring..."
+        worker = create_worker(
+            _measured,
+            lights,
+            photo.rgb,
+            sources=(self.sources.value or "auto") if self.regions.value is None else 1,
+            symmetric=self.symmetric.value,
+            encoding=self.encoding.value,
+            bead_diameter=self.bead_diameter.value or None,
+            spacing=tuple(photo.scale),
+            _start_thread=False,
+            _connect={"errored": self._live(self._failed)},
+        )
+        worker.returned.connect(self._live(lambda measured: self._add(photo, *measured)))
+        worker.finished.connect(self._live(lambda: setattr(self.measure_button, "enabled", True)))
+        self._start(worker)
+
+    def _failed(self, error: Exception) -> None:
+        self.report.value = "no PSF measured"
+        show_error(f"PSF from point source: {error}")
+
+    def _add(
+        self,
+        photo: napari.layers.Image,
+        psf: np.ndarray,
+        measured: PointSourcePSF,
+        problems: list[str],
+    ) -> None:
+        """The PSF as a layer beside the photo, its report and its problems."""
+        for problem in problems:
+            show_warning(problem)
         # napari's default scale (all 1) says nothing about the voxels.
         scale = None if np.allclose(photo.scale, 1) else photo.scale
         units = {str(u) for u in photo.units}
@@ -868,7 +919,7 @@ class PointSourceWidget(Container):
             scale, units.pop() if scale is not None and len(units) == 1 else ""
         )
         self.report.value = report
-        layer = self._viewer.add_image(
+        self._viewer.add_image(
             # RGB layers hold values in [0, 1]; the scale of a PSF is irrelevant.
             psf / psf.max() if photo.rgb else psf,
             name=f"{photo.name} PSF",
@@ -878,7 +929,6 @@ class PointSourceWidget(Container):
             colormap=None if photo.rgb else "magma",
             metadata={"psf_report": report},
         )
-        return layer
 
 
 class PSFModelWidget(_Threaded):
