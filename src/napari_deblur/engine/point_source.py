@@ -514,7 +514,9 @@ def _find_sources(
     blended = {
         label
         for label in candidates
-        if _blended(np.where(labels == label, smooth, 0)[boxes[label - 1]], level)
+        if _blended(
+            np.where(labels[boxes[label - 1]] == label, smooth[boxes[label - 1]], 0), level
+        )
     }
     blends_left_out = 0
     if blended and len(blended) < len(candidates):
