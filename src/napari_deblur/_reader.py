@@ -11,6 +11,7 @@ file records, in micrometres; everything else is read as
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def read_tiff(path: str | os.PathLike) -> list[LayerData]:
         If the file cannot be read (:func:`napari_deblur._io.read_image`).
     """
     image = read_image(path)
-    name = Path(path).name.split(".")[0]
+    name = re.sub(r"(\.ome)?\.tiff?$", "", Path(path).name, flags=re.IGNORECASE)
     meta: dict = {"name": name}
     if image.channel_axis == -1:
         data = image.data

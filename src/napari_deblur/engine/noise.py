@@ -55,11 +55,10 @@ CENSORED_BIN_SHARE = 0.01
 
 
 def _clipped_dark(image: np.ndarray, batch_ndim: int) -> np.ndarray:
-    """1 where a sample sits at its image's minimum, if :data:`CLIPPED_DARK_SHARE` do, else 0."""
+    """Where a sample sits at its image's minimum, if :data:`CLIPPED_DARK_SHARE` of them do."""
     axes = tuple(range(batch_ndim, image.ndim))
     at_minimum = image == np.min(image, axis=axes, keepdims=True)
-    clipped = np.mean(at_minimum, axis=axes, keepdims=True) > CLIPPED_DARK_SHARE
-    return (at_minimum & clipped).astype(np.float32)
+    return at_minimum & (np.mean(at_minimum, axis=axes, keepdims=True) > CLIPPED_DARK_SHARE)
 
 
 def binned(image: np.ndarray, batch_ndim: int, factor: int) -> np.ndarray:
@@ -254,12 +253,16 @@ def estimate_noise_curve(
     if scale > 1:
         image = binned(image, batch_ndim, scale)
     detail, mean = _finest_detail(image, batch_ndim)
-    _, censored = _finest_detail(_clipped_dark(image, batch_ndim), batch_ndim)
+    clipped = _clipped_dark(image, batch_ndim)
     mean = mean / light_scale
     batch = image.shape[:batch_ndim]
     detail = detail.reshape((-1, int(np.prod(detail.shape[batch_ndim:]))))
     mean = mean.reshape(detail.shape)
-    censored = censored.reshape(detail.shape) > 0
+    # The blocks holding a clipped sample.
+    censored = np.zeros(detail.shape, bool)
+    if clipped.any():
+        censored = _finest_detail(clipped.astype(np.float32), batch_ndim)[1] > 0
+        censored = censored.reshape(detail.shape)
     gains, floors = [], []
     for d, m, c in zip(detail, mean, censored):
         order = np.argsort(m)
