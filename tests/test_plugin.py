@@ -5,13 +5,13 @@ from npe2 import PluginManager
 from npe2.manifest.utils import import_python_name
 
 from napari_deblur import deblur, psf_from_point_source
-from napari_deblur._reader import get_reader, read_tiff
 from napari_deblur._sample_data import (
     VOXEL_SIZE,
     defocused_photo,
     make_widefield_stack,
     widefield_stack,
 )
+from napari_deblur._tiff_layers import get_reader, read_tiff, write_tiff
 from napari_deblur.engine.point_source import PSFQualityWarning
 
 
@@ -25,6 +25,7 @@ def test_manifest_is_valid_and_lists_contributions():
         "PSF model",
     ]
     assert [r.filename_patterns for r in manifest.contributions.readers] == [["*.tif", "*.tiff"]]
+    assert [w.filename_extensions for w in manifest.contributions.writers] == [[".tif", ".tiff"]]
     assert {s.key for s in manifest.contributions.sample_data} == {
         "defocused_photo",
         "widefield_stack",
@@ -95,6 +96,9 @@ def test_reader_gives_colour_with_its_alpha_and_plain_stacks_unscaled(tmp_path):
     ((data, meta, _),) = read_tiff(tmp_path / "rgba.tif")
     assert meta["rgb"] and "scale" not in meta
     np.testing.assert_array_equal(data, rgba)
+    # Written back as colour and alpha.
+    write_tiff(str(tmp_path / "again.tif"), data, meta)
+    np.testing.assert_array_equal(read_tiff(tmp_path / "again.tif")[0][0], rgba)
     tifffile.imwrite(tmp_path / "plain.tif", rgba[..., 0][None].repeat(5, 0))
     ((data, meta, _),) = read_tiff(tmp_path / "plain.tif")
     assert data.shape == (5, 6, 7) and meta["axis_labels"] == ("z", "y", "x")

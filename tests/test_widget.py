@@ -930,3 +930,22 @@ def test_a_compressed_jpeg_layer_is_deblurred_from_the_detail_it_kept(
     assert "JPEG kept" in reports["q90"] and "JPEG kept" not in reports["q98"]
     (result,) = [lay.data for lay in viewer.layers if lay.name.startswith("q90 deblurred")]
     assert psnr(sharp, result, 255) > psnr(sharp, blurred, 255) + 2
+
+
+def test_a_layer_saved_as_tiff_keeps_its_voxel_size(make_napari_viewer, tmp_path, rng):
+    # napari's own writer kept the pixels alone: a deblurred stack came back
+    # without its voxel size.
+    viewer = make_napari_viewer()
+    stack = rng.random((6, 8, 10)).astype(np.float32)
+    viewer.add_image(stack, name="stack", scale=(0.3, 0.1, 0.1), units="um")
+    series = rng.random((3, 4, 8, 10)).astype(np.float32)
+    viewer.add_image(series, name="series", scale=(1, 0.5, 0.2, 0.2), units="nm")
+    viewer.layers["series"].axis_labels = ("t", "z", "y", "x")
+    # Reopened in micrometres (the series' nanometres too).
+    for name, scale in (("stack", (0.3, 0.1, 0.1)), ("series", (1, 5e-4, 2e-4, 2e-4))):
+        path = str(tmp_path / f"{name}.tif")
+        viewer.layers[name].save(path, plugin="napari-deblur")
+        (reopened,) = viewer.open(path, plugin="napari-deblur")
+        np.testing.assert_array_equal(reopened.data, viewer.layers[name].data)
+        np.testing.assert_allclose(reopened.scale, scale, rtol=1e-6)
+    assert viewer.layers["series [1]"].axis_labels[0] == "t"
