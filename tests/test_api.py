@@ -448,6 +448,10 @@ def test_a_psf_deeper_than_the_stack_is_cut_with_a_warning(rng):
     # A model that does not extend the image holds no more than its size.
     with pytest.raises(ValueError, match="larger than the image .* of its light beyond"):
         deblur(stack[12:20], deep, boundary="reflect")
+    # Taken with half the stack's z step, the PSF is 21 planes at the stack's,
+    # cut too (it was refused: "are both in the same unit?").
+    with pytest.warns(UserWarning, match="cut to 15 x 11 x 11"):
+        deblur(stack[12:20], deep, spacing=(0.2, 0.1, 0.1), psf_spacing=(0.1, 0.1, 0.1))
 
 
 def test_camera_offset_of_photon_counts_is_fitted(rng):

@@ -564,7 +564,9 @@ def _one_image(
                 2 * int((k // 2) * ratio + 1e-9) + 1
                 for k, ratio in zip(kernel.shape[1:], spacings[1] / spacings[0])
             )
-            if any(m > 2 * n for m, n in zip(sizes, linear.shape[1:])):
+            # Sizes in two units magnify the PSF along every axis; a thin
+            # stack's deep PSF is larger along one (and cut to it below).
+            if all(m > 2 * n for m, n in zip(sizes, linear.shape[1:])):
                 raise ValueError(
                     f"psf_spacing {tuple(spacings[1].tolist())} against spacing "
                     f"{tuple(spacings[0].tolist())} makes the PSF {sizes} samples, larger "
@@ -862,7 +864,7 @@ def _within(kernel: np.ndarray, shape: tuple[int, ...], boundary: str) -> np.nda
         raise ValueError(
             f"the PSF ({' x '.join(map(str, kernel.shape[1:]))} samples) is larger than the "
             f"image ({' x '.join(map(str, shape))}), with {lost:.0%} of its light beyond it; "
-            "crop the PSF tighter, use a larger image or boundary='valid'"
+            "crop the PSF tighter, use a larger image or the 'valid' boundary"
         )
     warnings.warn(
         f"the PSF ({' x '.join(map(str, kernel.shape[1:]))}) reaches beyond what the image "
