@@ -293,3 +293,37 @@ def test_an_ome_zarr_05_image_is_read_with_its_axes(tmp_path):
     image = read_zarr(tmp_path / "series.zarr")
     assert image.axes == "TZYX" and image.time_axis == 0 and image.channel_axis is None
     assert image.spacing == pytest.approx((0.5, 0.1, 0.1))
+
+
+def test_an_ome_zarr_result_keeps_the_inputs_axes_and_scale(tmp_path):
+    # Axes without units, and a time step, were written back as scale 1; a
+    # store without a scale was read as 1 um samples.
+    from napari_deblur._io import read_zarr, write_zarr
+
+    group = zarr.open_group(tmp_path / "in.zarr", mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 4, 8, 8), dtype="float32")
+    axes = [{"name": "t", "type": "time", "unit": "second"}] + [
+        {"name": a, "type": "space"} for a in "zyx"
+    ]
+    scale = [{"type": "scale", "scale": [5.0, 0.25, 0.1, 0.1]}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [{"path": "0", "coordinateTransformations": scale}],
+        }
+    ]
+    image = read_zarr(tmp_path / "in.zarr")
+    assert image.axes == "TZYX" and image.spacing is None
+    write_zarr(tmp_path / "out.zarr", image.data, ome=image.ome)
+    (written,) = zarr.open_group(tmp_path / "out.zarr", mode="r").attrs["multiscales"]
+    assert written["axes"] == axes
+    assert written["datasets"][0]["coordinateTransformations"] == scale
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{**a, "unit": "micrometer"} if a["type"] == "space" else a for a in axes],
+            "datasets": [{"path": "0"}],
+        }
+    ]
+    assert read_zarr(tmp_path / "in.zarr").spacing is None

@@ -174,6 +174,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         check_output,
         gamma_encoded,
         is_zarr,
+        ome_with_spacing,
         read_image,
         read_mask,
         read_zarr,
@@ -286,6 +287,8 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
         # The result records the sample size given.
         spatial = data.ndim - sum(a is not None for a in (channel_axis, time_axis))
         image = replace(image, spacing=_per_axis(spacing, spatial, "image"))
+        if image.ome is not None:
+            image = replace(image, ome=ome_with_spacing(image.ome, image.spacing))
     if spacing is not None and psf_spacing is not None:
         options |= {"spacing": spacing, "psf_spacing": psf_spacing}
     elif job["spacing"] or job["psf_spacing"]:
@@ -306,8 +309,7 @@ def deblur_file(blurred: Path, output: Path, job: dict, client=None) -> None:
                     overwrite=job["overwrite"],
                     compute=_computer(client),
                     also=counts,
-                    axes=image.axes,
-                    spacing=image.spacing,
+                    ome=image.ome,
                 )
         _log_warnings(blurred, caught)
         if lazy:

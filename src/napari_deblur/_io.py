@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,10 @@ class ImageFile:
         written back with it; None for other images.
     time_axis : int or None
         The axis of a hyperstack's time points (its T).
+    ome : dict or None
+        An OME-Zarr image's ``'axes'`` (their NGFF entries: names, types,
+        units) and ``'scale'`` (its full resolution's), written back with
+        its result.
     """
 
     @property
@@ -89,6 +94,7 @@ class ImageFile:
     jpeg_step: float | None = None
     axes: str | None = None
     time_axis: int | None = None
+    ome: dict | None = None
 
 
 def file_type(path: Path) -> str:
@@ -626,31 +632,44 @@ def read_zarr(path: str | os.PathLike) -> ImageFile:
     if component not in node:
         raise ValueError(f"{path}: a Zarr group without an array '0'; give the array's path")
     data = da.from_zarr(str(path), component=component)
-    axes, spacing = _ome_layout(multiscales[0], data.ndim) if multiscales else (None, None)
+    ome = _ome_layout(multiscales[0], data.ndim) if multiscales else None
+    if ome is None:
+        return ImageFile(data, None)
+    axes = "".join(_ome_letter(entry) for entry in ome["axes"])
+    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
+    units = [MICROMETRES.get(ome["axes"][i].get("unit")) for i in spatial]
+    spacing = None
+    if ome["scale"] is not None and spatial and None not in units:
+        spacing = tuple(float(ome["scale"][i] * u) for i, u in zip(spatial, units))
     return ImageFile(
         data,
-        axes.index("C") if axes and "C" in axes else None,
+        axes.index("C") if "C" in axes else None,
         spacing=spacing,
         axes=axes,
-        time_axis=axes.index("T") if axes and "T" in axes else None,
+        time_axis=axes.index("T") if "T" in axes else None,
+        ome=ome,
     )
 
 
-def _ome_layout(multiscale: dict, ndim: int) -> tuple[str | None, tuple[float, ...] | None]:
-    """An OME-Zarr image's axes (``'TCZYX'`` or fewer) and its spatial sample size in um.
+def _ome_letter(entry: dict) -> str:
+    """An OME axis' letter in ``'TCZYX'``: by its type (time, channel), else its name."""
+    kinds = {"time": "T", "channel": "C"}
+    return kinds.get(entry.get("type"), str(entry.get("name", "")).upper())
 
-    None for axes named otherwise, and for a sample size without a known
-    unit of length.
+
+def _ome_layout(multiscale: dict, ndim: int) -> dict | None:
+    """An OME-Zarr image's axes (NGFF entries) and its full resolution's scale.
+
+    None for axes other than ``'TCZYX'`` or fewer; the scale None where the
+    metadata gives none (NGFF asks for one: its sample size is unknown).
     """
     named = multiscale.get("axes") or []
-    letters = {"time": "T", "channel": "C"}
-    axes = "".join(
-        letters.get(a.get("type"), str(a.get("name", "")).upper()) if isinstance(a, dict) else ""
-        for a in named
-    )
-    if len(axes) != ndim or len(named) != ndim or not set(axes) <= set("TCZYX"):
-        return None, None
-    scale = np.ones(ndim)
+    if len(named) != ndim or not all(isinstance(a, dict) for a in named):
+        return None
+    axes = "".join(_ome_letter(entry) for entry in named)
+    if len(axes) != ndim or not set(axes) <= set("TCZYX") or len(set(axes)) != ndim:
+        return None
+    scale, found = np.ones(ndim), False
     for transforms in (
         multiscale["datasets"][0].get("coordinateTransformations", []),
         multiscale.get("coordinateTransformations", []),
@@ -658,28 +677,26 @@ def _ome_layout(multiscale: dict, ndim: int) -> tuple[str | None, tuple[float, .
         for transform in transforms:
             if transform.get("type") == "scale":
                 scale *= np.asarray(transform["scale"], float)
-    spatial = [i for i, a in enumerate(axes) if a in "ZYX"]
-    units = [MICROMETRES.get(named[i].get("unit")) for i in spatial]
-    if not spatial or None in units:
-        return axes, None
-    return axes, tuple(float(scale[i] * u) for i, u in zip(spatial, units))
+                found = True
+    return {"axes": [dict(a) for a in named], "scale": scale.tolist() if found else None}
 
 
-def _ome_metadata(axes: str, spacing: tuple[float, ...] | None) -> dict:
-    """OME-NGFF 0.4 attributes of a one-resolution image with these axes and sample size."""
-    kinds = {"T": "time", "C": "channel"}
-    sizes = iter(spacing or ())
-    described, scale = [], []
-    for axis in axes:
-        entry = {"name": axis.lower(), "type": kinds.get(axis, "space")}
-        size = 1.0
-        if axis in "ZYX" and spacing is not None:
-            entry["unit"] = "micrometer"
-            size = next(sizes)
-        described.append(entry)
-        scale.append(size)
+def ome_with_spacing(ome: dict, spacing: Sequence[float]) -> dict:
+    """`ome` (:attr:`ImageFile.ome`) with its spatial axes' sample size `spacing`, in um."""
+    axes = [dict(a) for a in ome["axes"]]
+    scale = list(ome["scale"] or [1.0] * len(axes))
+    sizes = iter(spacing)
+    for i, entry in enumerate(axes):
+        if _ome_letter(entry) in "ZYX":
+            entry["unit"], scale[i] = "micrometer", float(next(sizes))
+    return {"axes": axes, "scale": scale}
+
+
+def _ome_metadata(ome: dict) -> dict:
+    """OME-NGFF 0.4 attributes of a one-resolution image (:attr:`ImageFile.ome`)."""
+    scale = ome["scale"] or [1.0] * len(ome["axes"])
     dataset = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-    return {"multiscales": [{"version": "0.4", "axes": described, "datasets": [dataset]}]}
+    return {"multiscales": [{"version": "0.4", "axes": ome["axes"], "datasets": [dataset]}]}
 
 
 def write_zarr(
@@ -689,15 +706,14 @@ def write_zarr(
     overwrite: bool = False,
     compute=None,
     also=(),
-    axes: str | None = None,
-    spacing: tuple[float, ...] | None = None,
+    ome: dict | None = None,
 ) -> tuple:
     """Write the Dask array `data` to a new Zarr store, chunk by chunk.
 
     The store is written under a temporary name beside `path` and renamed
     when complete, so that `path` holds a whole result or nothing new. With
-    `axes`, it is an OME-Zarr image (NGFF 0.4: its array ``'0'`` in a Zarr
-    v2 group) that records them and the spatial sample size.
+    `ome`, it is an OME-Zarr image (NGFF 0.4: its array ``'0'`` in a Zarr
+    v2 group) that records the input's axes and scale.
 
     Parameters
     ----------
@@ -714,10 +730,8 @@ def write_zarr(
     also : sequence of Dask collections
         Values computed in the same pass as the write (a count of clipped
         samples, say), which would otherwise compute `data` again.
-    axes : str, optional
-        The OME axes of `data` (``'TCZYX'`` or fewer, :func:`read_zarr`).
-    spacing : tuple of float, optional
-        The sample size of the spatial axes, in micrometres.
+    ome : dict, optional
+        The axes and scale of `data` (:attr:`ImageFile.ome`).
 
     Returns
     -------
@@ -740,11 +754,11 @@ def write_zarr(
         data = data.rechunk(tuple(c[0] for c in data.chunks))
     temporary = Path(tempfile.mkdtemp(dir=folder, prefix=f".{path.name}.", suffix=ZARR_SUFFIX))
     try:
-        ome = {} if axes is None else {"component": "0", "zarr_format": 2}
-        writes = data.to_zarr(str(temporary), overwrite=True, compute=False, **ome)
+        group = {} if ome is None else {"component": "0", "zarr_format": 2}
+        writes = data.to_zarr(str(temporary), overwrite=True, compute=False, **group)
         values = (compute or (lambda graphs: dask.compute(*graphs)))([writes, *also])
-        if axes is not None:
-            zarr.open_group(str(temporary), mode="r+").attrs.update(_ome_metadata(axes, spacing))
+        if ome is not None:
+            zarr.open_group(str(temporary), mode="r+").attrs.update(_ome_metadata(ome))
         if path.exists():
             # The old store steps aside, the new one takes its name, and only
             # then is the old one removed: a crash between leaves one whole.
