@@ -394,8 +394,10 @@ def test_point_lights_are_measured_off_the_gui_thread(make_napari_viewer, qtbot,
     widget.photo.value = viewer.layers["bead"]
     widget.measure_button.native.click()
     assert not widget.measure_button.enabled and "bead PSF" not in viewer.layers
+    # A second call meanwhile (from code: the button is off) starts no second thread.
+    widget.measure()
     qtbot.waitUntil(lambda: widget.measure_button.enabled, timeout=60_000)
-    assert threads and threading.main_thread() not in threads
+    assert len(threads) == 1 and threading.main_thread() not in threads
     assert "bead PSF" in viewer.layers and "FWHM" in widget.report.value
 
 
@@ -949,3 +951,16 @@ def test_a_layer_saved_as_tiff_keeps_its_voxel_size(make_napari_viewer, tmp_path
         np.testing.assert_array_equal(reopened.data, viewer.layers[name].data)
         np.testing.assert_allclose(reopened.scale, scale, rtol=1e-6)
     assert viewer.layers["series [1]"].axis_labels[0] == "t"
+    # Channels labelled c: a hyperstack, each channel's voxels as they were
+    # (the first three sizes were given to z, y and x, the first axis to time).
+    viewer.add_image(
+        series[:2], name="cells", scale=(1, 0.5, 0.1, 0.2), units="um", axis_labels="czyx"
+    )
+    viewer.layers["cells"].save(str(tmp_path / "cells.tif"), plugin="napari-deblur")
+    channels = viewer.open(tmp_path / "cells.tif", plugin="napari-deblur")
+    assert [layer.ndim for layer in channels] == [3, 3]
+    np.testing.assert_allclose(channels[1].scale, (0.5, 0.1, 0.2), rtol=1e-6)
+    # Four axes without labels: their sizes cannot be told apart.
+    viewer.add_image(series, name="unlabelled", scale=(1, 0.5, 0.2, 0.2), units="um")
+    with pytest.warns(UserWarning, match="not labelled t, c, z, y, x"):
+        viewer.layers["unlabelled"].save(str(tmp_path / "u.tif"), plugin="napari-deblur")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,18 @@ def read_tiff(path: str | os.PathLike) -> list[LayerData]:
     return [(data, meta, "image")]
 
 
+def _axes(labels, ndim: int) -> str | None:
+    """A layer's axes as letters of ``'TZCYX'``, from its labels; ZYX (or YX) for unlabelled ones.
+
+    None for more than three unlabelled axes, or labels that are not
+    t, c, z, y, x each at most once.
+    """
+    letters = "".join(str(label).upper() for label in labels or ())
+    if len(letters) == ndim and set(letters) <= set("TCZYX") and len(set(letters)) == ndim:
+        return letters
+    return "ZYX"[-ndim:] if ndim <= 3 else None
+
+
 def write_tiff(path: str, data, attributes: dict) -> list[str]:
     """Write an image layer to a TIFF with its sample size (npe2's single-layer writer).
 
@@ -91,7 +104,7 @@ def write_tiff(path: str, data, attributes: dict) -> list[str]:
     attributes : dict
         The layer's attributes: its scale in its units (lengths are
         recorded in micrometres, a scale in pixels not at all), its axis
-        labels (a first axis ``'t'`` is the time axis) and ``rgb``.
+        labels (t, c, z, y, x: a hyperstack's time and channels) and ``rgb``.
 
     Returns
     -------
@@ -108,22 +121,39 @@ def write_tiff(path: str, data, attributes: dict) -> list[str]:
         colour, alpha = (data[..., :3], data[..., 3]) if data.shape[-1] == 4 else (data, None)
         write_image(path, ImageFile(colour, -1, alpha), overwrite=True)
         return [path]
-    labels = tuple(str(a).lower() for a in attributes.get("axis_labels") or ())
-    series = len(labels) == data.ndim and data.ndim > 2 and labels[0] == "t"
-    scale = np.asarray(attributes.get("scale", np.ones(data.ndim)), float)[series:]
-    units = list(attributes.get("units") or ["pixel"] * data.ndim)[series:]
+    axes = _axes(attributes.get("axis_labels"), data.ndim)
+    if axes is None:
+        warnings.warn(
+            f"{Path(path).name}: the layer's {data.ndim} axes are not labelled t, c, z, y, x: "
+            "saved without its sample size",
+            UserWarning,
+            stacklevel=2,
+        )
+    scale = np.asarray(attributes.get("scale", np.ones(data.ndim)), float)
+    units = list(attributes.get("units") or ["pixel"] * data.ndim)
+    if axes is not None:
+        # In ImageJ's order (TZCYX), which ImageJ and its TIFFs hold.
+        order = [axes.index(a) for a in "TZCYX" if a in axes]
+        data, axes = np.transpose(data, order), "".join(axes[i] for i in order)
+        scale, units = scale[order], [units[i] for i in order]
+    spatial = [i for i, a in enumerate(axes or "") if a in "ZYX"]
     try:
         spacing = tuple(
-            float((size * pint.Unit(str(unit))).to("micrometer").magnitude)
-            for size, unit in zip(scale, units)
+            float((scale[i] * pint.Unit(str(units[i]))).to("micrometer").magnitude)
+            for i in spatial
         )
     except (pint.DimensionalityError, pint.UndefinedUnitError):
         spacing = None
-    spatial = data.ndim - series
-    axes = "T" + "ZYX"[-spatial:] if series and spatial <= 3 else None
     if data.dtype == np.float64:
         # ImageJ reads single precision.
         data = data.astype(np.float32)
-    image = ImageFile(data, None, spacing=spacing, axes=axes, time_axis=0 if axes else None)
+    hyperstack = axes is not None and any(a in axes for a in "TC")
+    image = ImageFile(
+        data,
+        axes.index("C") if hyperstack and "C" in axes else None,
+        spacing=spacing or None,
+        axes=axes if hyperstack else None,
+        time_axis=axes.index("T") if hyperstack and "T" in axes else None,
+    )
     write_image(path, image, overwrite=True)
     return [path]

@@ -871,6 +871,9 @@ class PointSourceWidget(_Threaded):
 
         The report is shown beside it.
         """
+        if not self.measure_button.enabled:
+            # Measuring already (the button is off until the thread ends).
+            return
         photo = self.photo.value
         if photo is None:
             show_error("PSF from point source: choose the layer with the point-light photo")
