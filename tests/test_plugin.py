@@ -90,6 +90,19 @@ def test_reader_names_a_hyperstacks_axes_and_splits_its_channels(tmp_path):
     np.testing.assert_array_equal(data, stack)
 
 
+def test_reader_takes_imagej_stacks_without_spacing_as_steps_of_one_unit(tmp_path):
+    # ImageJ writes no "spacing=" for a z step of 1: the stack had no scale.
+    tifffile.imwrite(
+        tmp_path / "z1.tif",
+        np.zeros((5, 16, 20), np.uint16),
+        imagej=True,
+        resolution=(10.0, 10.0),
+        metadata={"axes": "ZYX", "unit": "um"},
+    )
+    ((_, meta, _),) = read_tiff(tmp_path / "z1.tif")
+    assert meta["scale"] == pytest.approx((1.0, 0.1, 0.1))
+
+
 def test_reader_gives_colour_with_its_alpha_and_plain_stacks_unscaled(tmp_path):
     rgba = np.random.default_rng(0).integers(0, 255, (6, 7, 4), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])

@@ -380,8 +380,10 @@ def _voxel_size(tif: tifffile.TiffFile, ndim: int) -> tuple[float, ...] | None:
         lateral = (scale / resolution[1], scale / resolution[0])
         if ndim == 2:
             return tuple(lateral)
-        if "spacing" in meta:
-            return (float(meta["spacing"]) * scale, *lateral)
+        if ndim == 3:
+            # ImageJ leaves out a z step of 1 (its FileSaver writes
+            # "spacing=" for a pixel depth other than 0 and 1).
+            return (float(meta.get("spacing", 1.0)) * scale, *lateral)
     return None
 
 
