@@ -251,6 +251,10 @@ def test_chunked_deblurring_refuses_what_it_cannot_repeat(photons):
         deblur(lazy, "auto")
     with pytest.raises(ValueError, match="chunks"):
         deblur(image, psf, chunks="small")
+    # Refused once the chunks computed reached the clash (35% of a job).
+    series = da.from_array(np.stack([image] * 3), chunks=(1, 64, 64))
+    with pytest.raises(ValueError, match="must differ"):
+        deblur(series, psf[None], time_axis=0, channel_axis=0)
     with pytest.raises(ValueError, match="channels"):
         _, plan = whole_and_plan(image, psf)
         deblur(np.stack([image, image], -1), psf, channel_axis=-1, plan=plan)

@@ -168,6 +168,9 @@ def chunked_steps(
             if not -ndim <= axis < ndim:
                 raise ValueError(f"{name} {axis} is out of range for an image of {ndim} axes")
             axes[name] = axis % ndim
+    if len(set(axes.values())) < len(axes):
+        # Said now, not after part of the image is deblurred.
+        raise ValueError("time_axis and channel_axis must differ")
     spatial = [a for a in range(ndim) if a not in axes.values()]
     bad_pixels = options["bad_pixels"]
     options = {k: v for k, v in options.items() if k != "bad_pixels"}
