@@ -669,8 +669,11 @@ def _one_image(
         if method in ("richardson_lucy", "rl_tv") and curve is not None
         else np.zeros(len(linear))
     )
-    above = backend.asarray(offset, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
-    observed = linear - above
+    # Taken off once (and not at all without an offset: a copy of the image).
+    observed, filled_observed = linear, filled
+    if np.any(offset):
+        above = backend.asarray(offset, linear.dtype).reshape((-1,) + (1,) * spatial_ndim)
+        observed, filled_observed = linear - above, filled - above
     # Least squares weigh each sample by its noise, which grows with the
     # light: measured on the data as recorded (the glare round a lamp is
     # where it matters).
@@ -702,12 +705,12 @@ def _one_image(
         )
 
     if plan is None:
-        solver, chosen = solver_for(operator, filled - above)
+        solver, chosen = solver_for(operator, filled_observed)
         blind = estimate is not None and estimate.kind == "general"
         if blind and weight is None and chosen is not None:
             # A PSF estimated blind is rougher than a measured one, and its
             # errors act as noise: BLIND_WEIGHT times the weight.
-            solver, chosen = solver_for(operator, filled - above, chosen * BLIND_WEIGHT)
+            solver, chosen = solver_for(operator, filled_observed, chosen * BLIND_WEIGHT)
     # The iterations run where the image is (a GPU, another array library);
     # the decisions above were made on a copy in NumPy. (Varying blur and
     # PSF refinement are NumPy's.)
@@ -721,7 +724,7 @@ def _one_image(
             mask=mask,
         )
     if plan is not None or device:
-        solver, _ = solver_for(operator, filled - above, chosen)
+        solver, _ = solver_for(operator, filled_observed, chosen)
     settings = {
         "method": method,
         "boundary": boundary,

@@ -724,9 +724,9 @@ def _spikes(total: np.ndarray, noise: float) -> np.ndarray:
     none = np.zeros(total.shape, dtype=bool)
     if noise == 0:
         return none
-    cross = ndimage.generate_binary_structure(total.ndim, 1)
-    cross[(1,) * total.ndim] = False
-    neighbours = ndimage.maximum_filter(total, footprint=cross, mode="nearest")
+    neighbours = ndimage.maximum_filter(
+        total, footprint=_face_neighbours(total.ndim), mode="nearest"
+    )
     spikes = (total > 8 * noise) & (neighbours < SPIKE_SHARE * total)
     peaks = (total > 8 * noise) & (total == ndimage.maximum_filter(total, size=3)) & ~spikes
     if not peaks.any():
@@ -734,10 +734,16 @@ def _spikes(total: np.ndarray, noise: float) -> np.ndarray:
     return spikes & (total >= MIN_RELATIVE_FLUX * total[peaks].max())
 
 
+def _face_neighbours(ndim: int) -> np.ndarray:
+    """A footprint of the samples sharing a face with the centre one (not itself)."""
+    cross = ndimage.generate_binary_structure(ndim, 1)
+    cross[(1,) * ndim] = False
+    return cross
+
+
 def _mended(signal: np.ndarray, spikes: np.ndarray) -> np.ndarray:
     """`signal` (channels first) with the `spikes` samples the mean of their face neighbours."""
-    cross = ndimage.generate_binary_structure(spikes.ndim, 1)
-    cross[(1,) * spikes.ndim] = False
+    cross = _face_neighbours(spikes.ndim)
     kernel = cross / cross.sum()
     mended = signal.copy()
     for channel in mended:
